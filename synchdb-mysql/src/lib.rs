@@ -1,0 +1,42 @@
+//! MySQL/MariaDB source of synchdb: preflight checks, schema discovery, a
+//! consistent parallel resumable snapshot, then binlog follow mode.
+//!
+//! ```no_run
+//! use synchdb_core::{memory::MemorySink, Pipeline};
+//! use synchdb_mysql::{MySqlSource, MySqlSourceOptions, SnapshotMode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> synchdb_core::Result<()> {
+//! let options: MySqlSourceOptions = "mysql://repl:secret@127.0.0.1:3306/shop".parse()?;
+//! let options = options.tables("!shop.audit_*")?.snapshot_mode(SnapshotMode::InitialOnly);
+//! let sink = MemorySink::new();
+//! let stats = Pipeline::builder()
+//!     .id("shop")
+//!     .source(MySqlSource::new(options))
+//!     .sink(sink.clone())
+//!     .build()?
+//!     .start()
+//!     .wait()
+//!     .await?;
+//! println!("{} rows", stats.snapshot_rows);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod binlog;
+mod charset;
+mod ddl;
+mod decode;
+mod discovery;
+mod filter;
+mod options;
+mod preflight;
+mod snapshot;
+mod source;
+
+pub use filter::TableFilter;
+pub use options::{
+    MySqlSourceOptions, SnapshotMode, TlsMode, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PORT, DEFAULT_SERVER_ID,
+};
+pub use source::MySqlSource;

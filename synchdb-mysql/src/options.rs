@@ -1,0 +1,720 @@
+//! Connection and replication options of the MySQL/MariaDB source.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use synchdb_core::{Error, Result};
+use synchdb_types::Position;
+
+use crate::filter::TableFilter;
+
+/// Default server port.
+pub const DEFAULT_PORT: u16 = 3306;
+/// Default server id of the binlog connection (must differ from every
+/// server id of the replication topology).
+pub const DEFAULT_SERVER_ID: u32 = 4_000_001;
+/// Default rows per snapshot chunk.
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+/// Default rows per batch sent through a chunk's channel.
+pub const DEFAULT_BATCH_ROWS: usize = 1_000;
+/// Default heartbeat interval asked of the server on the binlog connection.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When and how the source takes a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SnapshotMode {
+    /// Snapshot when no snapshot has completed (resuming an interrupted
+    /// one), then follow the binlog.
+    #[default]
+    Initial,
+    /// Snapshot (as `Initial`), then stop.
+    InitialOnly,
+    /// Create the tables without rows at the current position, then follow.
+    NoData,
+    /// Never snapshot: follow from the stored position, else the
+    /// configured start position, else the server's current position.
+    Never,
+    /// Snapshot every time the source starts (all tables emptied first), then follow.
+    Always,
+}
+
+impl SnapshotMode {
+    /// The option spelling (`initial`, `initial_only`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMode::Initial => "initial",
+            SnapshotMode::InitialOnly => "initial_only",
+            SnapshotMode::NoData => "no_data",
+            SnapshotMode::Never => "never",
+            SnapshotMode::Always => "always",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SnapshotMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "initial" => SnapshotMode::Initial,
+            "initial_only" => SnapshotMode::InitialOnly,
+            "no_data" | "schema_only" => SnapshotMode::NoData,
+            "never" => SnapshotMode::Never,
+            "always" => SnapshotMode::Always,
+            other => return Err(Error::config(format!(
+                "unknown snapshot mode {other:?}: expected initial, initial_only, no_data, never or always"
+            ))),
+        })
+    }
+}
+
+/// TLS on the connections to the source, like the MySQL client's `--ssl-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it (certificate not verified), else plain TCP.
+    #[default]
+    Preferred,
+    /// TLS, fail without it; the certificate is not verified.
+    Required,
+    /// TLS with the certificate verified against the CA (host name not checked).
+    VerifyCa,
+    /// TLS with the certificate and the host name verified.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    /// The option spelling (`disabled`, `verify_ca`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Preferred => "preferred",
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify_ca",
+            TlsMode::VerifyIdentity => "verify_identity",
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TlsMode {
+    type Err = Error;
+    /// Accepts the MySQL spellings in any case, with `-` or `_`
+    /// (`DISABLED`, `verify-ca`, `VERIFY_IDENTITY`).
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "disabled" | "disable" | "false" => TlsMode::Disabled,
+            "preferred" | "prefer" => TlsMode::Preferred,
+            "required" | "require" | "true" => TlsMode::Required,
+            "verify_ca" => TlsMode::VerifyCa,
+            "verify_identity" | "verify_full" => TlsMode::VerifyIdentity,
+            other => {
+                return Err(Error::config(format!(
+                    "unknown ssl mode {other:?}: expected disabled, preferred, required, verify_ca or verify_identity"
+                )))
+            }
+        })
+    }
+}
+
+/// Options of a [`MySqlSource`](crate::MySqlSource).
+///
+/// Built from a URL and refined with by-value setters:
+///
+/// ```
+/// use synchdb_mysql::{MySqlSourceOptions, SnapshotMode, TlsMode};
+///
+/// let opts: MySqlSourceOptions = "mysql://repl:s3cret@db.example:3307/shop?ssl-mode=required"
+///     .parse::<MySqlSourceOptions>()
+///     .unwrap()
+///     .tables("!shop.audit_*")
+///     .unwrap()
+///     .server_id(7001)
+///     .snapshot_mode(SnapshotMode::Initial)
+///     .snapshot_workers(4);
+/// assert_eq!(opts.get_port(), 3307);
+/// assert_eq!(opts.get_tls_mode(), TlsMode::Required);
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// opts.validate().unwrap();
+/// ```
+///
+/// URL query parameters: `ssl-mode` (`disabled`, `preferred`, `required`,
+/// `verify_ca`, `verify_identity`), `ssl-ca` (CA file), `tables`
+/// (comma-separated patterns), `server-id`, `snapshot-mode`,
+/// `snapshot-workers`, `chunk-rows`. The path names one database to
+/// replicate (`/shop` is the pattern `shop.*`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MySqlSourceOptions {
+    host: String,
+    port: u16,
+    user: String,
+    /// Never serialized, never printed.
+    #[serde(skip_serializing)]
+    password: Option<String>,
+    tls_mode: TlsMode,
+    tls_ca: Option<PathBuf>,
+    tables: TableFilter,
+    server_id: u32,
+    snapshot_mode: SnapshotMode,
+    snapshot_workers: usize,
+    chunk_rows: u64,
+    batch_rows: usize,
+    start_position: Option<Position>,
+    stop_at_caught_up: bool,
+    heartbeat_interval: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for MySqlSourceOptions {
+    fn default() -> Self {
+        MySqlSourceOptions {
+            host: "localhost".into(),
+            port: DEFAULT_PORT,
+            user: "root".into(),
+            password: None,
+            tls_mode: TlsMode::default(),
+            tls_ca: None,
+            tables: TableFilter::all(),
+            server_id: DEFAULT_SERVER_ID,
+            snapshot_mode: SnapshotMode::default(),
+            snapshot_workers: default_workers(),
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            start_position: None,
+            stop_at_caught_up: false,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// The default number of snapshot readers: the core count.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+impl fmt::Debug for MySqlSourceOptions {
+    /// Prints the password as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MySqlSourceOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls_mode", &self.tls_mode)
+            .field("tls_ca", &self.tls_ca)
+            .field("tables", &self.tables.to_string())
+            .field("server_id", &self.server_id)
+            .field("snapshot_mode", &self.snapshot_mode)
+            .field("snapshot_workers", &self.snapshot_workers)
+            .field("chunk_rows", &self.chunk_rows)
+            .field("batch_rows", &self.batch_rows)
+            .field("start_position", &self.start_position.as_ref().map(ToString::to_string))
+            .field("stop_at_caught_up", &self.stop_at_caught_up)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl MySqlSourceOptions {
+    /// Options with the defaults (`root@localhost:3306`, every non-system table).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Server host name or address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Server port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// User name.
+    pub fn username(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// Password (never printed).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// TLS mode.
+    pub fn tls_mode(mut self, mode: TlsMode) -> Self {
+        self.tls_mode = mode;
+        self
+    }
+
+    /// A PEM file of CA certificates to verify the server with.
+    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self
+    }
+
+    /// Replicate every table of `database` (adds the pattern `database.*`).
+    pub fn database(mut self, database: &str) -> Result<Self> {
+        self.tables = self.tables.include(&format!("{database}.*")).map_err(Error::config)?;
+        Ok(self)
+    }
+
+    /// Add comma-separated table patterns (`shop.*,!shop.audit_*`); see [`TableFilter`].
+    pub fn tables(mut self, patterns: &str) -> Result<Self> {
+        for p in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            self.tables = self.tables.pattern(p).map_err(Error::config)?;
+        }
+        Ok(self)
+    }
+
+    /// Replace the table filter.
+    pub fn table_filter(mut self, filter: TableFilter) -> Self {
+        self.tables = filter;
+        self
+    }
+
+    /// Server id of the binlog connection.
+    pub fn server_id(mut self, id: u32) -> Self {
+        self.server_id = id;
+        self
+    }
+
+    /// Snapshot mode.
+    pub fn snapshot_mode(mut self, mode: SnapshotMode) -> Self {
+        self.snapshot_mode = mode;
+        self
+    }
+
+    /// Number of snapshot reader connections.
+    pub fn snapshot_workers(mut self, n: usize) -> Self {
+        self.snapshot_workers = n;
+        self
+    }
+
+    /// Rows per snapshot chunk (tables with more rows are split by primary-key ranges).
+    pub fn chunk_rows(mut self, rows: u64) -> Self {
+        self.chunk_rows = rows;
+        self
+    }
+
+    /// Rows per batch sent through a chunk's channel (bounds memory).
+    pub fn batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows;
+        self
+    }
+
+    /// Where follow mode starts in snapshot mode `never` when no position is stored.
+    pub fn start_position(mut self, position: Position) -> Self {
+        self.start_position = Some(position);
+        self
+    }
+
+    /// Follow until the server's binlog position at follow start, then stop.
+    pub fn stop_at_caught_up(mut self, stop: bool) -> Self {
+        self.stop_at_caught_up = stop;
+        self
+    }
+
+    /// Heartbeat interval asked of the server on the binlog connection.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Server host.
+    pub fn get_host(&self) -> &str {
+        &self.host
+    }
+    /// Server port.
+    pub fn get_port(&self) -> u16 {
+        self.port
+    }
+    /// User name.
+    pub fn get_username(&self) -> &str {
+        &self.user
+    }
+    /// TLS mode.
+    pub fn get_tls_mode(&self) -> TlsMode {
+        self.tls_mode
+    }
+    /// The table filter.
+    pub fn get_table_filter(&self) -> &TableFilter {
+        &self.tables
+    }
+    /// Server id of the binlog connection.
+    pub fn get_server_id(&self) -> u32 {
+        self.server_id
+    }
+    /// Snapshot mode.
+    pub fn get_snapshot_mode(&self) -> SnapshotMode {
+        self.snapshot_mode
+    }
+    /// Number of snapshot readers.
+    pub fn get_snapshot_workers(&self) -> usize {
+        self.snapshot_workers
+    }
+    /// Rows per chunk.
+    pub fn get_chunk_rows(&self) -> u64 {
+        self.chunk_rows
+    }
+    /// Rows per batch.
+    pub fn get_batch_rows(&self) -> usize {
+        self.batch_rows
+    }
+    /// Start position for snapshot mode `never`.
+    pub fn get_start_position(&self) -> Option<&Position> {
+        self.start_position.as_ref()
+    }
+    /// Whether follow mode stops once caught up.
+    pub fn get_stop_at_caught_up(&self) -> bool {
+        self.stop_at_caught_up
+    }
+    /// Heartbeat interval.
+    pub fn get_heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+
+    /// Check the options for values that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.host.trim().is_empty() {
+            return Err(Error::config("mysql source: host is empty"));
+        }
+        if self.port == 0 {
+            return Err(Error::config("mysql source: port must not be 0"));
+        }
+        if self.user.is_empty() {
+            return Err(Error::config("mysql source: user is empty"));
+        }
+        if self.server_id == 0 {
+            return Err(Error::config(
+                "mysql source: server_id must not be 0 (a replica needs a nonzero id)",
+            ));
+        }
+        if self.snapshot_workers == 0 || self.snapshot_workers > 256 {
+            return Err(Error::config(format!(
+                "mysql source: snapshot_workers must be 1..=256, got {}",
+                self.snapshot_workers
+            )));
+        }
+        if self.chunk_rows == 0 || self.batch_rows == 0 {
+            return Err(Error::config("mysql source: chunk_rows and batch_rows must be at least 1"));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_secs(4_294_967) {
+            return Err(Error::config("mysql source: heartbeat_interval must be between 1 ms and 4294967 s"));
+        }
+        if let Some(ca) = &self.tls_ca {
+            if !ca.exists() {
+                return Err(Error::config(format!(
+                    "mysql source: ssl CA file {} does not exist",
+                    ca.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mysql_async options of a connection (TLS as configured; for
+    /// [`TlsMode::Preferred`] this is the TLS attempt, see [`Self::plain_conn_opts`]).
+    pub(crate) fn conn_opts(&self) -> mysql_async::Opts {
+        let ssl = match self.tls_mode {
+            TlsMode::Disabled => None,
+            TlsMode::Preferred | TlsMode::Required => {
+                Some(mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true))
+            }
+            TlsMode::VerifyCa => Some(self.ssl_with_ca().with_danger_skip_domain_validation(true)),
+            TlsMode::VerifyIdentity => Some(self.ssl_with_ca()),
+        };
+        self.builder().ssl_opts(ssl).into()
+    }
+
+    /// Options without TLS (the fallback of [`TlsMode::Preferred`]).
+    pub(crate) fn plain_conn_opts(&self) -> mysql_async::Opts {
+        self.builder().ssl_opts(None).into()
+    }
+
+    fn ssl_with_ca(&self) -> mysql_async::SslOpts {
+        let mut ssl = mysql_async::SslOpts::default();
+        if let Some(ca) = &self.tls_ca {
+            ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+        }
+        ssl
+    }
+
+    fn builder(&self) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.clone())
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+    }
+
+    /// Open a connection: TLS as configured, falling back to plain TCP in
+    /// mode `preferred`. Failures are [`ErrorKind::SourceConnection`](synchdb_core::ErrorKind).
+    pub(crate) async fn connect(&self) -> Result<mysql_async::Conn> {
+        let attempt =
+            tokio::time::timeout(self.connect_timeout, mysql_async::Conn::new(self.conn_opts())).await;
+        match attempt {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) if self.tls_mode == TlsMode::Preferred && is_tls_failure(&e) => {
+                tracing::info!(host = %self.host, "server refused TLS; connecting without (ssl-mode=preferred)");
+                match tokio::time::timeout(
+                    self.connect_timeout,
+                    mysql_async::Conn::new(self.plain_conn_opts()),
+                )
+                .await
+                {
+                    Ok(r) => r.map_err(|e| self.connect_error(e)),
+                    Err(_) => Err(self.timeout_error()),
+                }
+            }
+            Ok(Err(e)) => Err(self.connect_error(e)),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn connect_error(&self, e: mysql_async::Error) -> Error {
+        let kind = match &e {
+            mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1044 => {
+                synchdb_core::ErrorKind::SourcePrivilege
+            }
+            _ => synchdb_core::ErrorKind::SourceConnection,
+        };
+        Error::new(kind, format!("cannot connect to {}@{}:{}", self.user, self.host, self.port))
+            .with_source(e)
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::new(
+            synchdb_core::ErrorKind::SourceConnection,
+            format!("connecting to {}:{} timed out after {:?}", self.host, self.port, self.connect_timeout),
+        )
+    }
+}
+
+fn is_tls_failure(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => true,
+        mysql_async::Error::Io(_) => true,
+        _ => false,
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if i + 2 >= bytes.len() {
+                return Err(Error::config("bad percent escape in mysql URL"));
+            }
+            let hex =
+                std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => return Err(Error::config("bad percent escape in mysql URL")),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| Error::config("mysql URL part is not UTF-8 after percent-decoding"))
+}
+
+impl FromStr for MySqlSourceOptions {
+    type Err = Error;
+
+    /// Parse `mysql://user[:password]@host[:port][/database][?param=value&...]`
+    /// (also `mariadb://`). The error message never contains the password.
+    fn from_str(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(|| Error::config("mysql source URL must start with mysql:// or mariadb://"))?;
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let mut opts = MySqlSourceOptions::default();
+        if let Some(u) = userinfo {
+            let (user, pass) = match u.split_once(':') {
+                Some((user, pass)) => (user, Some(pass)),
+                None => (u, None),
+            };
+            opts.user = percent_decode(user)?;
+            if let Some(p) = pass {
+                opts.password = Some(percent_decode(p)?);
+            }
+        }
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) =
+                v6.split_once(']').ok_or_else(|| Error::config("mysql URL: unclosed [ in host"))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(Error::config("mysql URL has no host"));
+        }
+        opts.host = host;
+        if let Some(p) = port {
+            opts.port = p.parse().map_err(|_| Error::config(format!("mysql URL: invalid port {p:?}")))?;
+        }
+        let database = percent_decode(path.trim_end_matches('/'))?;
+        if !database.is_empty() {
+            opts = opts.database(&database)?;
+        }
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)?;
+            let bad = |what: &str| Error::config(format!("mysql URL: invalid {what} {v:?}"));
+            match k.to_ascii_lowercase().replace('_', "-").as_str() {
+                "ssl-mode" | "sslmode" | "tls-mode" => opts.tls_mode = v.parse()?,
+                "ssl-ca" | "sslca" | "tls-ca" => opts.tls_ca = Some(PathBuf::from(v)),
+                "tables" => opts = opts.tables(&v)?,
+                "server-id" => opts.server_id = v.parse().map_err(|_| bad("server-id"))?,
+                "snapshot-mode" => opts.snapshot_mode = v.parse()?,
+                "snapshot-workers" => {
+                    opts.snapshot_workers = v.parse().map_err(|_| bad("snapshot-workers"))?
+                }
+                "chunk-rows" => opts.chunk_rows = v.parse().map_err(|_| bad("chunk-rows"))?,
+                "heartbeat-interval" => {
+                    opts.heartbeat_interval =
+                        Duration::from_secs_f64(v.parse::<f64>().map_err(|_| bad("heartbeat-interval"))?)
+                }
+                "connect-timeout" => {
+                    opts.connect_timeout =
+                        Duration::from_secs_f64(v.parse::<f64>().map_err(|_| bad("connect-timeout"))?)
+                }
+                other => return Err(Error::config(format!("mysql URL: unknown parameter {other:?}"))),
+            }
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchdb_types::TableId;
+
+    #[test]
+    fn parses_url() {
+        let o: MySqlSourceOptions =
+            "mysql://repl:p%40ss:w@db.example:3307/shop?ssl-mode=VERIFY-CA&server-id=9&snapshot-mode=no_data&tables=!shop.audit_*"
+                .parse()
+                .unwrap();
+        assert_eq!(o.get_host(), "db.example");
+        assert_eq!(o.get_port(), 3307);
+        assert_eq!(o.get_username(), "repl");
+        assert_eq!(o.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(o.get_tls_mode(), TlsMode::VerifyCa);
+        assert_eq!(o.get_server_id(), 9);
+        assert_eq!(o.get_snapshot_mode(), SnapshotMode::NoData);
+        assert!(o.get_table_filter().matches(&TableId::new("shop", "orders")));
+        assert!(!o.get_table_filter().matches(&TableId::new("shop", "audit_x")));
+        assert!(!o.get_table_filter().matches(&TableId::new("crm", "x")));
+    }
+
+    #[test]
+    fn defaults_and_ipv6() {
+        let o: MySqlSourceOptions = "mysql://[::1]".parse().unwrap();
+        assert_eq!(o.get_host(), "::1");
+        assert_eq!(o.get_port(), DEFAULT_PORT);
+        assert_eq!(o.get_username(), "root");
+        assert!(o.get_table_filter().is_all());
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn password_never_printed() {
+        let o: MySqlSourceOptions = "mysql://u:topsecret@h/db".parse().unwrap();
+        let dbg = format!("{o:?}");
+        assert!(!dbg.contains("topsecret"), "{dbg}");
+        assert!(dbg.contains("***"));
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(!json.contains("topsecret"), "{json}");
+        let err = "mysql://u:topsecret@h:notaport/db".parse::<MySqlSourceOptions>().unwrap_err();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!("postgres://x".parse::<MySqlSourceOptions>().is_err());
+        assert!("mysql://h?bogus=1".parse::<MySqlSourceOptions>().is_err());
+        assert!("mysql://h?ssl-mode=sometimes".parse::<MySqlSourceOptions>().is_err());
+        assert!("mysql://h/db".parse::<MySqlSourceOptions>().unwrap().server_id(0).validate().is_err());
+        assert!(MySqlSourceOptions::new().snapshot_workers(0).validate().is_err());
+        assert!(MySqlSourceOptions::new().chunk_rows(0).validate().is_err());
+    }
+
+    #[test]
+    fn modes_parse() {
+        for m in [
+            SnapshotMode::Initial,
+            SnapshotMode::InitialOnly,
+            SnapshotMode::NoData,
+            SnapshotMode::Never,
+            SnapshotMode::Always,
+        ] {
+            assert_eq!(m.as_str().parse::<SnapshotMode>().unwrap(), m);
+        }
+        assert!("sometimes".parse::<SnapshotMode>().is_err());
+        assert_eq!("verify_identity".parse::<TlsMode>().unwrap(), TlsMode::VerifyIdentity);
+        let json = serde_json::to_string(&SnapshotMode::InitialOnly).unwrap();
+        assert_eq!(json, "\"initial_only\"");
+    }
+
+    #[test]
+    fn serde_round_trip_without_password() {
+        let o: MySqlSourceOptions = "mysql://u:pw@h:1234/db?chunk-rows=5".parse().unwrap();
+        let back: MySqlSourceOptions = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back.get_chunk_rows(), 5);
+        assert_eq!(back.get_port(), 1234);
+        assert_eq!(back.password, None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Preflight checks of the source server (in progress).

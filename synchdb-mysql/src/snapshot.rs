@@ -1,0 +1,1 @@
+//! Consistent, parallel, resumable snapshot (in progress).
