@@ -1,0 +1,354 @@
+//! Change apply: events of a batch turned into statements on one transaction.
+//!
+//! Set-based mode groups maximal runs of the same operation on the same table in which
+//! no key repeats, and sends each run as one statement whose text does not depend on
+//! the row count (values go in `text[]` parameters, cast per column):
+//!
+//! - inserts, and updates that keep the key → `INSERT ... SELECT ... FROM unnest(...)
+//!   ON CONFLICT (key) DO UPDATE` (idempotent: replaying gives the same rows);
+//! - deletes → `DELETE ... USING unnest(...) WHERE key = ...`;
+//! - updates that change the key → `DELETE` the new key, `UPDATE ... WHERE key = old`
+//!   (a real UPDATE, so `ON UPDATE CASCADE` foreign keys follow), upsert if nothing matched;
+//! - tables without a key: inserts in runs; each update/delete changes exactly one row
+//!   whose columns all match the before image (`WHERE ctid = (SELECT ctid ... LIMIT 1)`).
+//!
+//! Row-by-row mode sends one statement per row change, with the same semantics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, PgConnection};
+use synchdb_core::Result;
+use synchdb_types::{BinlogPosition, ChangeEvent, Row};
+
+use crate::ddl::{quote, PgTable};
+use crate::error::{sqlx_error, Context};
+use crate::options::{ApplyMode, ZeroDatePolicy};
+use crate::typemap::{encode_param, Family, PgColumn};
+
+type Values = Vec<Option<String>>;
+
+/// The statements of one table shape.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    upsert_many: Arc<str>,
+    upsert_one: Arc<str>,
+    delete_many: Arc<str>,
+    delete_one: Arc<str>,
+    update_key: Arc<str>,
+    delete_match: Arc<str>,
+    update_match: Arc<str>,
+}
+
+fn params(from: usize, n: usize) -> impl Iterator<Item = String> {
+    (from..from + n).map(|i| format!("${i}"))
+}
+
+fn matches_expr(c: &PgColumn, param: &str) -> String {
+    let col = quote(&c.name);
+    match c.family {
+        Family::Json => format!("({col})::jsonb IS NOT DISTINCT FROM ({param})::jsonb"),
+        Family::PostGis => format!("({col})::bytea IS NOT DISTINCT FROM (({param})::geometry)::bytea"),
+        Family::Other if !c.default_mapping => {
+            format!("({col})::text IS NOT DISTINCT FROM ({})::text", c.cast(param))
+        }
+        _ => format!("{col} IS NOT DISTINCT FROM {}", c.cast(param)),
+    }
+}
+
+impl Statements {
+    pub fn new(pt: &PgTable) -> Statements {
+        let q = &pt.qualified;
+        let n = pt.columns.len();
+        let cols: Vec<String> = pt.columns.iter().map(|c| quote(&c.name)).collect();
+        let cols = cols.join(", ");
+        let key: Vec<&PgColumn> = pt.key.iter().map(|&i| &pt.columns[i]).collect();
+        let conflict = if key.is_empty() {
+            String::new()
+        } else {
+            let kc: Vec<String> = key.iter().map(|c| quote(&c.name)).collect();
+            let rest: Vec<String> = pt
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !pt.key.contains(i))
+                .map(|(_, c)| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+                .collect();
+            if rest.is_empty() {
+                format!(" ON CONFLICT ({}) DO NOTHING", kc.join(", "))
+            } else {
+                format!(" ON CONFLICT ({}) DO UPDATE SET {}", kc.join(", "), rest.join(", "))
+            }
+        };
+        let arrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
+        let aliases: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let casts: Vec<String> =
+            pt.columns.iter().enumerate().map(|(i, c)| c.cast(&format!("u.c{i}"))).collect();
+        let upsert_many = format!(
+            "INSERT INTO {q} ({cols}) SELECT {} FROM unnest({}) AS u({}){conflict}",
+            casts.join(", "),
+            arrays.join(", "),
+            aliases.join(", ")
+        );
+        let values: Vec<String> = pt.columns.iter().zip(params(1, n)).map(|(c, p)| c.cast(&p)).collect();
+        let upsert_one = format!("INSERT INTO {q} ({cols}) VALUES ({}){conflict}", values.join(", "));
+        let k = key.len();
+        let karrays: Vec<String> = params(1, k).map(|p| format!("{p}::text[]")).collect();
+        let kaliases: Vec<String> = (0..k).map(|i| format!("k{i}")).collect();
+        let kjoin: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("t.{} = {}", quote(&c.name), c.cast(&format!("u.k{i}"))))
+            .collect();
+        let delete_many = format!(
+            "DELETE FROM {q} AS t USING unnest({}) AS u({}) WHERE {}",
+            karrays.join(", "),
+            kaliases.join(", "),
+            kjoin.join(" AND ")
+        );
+        let kwhere = |from: usize| -> String {
+            let w: Vec<String> = key
+                .iter()
+                .zip(params(from, k))
+                .map(|(c, p)| format!("{} = {}", quote(&c.name), c.cast(&p)))
+                .collect();
+            w.join(" AND ")
+        };
+        let delete_one = format!("DELETE FROM {q} WHERE {}", kwhere(1));
+        let set: Vec<String> = pt
+            .columns
+            .iter()
+            .zip(params(1, n))
+            .map(|(c, p)| format!("{} = {}", quote(&c.name), c.cast(&p)))
+            .collect();
+        let update_key = format!("UPDATE {q} SET {} WHERE {}", set.join(", "), kwhere(n + 1));
+        let all_match = |from: usize| -> String {
+            let w: Vec<String> =
+                pt.columns.iter().zip(params(from, n)).map(|(c, p)| matches_expr(c, &p)).collect();
+            format!("ctid = (SELECT ctid FROM {q} WHERE {} LIMIT 1)", w.join(" AND "))
+        };
+        let delete_match = format!("DELETE FROM {q} WHERE {}", all_match(1));
+        let update_match = format!("UPDATE {q} SET {} WHERE {}", set.join(", "), all_match(n + 1));
+        Statements {
+            upsert_many: upsert_many.into(),
+            upsert_one: upsert_one.into(),
+            delete_many: delete_many.into(),
+            delete_one: delete_one.into(),
+            update_key: update_key.into(),
+            delete_match: delete_match.into(),
+            update_match: update_match.into(),
+        }
+    }
+}
+
+/// A mapped table with its statements.
+#[derive(Debug)]
+pub(crate) struct TableEntry {
+    pub pt: PgTable,
+    pub stmts: Statements,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Insert or key-preserving update (upsert when keyed, plain insert when keyless).
+    Upsert,
+    Delete,
+}
+
+/// The run being accumulated.
+struct Run {
+    table: Arc<TableEntry>,
+    op: Op,
+    /// Column-major values: one array per column (or key column for deletes).
+    columns: Vec<Values>,
+    keys: HashSet<Values>,
+    rows: usize,
+    position: BinlogPosition,
+}
+
+/// Applies the events of one batch on one connection (in the caller's transaction).
+pub(crate) struct Applier<'c> {
+    pub conn: &'c mut PgConnection,
+    pub mode: ApplyMode,
+    pub zero: ZeroDatePolicy,
+    run: Option<Run>,
+    /// Rows changed, for statistics and tests.
+    pub changed: u64,
+}
+
+impl<'c> Applier<'c> {
+    pub fn new(conn: &'c mut PgConnection, mode: ApplyMode, zero: ZeroDatePolicy) -> Self {
+        Applier { conn, mode, zero, run: None, changed: 0 }
+    }
+
+    fn encode(
+        &self,
+        t: &TableEntry,
+        row: &Row,
+        only: Option<&[usize]>,
+        pos: &BinlogPosition,
+    ) -> Result<Values> {
+        let pt = &t.pt;
+        if row.len() != pt.columns.len() {
+            return Err(synchdb_core::Error::new(
+                synchdb_core::ErrorKind::SinkValue,
+                format!("row has {} values, table has {} columns", row.len(), pt.columns.len()),
+            )
+            .with_table(pt.id.clone())
+            .with_position(pos.clone()));
+        }
+        let enc = |i: usize| {
+            encode_param(&row[i], &pt.columns[i], self.zero, &pt.id).map_err(|e| e.with_position(pos.clone()))
+        };
+        match only {
+            Some(idx) => idx.iter().map(|&i| enc(i)).collect(),
+            None => (0..row.len()).map(enc).collect(),
+        }
+    }
+
+    /// Handle one row event (inserts, updates, deletes) of `table`.
+    pub async fn row_event(&mut self, table: Arc<TableEntry>, event: &ChangeEvent) -> Result<()> {
+        let pos = &event.meta().position;
+        let keyed = !table.pt.key.is_empty();
+        let key_idx = table.pt.key.clone();
+        match event {
+            ChangeEvent::Insert(e) => {
+                let vals = self.encode(&table, &e.row, None, pos)?;
+                self.upsert(table, vals, &key_idx, pos).await
+            }
+            ChangeEvent::Update(e) => {
+                let after = self.encode(&table, &e.after, None, pos)?;
+                if keyed {
+                    let old_key = self.encode(&table, &e.before, Some(&key_idx), pos)?;
+                    let new_key: Values = key_idx.iter().map(|&i| after[i].clone()).collect();
+                    if old_key == new_key {
+                        return self.upsert(table, after, &key_idx, pos).await;
+                    }
+                    self.flush().await?;
+                    self.key_change(&table, after, new_key, old_key, pos).await
+                } else {
+                    self.flush().await?;
+                    let before = self.encode(&table, &e.before, None, pos)?;
+                    let mut binds = after;
+                    binds.extend(before);
+                    self.exec(&table, &table.stmts.update_match, binds, pos).await.map(|_| ())
+                }
+            }
+            ChangeEvent::Delete(e) => {
+                if keyed {
+                    let key = self.encode(&table, &e.row, Some(&key_idx), pos)?;
+                    if self.mode == ApplyMode::RowByRow {
+                        return self.exec(&table, &table.stmts.delete_one, key, pos).await.map(|_| ());
+                    }
+                    self.push(table, Op::Delete, key.clone(), key, pos).await
+                } else {
+                    self.flush().await?;
+                    let row = self.encode(&table, &e.row, None, pos)?;
+                    self.exec(&table, &table.stmts.delete_match, row, pos).await.map(|_| ())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn upsert(
+        &mut self,
+        table: Arc<TableEntry>,
+        vals: Values,
+        key_idx: &[usize],
+        pos: &BinlogPosition,
+    ) -> Result<()> {
+        if self.mode == ApplyMode::RowByRow {
+            return self.exec(&table, &table.stmts.upsert_one, vals, pos).await.map(|_| ());
+        }
+        let key: Values =
+            if key_idx.is_empty() { Vec::new() } else { key_idx.iter().map(|&i| vals[i].clone()).collect() };
+        self.push(table, Op::Upsert, vals, key, pos).await
+    }
+
+    async fn key_change(
+        &mut self,
+        table: &TableEntry,
+        after: Values,
+        new_key: Values,
+        old_key: Values,
+        pos: &BinlogPosition,
+    ) -> Result<()> {
+        // Clear the new key first so that a replayed batch cannot collide with itself.
+        self.exec(table, &table.stmts.delete_one, new_key, pos).await?;
+        let mut binds = after.clone();
+        binds.extend(old_key);
+        let n = self.exec(table, &table.stmts.update_key, binds, pos).await?;
+        if n == 0 {
+            self.exec(table, &table.stmts.upsert_one, after, pos).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(
+        &mut self,
+        table: Arc<TableEntry>,
+        op: Op,
+        vals: Values,
+        key: Values,
+        pos: &BinlogPosition,
+    ) -> Result<()> {
+        let same = self.run.as_ref().is_some_and(|r| {
+            Arc::ptr_eq(&r.table, &table) && r.op == op && (key.is_empty() || !r.keys.contains(&key))
+        });
+        if !same {
+            self.flush().await?;
+            self.run = Some(Run {
+                columns: vec![Vec::new(); vals.len()],
+                table,
+                op,
+                keys: HashSet::new(),
+                rows: 0,
+                position: pos.clone(),
+            });
+        }
+        let run = self.run.as_mut().expect("run just set");
+        for (col, v) in run.columns.iter_mut().zip(vals) {
+            col.push(v);
+        }
+        if !key.is_empty() {
+            run.keys.insert(key);
+        }
+        run.rows += 1;
+        Ok(())
+    }
+
+    /// Send the pending run, if any.
+    pub async fn flush(&mut self) -> Result<()> {
+        let Some(run) = self.run.take() else { return Ok(()) };
+        let sql = match run.op {
+            Op::Upsert => &run.table.stmts.upsert_many,
+            Op::Delete => &run.table.stmts.delete_many,
+        };
+        let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+        for col in run.columns {
+            q = q.bind(col);
+        }
+        let cx = Context::data(&run.table.pt.id, Some(&run.position));
+        let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+        self.changed += r.rows_affected();
+        Ok(())
+    }
+
+    async fn exec(
+        &mut self,
+        table: &TableEntry,
+        sql: &Arc<str>,
+        binds: Values,
+        pos: &BinlogPosition,
+    ) -> Result<u64> {
+        let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let cx = Context::data(&table.pt.id, Some(pos));
+        let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+        self.changed += r.rows_affected();
+        Ok(r.rows_affected())
+    }
+}

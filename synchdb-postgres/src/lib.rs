@@ -1,0 +1,51 @@
+//! PostgreSQL sink of synchdb: type mapping, table and index creation, `COPY` bulk
+//! load, batched idempotent change apply, and checkpoints stored in the same
+//! transaction as the data they cover.
+//!
+//! - [`PgSinkOptions`] configures the connection (a `postgres://` URL, TLS with
+//!   `sslmode`), the pool, where tables go ([`SchemaNaming`]), the zero-date policy,
+//!   type overrides and the [`ApplyMode`].
+//! - [`PgSink`] implements [`synchdb_core::Sink`] with `stores_state() == true`: the
+//!   resume position, snapshot progress and tracked schemas live in the `synchdb`
+//!   schema of the target database and are written in the transaction of each batch
+//!   or chunk, so after a crash data and checkpoint always agree.
+//!
+//! The type mapping is documented in `TYPEMAP.md` (and in the `typemap` module).
+//!
+//! What the replica does about things the binlog does not say:
+//! - foreign keys are created `DEFERRABLE INITIALLY DEFERRED` with the source's
+//!   ON UPDATE / ON DELETE actions, so InnoDB cascades (not in the binlog) are redone by
+//!   PostgreSQL, and apply order inside a batch never fails a correct batch;
+//! - no triggers are created: source triggers' effects are in the binlog already.
+//!
+//! ```no_run
+//! use synchdb_postgres::{PgSink, PgSinkOptions};
+//! # async fn demo() -> synchdb_core::Result<()> {
+//! let options: PgSinkOptions = "postgres://postgres@127.0.0.1:5432/replica".parse()?;
+//! let sink = PgSink::connect(options.pool_size(4)).await?;
+//! let pipeline = synchdb_core::Pipeline::builder()
+//!     .id("orders")
+//!     .source(synchdb_core::memory::MemorySource::new(vec![]))
+//!     .sink(sink)
+//!     .build()?;
+//! pipeline.start().wait().await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+// `synchdb_core::Error` (the error type of every Sink method) is 152 bytes.
+#![allow(clippy::result_large_err)]
+
+mod apply;
+mod copy;
+mod ddl;
+mod error;
+mod options;
+mod sink;
+mod state;
+mod typemap;
+
+pub use options::{
+    ApplyMode, PgSinkOptions, SchemaNaming, SslMode, ZeroDatePolicy, DEFAULT_ACQUIRE_TIMEOUT,
+    DEFAULT_COPY_BUFFER_BYTES, DEFAULT_POOL_SIZE, DEFAULT_STATE_SCHEMA, DEFAULT_URL, MAX_IDENTIFIER_BYTES,
+};
+pub use sink::PgSink;

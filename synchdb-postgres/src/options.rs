@@ -1,0 +1,423 @@
+//! [`PgSinkOptions`]: connection, naming, type mapping and apply settings.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use synchdb_core::{Error, Result};
+use synchdb_types::TableId;
+
+/// Default connection URL.
+pub const DEFAULT_URL: &str = "postgres://postgres@localhost:5432/postgres";
+/// Default pool size (connections used for COPY chunks in parallel and for apply).
+pub const DEFAULT_POOL_SIZE: u32 = 4;
+/// Default schema holding the pipeline state tables.
+pub const DEFAULT_STATE_SCHEMA: &str = "synchdb";
+/// Default size of one COPY message sent to the server, in bytes.
+pub const DEFAULT_COPY_BUFFER_BYTES: usize = 1 << 20;
+/// Default time to wait for a pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// PostgreSQL's longest identifier, in bytes (longer ones are cut silently by the server).
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Where a source table goes in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SchemaNaming {
+    /// Each MySQL database becomes a PostgreSQL schema of the same name (the default).
+    #[default]
+    SameAsDatabase,
+    /// Every table goes into this one schema (table names must not collide across databases).
+    Fixed(String),
+    /// Each MySQL database `db` becomes the schema `<prefix><db>`.
+    Prefix(String),
+}
+
+/// What to do with MySQL zero dates (`0000-00-00`, `2024-00-10`, zero TIMESTAMP),
+/// which no PostgreSQL date type can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ZeroDatePolicy {
+    /// Store `-infinity` (valid for date, timestamp and timestamptz). The default.
+    #[default]
+    MinusInfinity,
+    /// Store NULL (fails with a typed error on NOT NULL columns).
+    Null,
+    /// Fail with a typed error (`ErrorKind::SinkValue`).
+    Error,
+}
+
+/// How change batches are turned into statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ApplyMode {
+    /// Runs of row changes become one statement each (`INSERT ... SELECT FROM unnest(...)
+    /// ON CONFLICT`, `DELETE ... USING unnest(...)`). The default.
+    #[default]
+    SetBased,
+    /// One statement per row change (for comparison, and as a fallback).
+    RowByRow,
+}
+
+/// PostgreSQL's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS only if the server insists.
+    Allow,
+    /// TLS if the server offers it.
+    Prefer,
+    /// TLS, no certificate check.
+    Require,
+    /// TLS with the certificate checked against the root certificate.
+    VerifyCa,
+    /// Like `VerifyCa`, and the host name must match.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn to_sqlx(self) -> sqlx::postgres::PgSslMode {
+        use sqlx::postgres::PgSslMode as M;
+        match self {
+            SslMode::Disable => M::Disable,
+            SslMode::Allow => M::Allow,
+            SslMode::Prefer => M::Prefer,
+            SslMode::Require => M::Require,
+            SslMode::VerifyCa => M::VerifyCa,
+            SslMode::VerifyFull => M::VerifyFull,
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" | "verify_ca" => SslMode::VerifyCa,
+            "verify-full" | "verify_full" => SslMode::VerifyFull,
+            other => return Err(Error::config(format!("unknown sslmode {other:?}"))),
+        })
+    }
+}
+
+/// Options of a [`PgSink`](crate::PgSink), in the style of sqlx's connect options:
+/// by-value setters, [`FromStr`] for a `postgres://` URL (with `sslmode`,
+/// `sslrootcert`, ...), serde, [`validate`](Self::validate).
+///
+/// ```
+/// use synchdb_postgres::{PgSinkOptions, SchemaNaming, ZeroDatePolicy};
+/// let opts: PgSinkOptions = "postgres://app:secret@db.example:5432/replica?sslmode=require".parse().unwrap();
+/// let opts = opts
+///     .pool_size(8)
+///     .schema_naming(SchemaNaming::Prefix("mysql_".into()))
+///     .zero_dates(ZeroDatePolicy::Null)
+///     .source_type("tinyint(1)", "boolean")
+///     .column_type("shop.orders.note", "varchar(500)");
+/// opts.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PgSinkOptions {
+    url: String,
+    ssl_mode: Option<SslMode>,
+    pool_size: u32,
+    #[serde(with = "secs")]
+    acquire_timeout: Duration,
+    schema_naming: SchemaNaming,
+    state_schema: String,
+    zero_dates: ZeroDatePolicy,
+    column_types: BTreeMap<String, String>,
+    source_types: BTreeMap<String, String>,
+    apply_mode: ApplyMode,
+    postgis: bool,
+    fulltext_gin: bool,
+    copy_buffer_bytes: usize,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for PgSinkOptions {
+    fn default() -> Self {
+        PgSinkOptions {
+            url: DEFAULT_URL.into(),
+            ssl_mode: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            schema_naming: SchemaNaming::SameAsDatabase,
+            state_schema: DEFAULT_STATE_SCHEMA.into(),
+            zero_dates: ZeroDatePolicy::MinusInfinity,
+            column_types: BTreeMap::new(),
+            source_types: BTreeMap::new(),
+            apply_mode: ApplyMode::SetBased,
+            postgis: true,
+            fulltext_gin: true,
+            copy_buffer_bytes: DEFAULT_COPY_BUFFER_BYTES,
+        }
+    }
+}
+
+impl FromStr for PgSinkOptions {
+    type Err = Error;
+    /// Parse a `postgres://` (or `postgresql://`) URL; everything else keeps its default.
+    fn from_str(s: &str) -> Result<Self> {
+        PgSinkOptions::new().url(s).checked_url()
+    }
+}
+
+impl PgSinkOptions {
+    /// The defaults (connecting to [`DEFAULT_URL`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn checked_url(self) -> Result<Self> {
+        self.connect_options()?;
+        Ok(self)
+    }
+
+    /// The connection URL (`postgres://user:password@host:port/database?sslmode=...`).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Override the URL's `sslmode`.
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// Most connections open at once (default [`DEFAULT_POOL_SIZE`]).
+    pub fn pool_size(mut self, n: u32) -> Self {
+        self.pool_size = n;
+        self
+    }
+
+    /// How long to wait for a pooled connection before failing with a transient error.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Where source tables go (default: a schema per MySQL database, same name).
+    pub fn schema_naming(mut self, naming: SchemaNaming) -> Self {
+        self.schema_naming = naming;
+        self
+    }
+
+    /// The schema of the state tables (default [`DEFAULT_STATE_SCHEMA`]).
+    pub fn state_schema(mut self, schema: impl Into<String>) -> Self {
+        self.state_schema = schema.into();
+        self
+    }
+
+    /// The zero-date policy (default `-infinity`).
+    pub fn zero_dates(mut self, policy: ZeroDatePolicy) -> Self {
+        self.zero_dates = policy;
+        self
+    }
+
+    /// Use this PostgreSQL type for one column, `db.table.column` (exact case).
+    /// A mapping converter's [`ColumnSchema::target_type`](synchdb_types::ColumnSchema) wins over it.
+    pub fn column_type(mut self, column: impl Into<String>, pg_type: impl Into<String>) -> Self {
+        self.column_types.insert(column.into(), pg_type.into());
+        self
+    }
+
+    /// Use this PostgreSQL type for every column of a source type, written as
+    /// synchdb prints it (`tinyint(1)`, `bigint unsigned`, `decimal(10,2)`, `datetime(6)`).
+    pub fn source_type(mut self, source: impl Into<String>, pg_type: impl Into<String>) -> Self {
+        self.source_types.insert(source.into().to_ascii_lowercase(), pg_type.into());
+        self
+    }
+
+    /// Set-based (default) or row-by-row apply.
+    pub fn apply_mode(mut self, mode: ApplyMode) -> Self {
+        self.apply_mode = mode;
+        self
+    }
+
+    /// Store GEOMETRY as PostGIS `geometry` when the extension is installed in the
+    /// target database (default `true`); otherwise, or when `false`, as `bytea` EWKB.
+    pub fn postgis(mut self, allow: bool) -> Self {
+        self.postgis = allow;
+        self
+    }
+
+    /// Build FULLTEXT indexes as GIN indexes on `to_tsvector('simple', ...)` (default
+    /// `true`); `false` skips them (with a log line).
+    pub fn fulltext_gin(mut self, on: bool) -> Self {
+        self.fulltext_gin = on;
+        self
+    }
+
+    /// Size of the pieces a COPY stream is sent in (default 1 MiB): bounds the memory of
+    /// one chunk whatever its row count.
+    pub fn copy_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.copy_buffer_bytes = bytes;
+        self
+    }
+
+    /// The pool size.
+    pub fn get_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// The apply mode.
+    pub fn get_apply_mode(&self) -> ApplyMode {
+        self.apply_mode
+    }
+
+    /// The state schema.
+    pub fn get_state_schema(&self) -> &str {
+        &self.state_schema
+    }
+
+    /// The zero-date policy.
+    pub fn get_zero_dates(&self) -> ZeroDatePolicy {
+        self.zero_dates
+    }
+
+    pub(crate) fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+    pub(crate) fn get_copy_buffer_bytes(&self) -> usize {
+        self.copy_buffer_bytes
+    }
+    pub(crate) fn get_postgis(&self) -> bool {
+        self.postgis
+    }
+    pub(crate) fn get_fulltext_gin(&self) -> bool {
+        self.fulltext_gin
+    }
+
+    /// Check every setting; `connect` calls it.
+    pub fn validate(&self) -> Result<()> {
+        self.connect_options()?;
+        if self.pool_size == 0 {
+            return Err(Error::config("pool_size must be at least 1"));
+        }
+        if self.copy_buffer_bytes < 1024 {
+            return Err(Error::config("copy_buffer_bytes must be at least 1024"));
+        }
+        check_identifier("state schema", &self.state_schema)?;
+        match &self.schema_naming {
+            SchemaNaming::SameAsDatabase => {}
+            SchemaNaming::Fixed(s) => check_identifier("schema", s)?,
+            SchemaNaming::Prefix(p) if p.len() >= MAX_IDENTIFIER_BYTES => {
+                return Err(Error::config("schema prefix is too long"))
+            }
+            SchemaNaming::Prefix(_) => {}
+        }
+        for (k, v) in self.column_types.iter().chain(&self.source_types) {
+            if v.trim().is_empty() || v.contains(';') {
+                return Err(Error::config(format!("invalid PostgreSQL type {v:?} for {k}")));
+            }
+        }
+        for k in self.column_types.keys() {
+            if k.splitn(3, '.').count() != 3 {
+                return Err(Error::config(format!("column override {k:?} is not db.table.column")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sqlx connect options (session time zone UTC).
+    pub fn connect_options(&self) -> Result<PgConnectOptions> {
+        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
+            return Err(Error::config("the PostgreSQL URL must start with postgres:// or postgresql://"));
+        }
+        let mut o = PgConnectOptions::from_str(&self.url)
+            .map_err(|e| Error::config("invalid PostgreSQL URL").with_source(e))?;
+        if let Some(m) = self.ssl_mode {
+            o = o.ssl_mode(m.to_sqlx());
+        }
+        Ok(o.application_name("synchdb").options([("TimeZone", "UTC")]))
+    }
+
+    /// The PostgreSQL schema of a source table.
+    pub fn target_schema(&self, table: &TableId) -> String {
+        match &self.schema_naming {
+            SchemaNaming::SameAsDatabase => table.database.clone(),
+            SchemaNaming::Fixed(s) => s.clone(),
+            SchemaNaming::Prefix(p) => format!("{p}{}", table.database),
+        }
+    }
+
+    /// The PostgreSQL type override of a column, if any (per column first, then per source type).
+    pub(crate) fn override_for(&self, table: &TableId, column: &str, source_type: &str) -> Option<&str> {
+        let key = format!("{}.{}.{}", table.database, table.table, column);
+        self.column_types
+            .get(&key)
+            .or_else(|| self.source_types.get(&source_type.to_ascii_lowercase()))
+            .map(String::as_str)
+    }
+}
+
+/// Fail when `name` is empty or longer than PostgreSQL keeps.
+pub(crate) fn check_identifier(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_IDENTIFIER_BYTES || name.contains('\0') {
+        return Err(Error::new(
+            synchdb_core::ErrorKind::SinkSchema,
+            format!("{what} name {name:?} is empty or longer than {MAX_IDENTIFIER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_and_setters() {
+        let o: PgSinkOptions = "postgres://u:p@h:5433/db?sslmode=verify-full".parse().unwrap();
+        let c = o.connect_options().unwrap();
+        assert_eq!(c.get_port(), 5433);
+        assert_eq!(c.get_database(), Some("db"));
+        assert!(matches!(c.get_ssl_mode(), sqlx::postgres::PgSslMode::VerifyFull));
+        let o = o.ssl_mode(SslMode::Disable).pool_size(0);
+        assert!(matches!(o.connect_options().unwrap().get_ssl_mode(), sqlx::postgres::PgSslMode::Disable));
+        assert!(o.validate().is_err());
+        assert!("mysql://x".parse::<PgSinkOptions>().is_err());
+        let json = serde_json::to_string(&PgSinkOptions::new().source_type("TINYINT(1)", "boolean")).unwrap();
+        let back: PgSinkOptions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.override_for(&TableId::new("a", "b"), "c", "tinyint(1)"), Some("boolean"));
+        let partial: PgSinkOptions = serde_json::from_str(r#"{"pool_size": 2}"#).unwrap();
+        assert_eq!(partial.get_pool_size(), 2);
+        assert_eq!(partial.get_state_schema(), DEFAULT_STATE_SCHEMA);
+    }
+
+    #[test]
+    fn naming() {
+        let t = TableId::new("shop", "Orders");
+        assert_eq!(PgSinkOptions::new().target_schema(&t), "shop");
+        let o = PgSinkOptions::new().schema_naming(SchemaNaming::Prefix("my_".into()));
+        assert_eq!(o.target_schema(&t), "my_shop");
+        let o = PgSinkOptions::new().schema_naming(SchemaNaming::Fixed("all".into()));
+        assert_eq!(o.target_schema(&t), "all");
+        assert!(PgSinkOptions::new().column_type("a.b", "int").validate().is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! [`PgSink`]: the PostgreSQL implementation of [`Sink`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row as _};
+use synchdb_core::{
+    ChangeBatch, ChunkDone, ChunkInfo, Error, PipelineState, Result, RowStream, Sink, SnapshotUpdate,
+    StateUpdate,
+};
+use synchdb_types::{ChangeEvent, Position, TableId, TableSchema};
+use tracing::{debug, info};
+
+use crate::apply::{Applier, Statements, TableEntry};
+use crate::copy::copy_rows;
+use crate::ddl::{self, quote, DdlCtx, Notes, PgTable};
+use crate::error::{sqlx_error, Context};
+use crate::options::PgSinkOptions;
+use crate::state::StateSql;
+
+/// A PostgreSQL sink: creates tables from source schemas, bulk-loads snapshot chunks
+/// with `COPY`, applies change batches in one transaction each, and stores the pipeline
+/// state in the same transactions (`stores_state() == true`).
+///
+/// Cloning is cheap: clones share the pool and caches.
+#[derive(Clone)]
+pub struct PgSink {
+    inner: Arc<Inner>,
+}
+
+/// A source schema (kept alive so its address stays unique) and its mapping.
+type CachedTable = (Arc<TableSchema>, Arc<TableEntry>);
+
+struct Inner {
+    pool: PgPool,
+    opts: PgSinkOptions,
+    postgis: bool,
+    notes: Notes,
+    state: StateSql,
+    /// Mapped tables by the address of their source schema (kept alive here).
+    tables: Mutex<HashMap<usize, CachedTable>>,
+}
+
+impl std::fmt::Debug for PgSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSink").field("postgis", &self.inner.postgis).finish_non_exhaustive()
+    }
+}
+
+impl PgSink {
+    /// Validate the options, open the pool, create the state schema and tables.
+    pub async fn connect(options: PgSinkOptions) -> Result<PgSink> {
+        options.validate()?;
+        let connect = options.connect_options()?.statement_cache_capacity(1024);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.get_pool_size())
+            .acquire_timeout(options.get_acquire_timeout())
+            .connect_with(connect)
+            .await
+            .map_err(|e| sqlx_error(e, &Context::state()))?;
+        let state = StateSql::new(options.get_state_schema());
+        let mut conn = pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        state.create(&mut conn).await?;
+        let installed: bool =
+            sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'postgis')")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| sqlx_error(e, &Context::state()))?
+                .get(0);
+        drop(conn);
+        let postgis = installed && options.get_postgis();
+        info!(postgis, "PostgreSQL sink connected");
+        Ok(PgSink {
+            inner: Arc::new(Inner {
+                pool,
+                opts: options,
+                postgis,
+                notes: Notes::default(),
+                state,
+                tables: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The connection pool (for reading the replica, or for tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The options.
+    pub fn options(&self) -> &PgSinkOptions {
+        &self.inner.opts
+    }
+
+    /// Whether GEOMETRY columns become PostGIS `geometry` (extension installed and allowed).
+    pub fn uses_postgis(&self) -> bool {
+        self.inner.postgis
+    }
+
+    /// The `"schema"."table"` a source table is replicated to.
+    pub fn target_table(&self, table: &TableId) -> String {
+        format!("{}.{}", quote(&self.inner.opts.target_schema(table)), quote(&table.table))
+    }
+
+    fn ddl_ctx(&self) -> DdlCtx<'_> {
+        DdlCtx { opts: &self.inner.opts, postgis: self.inner.postgis, notes: &self.inner.notes }
+    }
+
+    fn entry(&self, schema: &Arc<TableSchema>) -> Result<Arc<TableEntry>> {
+        let key = Arc::as_ptr(schema) as usize;
+        let mut map = self.inner.tables.lock().expect("table cache poisoned");
+        if let Some((_, e)) = map.get(&key) {
+            return Ok(e.clone());
+        }
+        let pt = PgTable::build(schema, &self.inner.opts, self.inner.postgis)?;
+        let entry = Arc::new(TableEntry { stmts: Statements::new(&pt), pt });
+        if map.len() > 4096 {
+            map.clear();
+        }
+        map.insert(key, (schema.clone(), entry.clone()));
+        Ok(entry)
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.inner.pool.begin().await.map_err(|e| sqlx_error(e, &Context::state()))
+    }
+
+    async fn apply_events(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<u64> {
+        let opts = &self.inner.opts;
+        let mut applier = Applier::new(conn, opts.get_apply_mode(), opts.get_zero_dates());
+        for tx in &batch.transactions {
+            for event in &tx.events {
+                match event {
+                    ChangeEvent::Insert(e) => applier.row_event(self.entry(&e.table)?, event).await?,
+                    ChangeEvent::Update(e) => applier.row_event(self.entry(&e.table)?, event).await?,
+                    ChangeEvent::Delete(e) => applier.row_event(self.entry(&e.table)?, event).await?,
+                    ChangeEvent::Truncate(e) => {
+                        applier.flush().await?;
+                        let sql = format!("TRUNCATE {}", self.target_table(&e.table.id));
+                        let cx = Context::data(&e.table.id, Some(&e.meta.position));
+                        applier.conn.execute(AssertSqlSafe(sql)).await.map_err(|err| sqlx_error(err, &cx))?;
+                    }
+                    ChangeEvent::Schema(e) => {
+                        applier.flush().await?;
+                        ddl::apply_schema_change(applier.conn, e, &self.ddl_ctx()).await?;
+                    }
+                    other => {
+                        return Err(Error::new(
+                            synchdb_core::ErrorKind::SinkApply,
+                            format!("unsupported event {}", other.operation()),
+                        )
+                        .with_table(other.table_id().clone()))
+                    }
+                }
+            }
+        }
+        applier.flush().await?;
+        Ok(applier.changed)
+    }
+}
+
+async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+    tx.commit().await.map_err(|e| sqlx_error(e, &Context::state()))
+}
+
+#[async_trait]
+impl Sink for PgSink {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn stores_state(&self) -> bool {
+        true
+    }
+
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        let mut conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        self.inner.state.load(&mut conn, pipeline).await
+    }
+
+    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.inner.state.store(&mut tx, pipeline, update).await?;
+        commit(tx).await
+    }
+
+    async fn prepare_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        restart: &[TableId],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let cx = self.ddl_ctx();
+        for t in tables {
+            let entry = self.entry(t)?;
+            ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
+        }
+        for id in restart {
+            let q = self.target_table(id);
+            if ddl::table_exists(&mut tx, &q).await? {
+                let sql = format!("TRUNCATE {q}");
+                tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(id)))?;
+            }
+        }
+        self.inner.state.store(&mut tx, pipeline, state).await?;
+        commit(tx).await?;
+        info!(tables = tables.len(), restart = restart.len(), "snapshot tables ready");
+        Ok(())
+    }
+
+    async fn write_chunk(
+        &self,
+        pipeline: &str,
+        table: &Arc<TableSchema>,
+        chunk: &ChunkInfo,
+        read_at: &Position,
+        rows: RowStream<'_>,
+    ) -> Result<u64> {
+        let entry = self.entry(table)?;
+        let opts = &self.inner.opts;
+        let mut tx = self.begin().await?;
+        let n =
+            copy_rows(&mut tx, &entry.pt, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), rows).await?;
+        let update = StateUpdate {
+            snapshot: Some(SnapshotUpdate::ChunkDone(ChunkDone {
+                table: chunk.table.clone(),
+                index: chunk.index,
+                rows: n,
+                read_at: read_at.clone(),
+            })),
+            ..Default::default()
+        };
+        self.inner.state.store(&mut tx, pipeline, &update).await?;
+        commit(tx).await?;
+        debug!(table = %table.id, chunk = chunk.index, rows = n, "chunk copied");
+        Ok(n)
+    }
+
+    async fn finish_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let cx = self.ddl_ctx();
+        let entries: Vec<Arc<TableEntry>> = tables.iter().map(|t| self.entry(t)).collect::<Result<_>>()?;
+        // Indexes of every table first: foreign keys need the referenced unique keys.
+        for (t, e) in tables.iter().zip(&entries) {
+            let indexes_only = TableSchema { foreign_keys: vec![], ..(**t).clone() };
+            ddl::create_indexes_and_keys(&mut tx, &indexes_only, &e.pt, &cx).await?;
+        }
+        for (t, e) in tables.iter().zip(&entries) {
+            let keys_only = TableSchema { indexes: vec![], ..(**t).clone() };
+            ddl::create_indexes_and_keys(&mut tx, &keys_only, &e.pt, &cx).await?;
+            ddl::sync_identities(&mut tx, &e.pt).await?;
+        }
+        self.inner.state.store(&mut tx, pipeline, state).await?;
+        commit(tx).await?;
+        info!(tables = tables.len(), "snapshot finished: indexes, foreign keys and sequences built");
+        Ok(())
+    }
+
+    async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
+        let mut conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let changed = self.apply_events(&mut tx, batch).await?;
+        self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
+        commit_conn(tx).await?;
+        debug!(events = batch.event_count(), changed, "batch applied");
+        Ok(())
+    }
+
+    async fn dead_letter(&self, pipeline: &str, event: &ChangeEvent, error: &Error) -> Result<()> {
+        let json =
+            serde_json::to_value(event).map_err(|e| Error::internal("event to JSON").with_source(e))?;
+        sqlx::query(AssertSqlSafe(self.inner.state.insert_dead_letter.clone()))
+            .bind(pipeline)
+            .bind(event.table_id().to_string())
+            .bind(event.operation())
+            .bind(event.meta().position.to_string())
+            .bind(json)
+            .bind(error.to_string())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| sqlx_error(e, &Context::state()))?;
+        Ok(())
+    }
+}
+
+async fn commit_conn(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    tx.commit().await.map_err(|e| sqlx_error(e, &Context::state()))
+}

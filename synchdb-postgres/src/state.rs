@@ -1,0 +1,259 @@
+//! Pipeline state in PostgreSQL, written in the transaction of the data it covers.
+//!
+//! ```text
+//! <state>.pipelines(pipeline_id PK, position, gtid, snapshot jsonb, updated_at,
+//!                   pos_file_seq, pos_offset)   -- the last two order positions
+//! <state>.snapshot_chunks(pipeline_id, table_id, chunk, rows, read_at, PK(pipeline_id, table_id, chunk))
+//! <state>.schemas(pipeline_id, table_id, schema jsonb, PK(pipeline_id, table_id))
+//! <state>.dead_letter(id bigserial, pipeline_id, table_id, operation, position, event jsonb, error, at)
+//! ```
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, Executor, PgConnection, Row as _};
+use synchdb_core::{
+    ChunkDone, Error, ErrorKind, PipelineState, Result, SchemaUpdate, SnapshotProgress, SnapshotStatus,
+    SnapshotUpdate, StateUpdate,
+};
+use synchdb_types::{Position, TableSchema};
+
+use crate::ddl::quote;
+use crate::error::{sqlx_error, Context};
+
+/// The SQL of the state tables.
+#[derive(Debug, Clone)]
+pub(crate) struct StateSql {
+    schema: String,
+    upsert_position: Arc<str>,
+    set_snapshot: Arc<str>,
+    delete_chunks: Arc<str>,
+    insert_chunk: Arc<str>,
+    upsert_schema: Arc<str>,
+    delete_schema: Arc<str>,
+    pub insert_dead_letter: Arc<str>,
+    select_pipeline: Arc<str>,
+    select_chunks: Arc<str>,
+    select_schemas: Arc<str>,
+}
+
+impl StateSql {
+    pub fn new(schema: &str) -> Self {
+        let s = quote(schema);
+        StateSql {
+            schema: s.clone(),
+            upsert_position: format!(
+                "INSERT INTO {s}.pipelines AS p (pipeline_id, position, gtid, pos_file_seq, pos_offset, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (pipeline_id) DO UPDATE SET \
+                 position = EXCLUDED.position, gtid = EXCLUDED.gtid, pos_file_seq = EXCLUDED.pos_file_seq, \
+                 pos_offset = EXCLUDED.pos_offset, updated_at = now() \
+                 WHERE p.position IS NULL OR (p.pos_file_seq, p.pos_offset) <= (EXCLUDED.pos_file_seq, EXCLUDED.pos_offset)"
+            ).into(),
+            set_snapshot: format!(
+                "INSERT INTO {s}.pipelines AS p (pipeline_id, snapshot, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (pipeline_id) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()"
+            ).into(),
+            delete_chunks: format!("DELETE FROM {s}.snapshot_chunks WHERE pipeline_id = $1").into(),
+            insert_chunk: format!(
+                "INSERT INTO {s}.snapshot_chunks (pipeline_id, table_id, chunk, rows, read_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+            ).into(),
+            upsert_schema: format!(
+                "INSERT INTO {s}.schemas (pipeline_id, table_id, schema) VALUES ($1, $2, $3) \
+                 ON CONFLICT (pipeline_id, table_id) DO UPDATE SET schema = EXCLUDED.schema"
+            ).into(),
+            delete_schema: format!("DELETE FROM {s}.schemas WHERE pipeline_id = $1 AND table_id = $2").into(),
+            insert_dead_letter: format!(
+                "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            ).into(),
+            select_pipeline: format!("SELECT position, snapshot FROM {s}.pipelines WHERE pipeline_id = $1").into(),
+            select_chunks: format!(
+                "SELECT table_id, chunk, rows, read_at FROM {s}.snapshot_chunks WHERE pipeline_id = $1 \
+                 ORDER BY table_id, chunk"
+            ).into(),
+            select_schemas: format!("SELECT schema::text FROM {s}.schemas WHERE pipeline_id = $1 ORDER BY table_id")
+                .into(),
+        }
+    }
+
+    /// Create the state schema and tables (idempotent; serialised by an advisory lock).
+    pub async fn create(&self, conn: &mut PgConnection) -> Result<()> {
+        let s = &self.schema;
+        let ddl = format!(
+            "SELECT pg_advisory_xact_lock(7_347_021_805);
+             CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.pipelines (pipeline_id text PRIMARY KEY, position text, gtid text,
+               snapshot jsonb, updated_at timestamptz NOT NULL DEFAULT now(), pos_file_seq bigint, pos_offset bigint);
+             CREATE TABLE IF NOT EXISTS {s}.snapshot_chunks (pipeline_id text NOT NULL, table_id text NOT NULL,
+               chunk int NOT NULL, rows bigint NOT NULL, read_at text NOT NULL, PRIMARY KEY (pipeline_id, table_id, chunk));
+             CREATE TABLE IF NOT EXISTS {s}.schemas (pipeline_id text NOT NULL, table_id text NOT NULL,
+               schema jsonb NOT NULL, PRIMARY KEY (pipeline_id, table_id));
+             CREATE TABLE IF NOT EXISTS {s}.dead_letter (id bigserial PRIMARY KEY, pipeline_id text NOT NULL,
+               table_id text, operation text, position text, event jsonb, error text,
+               at timestamptz NOT NULL DEFAULT now());"
+        );
+        let cx = Context::state();
+        conn.execute("BEGIN").await.map_err(|e| checkpoint(e, &cx))?;
+        let r = conn.execute(AssertSqlSafe(ddl)).await;
+        match r {
+            Ok(_) => {
+                conn.execute("COMMIT").await.map_err(|e| checkpoint(e, &cx))?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = conn.execute("ROLLBACK").await;
+                Err(checkpoint(e, &cx))
+            }
+        }
+    }
+
+    /// Write `update` on `conn` (inside the caller's transaction).
+    pub async fn store(&self, conn: &mut PgConnection, pipeline: &str, update: &StateUpdate) -> Result<()> {
+        let cx = Context::state();
+        if let Some(p) = &update.position {
+            sqlx::query(sql(&self.upsert_position))
+                .bind(pipeline)
+                .bind(p.to_string())
+                .bind(p.gtid.as_ref().map(ToString::to_string))
+                .bind(p.binlog.file_sequence().map(|n| n as i64).unwrap_or(-1))
+                .bind(p.binlog.pos as i64)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| checkpoint(e, &cx))?;
+        }
+        match &update.snapshot {
+            None => {}
+            Some(SnapshotUpdate::ChunkDone(d)) => {
+                sqlx::query(sql(&self.insert_chunk))
+                    .bind(pipeline)
+                    .bind(d.table.to_string())
+                    .bind(d.index as i32)
+                    .bind(d.rows as i64)
+                    .bind(d.read_at.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| checkpoint(e, &cx))?;
+            }
+            Some(other) => {
+                let status = match other {
+                    SnapshotUpdate::Started(plan) => {
+                        SnapshotStatus::InProgress(SnapshotProgress { plan: plan.clone(), done: vec![] })
+                    }
+                    SnapshotUpdate::Finished => SnapshotStatus::Done,
+                    _ => SnapshotStatus::NotStarted,
+                };
+                let json = serde_json::to_value(&status)
+                    .map_err(|e| Error::internal("snapshot status").with_source(e))?;
+                sqlx::query(sql(&self.delete_chunks))
+                    .bind(pipeline)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| checkpoint(e, &cx))?;
+                sqlx::query(sql(&self.set_snapshot))
+                    .bind(pipeline)
+                    .bind(json)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| checkpoint(e, &cx))?;
+            }
+        }
+        for s in &update.schemas {
+            match s {
+                SchemaUpdate::Upsert(t) => {
+                    let json =
+                        serde_json::to_value(&**t).map_err(|e| Error::internal("schema").with_source(e))?;
+                    sqlx::query(sql(&self.upsert_schema))
+                        .bind(pipeline)
+                        .bind(t.id.to_string())
+                        .bind(json)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| checkpoint(e, &cx))?;
+                }
+                SchemaUpdate::Drop(id) => {
+                    sqlx::query(sql(&self.delete_schema))
+                        .bind(pipeline)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| checkpoint(e, &cx))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuild the state of `pipeline`, `None` when nothing is stored.
+    pub async fn load(&self, conn: &mut PgConnection, pipeline: &str) -> Result<Option<PipelineState>> {
+        let cx = Context::state();
+        let row = sqlx::query(sql(&self.select_pipeline))
+            .bind(pipeline)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| checkpoint(e, &cx))?;
+        let schema_rows = sqlx::query(sql(&self.select_schemas))
+            .bind(pipeline)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| checkpoint(e, &cx))?;
+        let chunk_rows = sqlx::query(sql(&self.select_chunks))
+            .bind(pipeline)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| checkpoint(e, &cx))?;
+        if row.is_none() && schema_rows.is_empty() && chunk_rows.is_empty() {
+            return Ok(None);
+        }
+        let bad = |what: &str, e: Box<dyn std::error::Error + Send + Sync>| {
+            Error::new(ErrorKind::Checkpoint, format!("stored {what} does not parse")).with_source(e)
+        };
+        let mut state = PipelineState::empty();
+        if let Some(row) = row {
+            let pos: Option<String> = row.get(0);
+            state.position =
+                pos.map(|p| p.parse::<Position>()).transpose().map_err(|e| bad("position", e.into()))?;
+            let snap: Option<serde_json::Value> = row.get(1);
+            if let Some(v) = snap {
+                state.snapshot = serde_json::from_value(v).map_err(|e| bad("snapshot", e.into()))?;
+            }
+        }
+        for r in schema_rows {
+            let text: String = r.get(0);
+            let t: TableSchema = serde_json::from_str(&text).map_err(|e| bad("schema", e.into()))?;
+            state.schemas.push(t);
+        }
+        if let SnapshotStatus::InProgress(p) = &mut state.snapshot {
+            for r in chunk_rows {
+                let table_id: String = r.get(0);
+                let Some(table) = p.plan.tables.iter().find(|t| t.to_string() == table_id).cloned() else {
+                    continue;
+                };
+                let read_at: String = r.get(3);
+                p.done.push(ChunkDone {
+                    table,
+                    index: r.get::<i32, _>(1) as u32,
+                    rows: r.get::<i64, _>(2) as u64,
+                    read_at: read_at
+                        .parse()
+                        .map_err(|e: synchdb_types::ParseError| bad("read_at", e.into()))?,
+                });
+            }
+        }
+        Ok(Some(state))
+    }
+}
+
+/// A failed state statement: transient when the connection is lost, else `Checkpoint`.
+fn checkpoint(e: sqlx::Error, cx: &Context) -> Error {
+    let err = sqlx_error(e, cx);
+    if err.kind() == ErrorKind::SinkConnection {
+        err
+    } else {
+        Error::new(ErrorKind::Checkpoint, "storing or loading the pipeline state failed").with_source(err)
+    }
+}
+
+fn sql(s: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
+    AssertSqlSafe(s.clone())
+}
