@@ -80,7 +80,7 @@ impl StateSql {
     pub async fn create(&self, conn: &mut PgConnection) -> Result<()> {
         let s = &self.schema;
         let ddl = format!(
-            "SELECT pg_advisory_xact_lock(7_347_021_805);
+            "SELECT pg_advisory_xact_lock(7347021805);
              CREATE SCHEMA IF NOT EXISTS {s};
              CREATE TABLE IF NOT EXISTS {s}.pipelines (pipeline_id text PRIMARY KEY, position text, gtid text,
                snapshot jsonb, updated_at timestamptz NOT NULL DEFAULT now(), pos_file_seq bigint, pos_offset bigint);
