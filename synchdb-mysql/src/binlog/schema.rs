@@ -1,0 +1,568 @@
+//! The tracked source schemas and how DDL changes them.
+//!
+//! The follower keeps the schema of every selected table as of the binlog
+//! position it has read, applies each parsed [`Ddl`] at its exact position
+//! and emits the typed [`SchemaChange`]s with the table's schema after each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use synchdb_core::{Error, ErrorKind, Result};
+use synchdb_types::{ColumnPosition, ColumnSchema, IndexSchema, SchemaChange, TableId, TableSchema};
+
+use crate::ddl::{add_key, AlterOp, Ddl, IndexDef};
+use crate::filter::TableFilter;
+
+/// What applying a statement produced, in order.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, one per schema change
+pub(crate) enum Applied {
+    /// A schema change and the table's schema after it (`None` after a drop).
+    Schema(SchemaChange, Option<Arc<TableSchema>>),
+    /// TRUNCATE of a tracked table.
+    Truncate(Arc<TableSchema>),
+}
+
+/// Server look-ups DDL application may need.
+#[async_trait]
+pub(crate) trait Lookup: Send {
+    /// The default character set of a table (`Some(table)`), else of the database.
+    async fn default_charset(&mut self, database: &str, table: Option<&str>) -> Result<Option<String>>;
+    /// The table's current schema from information_schema.
+    async fn discover(&mut self, table: &TableId) -> Result<Option<TableSchema>>;
+}
+
+/// The tracked schemas of the selected tables.
+#[derive(Debug, Clone)]
+pub(crate) struct Schemas {
+    tables: HashMap<TableId, Arc<TableSchema>>,
+    filter: TableFilter,
+}
+
+fn schema_error(message: String, table: &TableId) -> Error {
+    Error::new(ErrorKind::SourceSchema, message).with_table(table.clone())
+}
+
+impl Schemas {
+    pub(crate) fn new(schemas: Vec<TableSchema>, filter: TableFilter) -> Self {
+        let tables = schemas.into_iter().map(|s| (s.id.clone(), Arc::new(s))).collect();
+        Schemas { tables, filter }
+    }
+
+    /// The tracked schema of a table.
+    pub(crate) fn get(&self, id: &TableId) -> Option<&Arc<TableSchema>> {
+        self.tables.get(id)
+    }
+
+    /// Replace a table's schema (after a refresh from information_schema).
+    pub(crate) fn set(&mut self, schema: TableSchema) -> Arc<TableSchema> {
+        let a = Arc::new(schema);
+        self.tables.insert(a.id.clone(), a.clone());
+        a
+    }
+
+    /// Whether rows of this table are replicated.
+    pub(crate) fn is_selected(&self, id: &TableId) -> bool {
+        self.tables.contains_key(id)
+    }
+
+    /// Whether a statement about these tables concerns the replication:
+    /// a tracked table, or a new name that matches the filter.
+    pub(crate) fn concerns(&self, tables: &[TableId]) -> bool {
+        tables.iter().any(|t| self.tables.contains_key(t) || self.filter.matches(t))
+    }
+
+    /// Whether a database holds tracked tables.
+    pub(crate) fn tracks_database(&self, db: &str) -> bool {
+        self.tables.keys().any(|t| t.database == db)
+    }
+
+    /// Apply a statement; returns what it changed, in order.
+    pub(crate) async fn apply(&mut self, ddl: Ddl, lookup: &mut dyn Lookup) -> Result<Vec<Applied>> {
+        let mut out = Vec::new();
+        match ddl {
+            Ddl::CreateTable { mut schema, default_charset, if_not_exists, or_replace } => {
+                if !self.filter.matches(&schema.id) {
+                    return Ok(out);
+                }
+                if self.tables.contains_key(&schema.id) {
+                    if if_not_exists {
+                        return Ok(out);
+                    }
+                    if or_replace {
+                        self.drop_table(&schema.id, &mut out);
+                    }
+                }
+                if schema.columns.iter().any(needs_charset) {
+                    let cs = match default_charset {
+                        Some(c) => Some(c),
+                        None => lookup.default_charset(&schema.id.database, None).await?,
+                    };
+                    fill_charset(&mut schema.columns, cs.as_deref());
+                }
+                self.create(schema, &mut out);
+            }
+            Ddl::CreateTableLike { table, like, if_not_exists } => {
+                if !self.filter.matches(&table) || (if_not_exists && self.tables.contains_key(&table)) {
+                    return Ok(out);
+                }
+                let source = match self.tables.get(&like) {
+                    Some(s) => Some((**s).clone()),
+                    None => lookup.discover(&like).await?,
+                };
+                let Some(mut schema) = source else {
+                    return Err(schema_error(
+                        format!("CREATE TABLE ... LIKE {like}: source table unknown"),
+                        &table,
+                    ));
+                };
+                schema.id = table;
+                schema.foreign_keys.clear();
+                self.create(schema, &mut out);
+            }
+            Ddl::CreateTableSelect { table } => {
+                if !self.filter.matches(&table) {
+                    return Ok(out);
+                }
+                let Some(schema) = lookup.discover(&table).await? else {
+                    return Err(schema_error("CREATE TABLE ... SELECT: table not found".into(), &table));
+                };
+                self.create(schema, &mut out);
+            }
+            Ddl::DropTables { tables } => {
+                for t in &tables {
+                    self.drop_table(t, &mut out);
+                }
+            }
+            Ddl::DropDatabase { database } => {
+                let mut ids: Vec<TableId> =
+                    self.tables.keys().filter(|t| t.database == database).cloned().collect();
+                ids.sort();
+                for t in &ids {
+                    self.drop_table(t, &mut out);
+                }
+            }
+            Ddl::RenameTables { pairs } => {
+                for (from, to) in pairs {
+                    self.rename(from, to, lookup, &mut out).await?;
+                }
+            }
+            Ddl::Truncate { table } => {
+                if let Some(s) = self.tables.get(&table) {
+                    out.push(Applied::Truncate(s.clone()));
+                }
+            }
+            Ddl::AlterTable { table, ops } => self.alter(table, ops, lookup, &mut out).await?,
+        }
+        Ok(out)
+    }
+
+    fn create(&mut self, schema: TableSchema, out: &mut Vec<Applied>) {
+        let a = Arc::new(schema);
+        self.tables.insert(a.id.clone(), a.clone());
+        out.push(Applied::Schema(SchemaChange::CreateTable { schema: (*a).clone() }, Some(a)));
+    }
+
+    fn drop_table(&mut self, id: &TableId, out: &mut Vec<Applied>) {
+        if self.tables.remove(id).is_some() {
+            out.push(Applied::Schema(SchemaChange::DropTable { table: id.clone() }, None));
+        }
+    }
+
+    async fn rename(
+        &mut self,
+        from: TableId,
+        to: TableId,
+        lookup: &mut dyn Lookup,
+        out: &mut Vec<Applied>,
+    ) -> Result<()> {
+        match self.tables.remove(&from) {
+            Some(s) if self.filter.matches(&to) => {
+                let mut s = (*s).clone();
+                s.id = to.clone();
+                for fk in &mut s.foreign_keys {
+                    if fk.referenced_table == from {
+                        fk.referenced_table = to.clone();
+                    }
+                }
+                let a = Arc::new(s);
+                self.tables.insert(to.clone(), a.clone());
+                out.push(Applied::Schema(SchemaChange::RenameTable { from, to }, Some(a)));
+            }
+            Some(_) => out.push(Applied::Schema(SchemaChange::DropTable { table: from }, None)),
+            None if self.filter.matches(&to) => {
+                // A table enters the selection under its new name.
+                if let Some(schema) = lookup.discover(&to).await? {
+                    self.create(schema, out);
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn alter(
+        &mut self,
+        table: TableId,
+        ops: Vec<AlterOp>,
+        lookup: &mut dyn Lookup,
+        out: &mut Vec<Applied>,
+    ) -> Result<()> {
+        let Some(current) = self.tables.get(&table) else { return Ok(()) };
+        let mut s: TableSchema = (**current).clone();
+        let needs_cs = ops.iter().any(|op| match op {
+            AlterOp::AddColumn { column, .. } | AlterOp::ModifyColumn { column, .. } => needs_charset(column),
+            _ => false,
+        });
+        let table_cs = if needs_cs {
+            match lookup.default_charset(&table.database, Some(&table.table)).await? {
+                Some(c) => Some(c),
+                None => lookup.default_charset(&table.database, None).await?,
+            }
+        } else {
+            None
+        };
+        let mut rename_to = None;
+        let mut changes: Vec<SchemaChange> = Vec::new();
+        let mut snapshots: Vec<Arc<TableSchema>> = Vec::new();
+        let missing =
+            |what: &str, name: &str| schema_error(format!("ALTER TABLE: no {what} {name:?}"), &table);
+        for op in ops {
+            let before = changes.len();
+            match op {
+                AlterOp::AddColumn { mut column, position, if_not_exists, keys } => {
+                    if s.column_index(&column.name).is_some() {
+                        if if_not_exists {
+                            continue;
+                        }
+                        return Err(schema_error(
+                            format!("ALTER TABLE: column {:?} already exists", column.name),
+                            &table,
+                        ));
+                    }
+                    fill_charset(std::slice::from_mut(&mut column), table_cs.as_deref());
+                    let at = insert_at(&s, &position)
+                        .ok_or_else(|| missing("column", &format!("{position:?}")))?;
+                    s.columns.insert(at, column.clone());
+                    changes.push(SchemaChange::AddColumn { table: table.clone(), column, position });
+                    snapshots.push(Arc::new(s.clone()));
+                    self.keys(&mut s, &table, keys, &mut changes, &mut snapshots);
+                    continue;
+                }
+                AlterOp::DropColumn { name, if_exists } => {
+                    let Some(i) = s.column_index(&name) else {
+                        if if_exists {
+                            continue;
+                        }
+                        return Err(missing("column", &name));
+                    };
+                    s.columns.remove(i);
+                    s.primary_key.retain(|c| *c != name);
+                    for ix in &mut s.indexes {
+                        ix.columns.retain(|c| c.name != name);
+                    }
+                    s.indexes.retain(|ix| !ix.columns.is_empty());
+                    s.foreign_keys.retain(|fk| !fk.columns.contains(&name));
+                    changes.push(SchemaChange::DropColumn { table: table.clone(), name });
+                }
+                AlterOp::ModifyColumn { old_name, mut column, position, keys } => {
+                    let i = s.column_index(&old_name).ok_or_else(|| missing("column", &old_name))?;
+                    let old = s.columns[i].clone();
+                    fill_charset(std::slice::from_mut(&mut column), table_cs.as_deref());
+                    if s.primary_key.contains(&old_name) {
+                        column.nullable = false;
+                    }
+                    column.target_type = old.target_type.clone();
+                    s.columns.remove(i);
+                    let at = match &position {
+                        Some(p) => insert_at(&s, p).ok_or_else(|| missing("column", &format!("{p:?}")))?,
+                        None => i,
+                    };
+                    s.columns.insert(at, column.clone());
+                    rename_in_keys(&mut s, &old_name, &column.name);
+                    changes.push(SchemaChange::ModifyColumn {
+                        table: table.clone(),
+                        old,
+                        new: column,
+                        position,
+                    });
+                    snapshots.push(Arc::new(s.clone()));
+                    self.keys(&mut s, &table, keys, &mut changes, &mut snapshots);
+                    continue;
+                }
+                AlterOp::RenameColumn { from, to } => {
+                    let i = s.column_index(&from).ok_or_else(|| missing("column", &from))?;
+                    s.columns[i].name = to.clone();
+                    rename_in_keys(&mut s, &from, &to);
+                    changes.push(SchemaChange::RenameColumn { table: table.clone(), from, to });
+                }
+                AlterOp::SetDefault { column, default } => {
+                    let i = s.column_index(&column).ok_or_else(|| missing("column", &column))?;
+                    let old = s.columns[i].clone();
+                    s.columns[i].default = default;
+                    let new = s.columns[i].clone();
+                    changes.push(SchemaChange::ModifyColumn {
+                        table: table.clone(),
+                        old,
+                        new,
+                        position: None,
+                    });
+                }
+                AlterOp::AddIndex(def) => {
+                    self.keys(&mut s, &table, vec![def], &mut changes, &mut snapshots);
+                    continue;
+                }
+                AlterOp::DropIndex { name, if_exists } => {
+                    if name.eq_ignore_ascii_case("PRIMARY") {
+                        s.primary_key.clear();
+                        changes.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: vec![] });
+                    } else if let Some(i) =
+                        s.indexes.iter().position(|ix| ix.name.eq_ignore_ascii_case(&name))
+                    {
+                        let ix = s.indexes.remove(i);
+                        changes.push(SchemaChange::DropIndex { table: table.clone(), name: ix.name });
+                    } else if !if_exists {
+                        // Not tracked (e.g. a foreign key's implicit index): still pass it on.
+                        tracing::debug!(%table, index = %name, "DROP INDEX of an index not tracked");
+                        changes.push(SchemaChange::DropIndex { table: table.clone(), name });
+                    }
+                }
+                AlterOp::DropPrimaryKey => {
+                    s.primary_key.clear();
+                    changes.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: vec![] });
+                }
+                AlterOp::RenameIndex { from, to } => {
+                    let i = s
+                        .indexes
+                        .iter()
+                        .position(|ix| ix.name.eq_ignore_ascii_case(&from))
+                        .ok_or_else(|| missing("index", &from))?;
+                    let old = s.indexes.remove(i);
+                    changes.push(SchemaChange::DropIndex { table: table.clone(), name: old.name.clone() });
+                    snapshots.push(Arc::new(s.clone()));
+                    let new = IndexSchema { name: to, ..old };
+                    s.indexes.insert(i, new.clone());
+                    changes.push(SchemaChange::CreateIndex { table: table.clone(), index: new });
+                }
+                AlterOp::RenameTable { to } => {
+                    rename_to = Some(to);
+                }
+                AlterOp::ConvertCharset { charset, collation } => {
+                    for i in 0..s.columns.len() {
+                        if !s.columns[i].column_type.is_textual()
+                            || s.columns[i].column_type == synchdb_types::ColumnType::Json
+                        {
+                            continue;
+                        }
+                        let old = s.columns[i].clone();
+                        s.columns[i].charset = Some(charset.clone());
+                        s.columns[i].collation = collation.clone();
+                        let new = s.columns[i].clone();
+                        if new != old {
+                            changes.push(SchemaChange::ModifyColumn {
+                                table: table.clone(),
+                                old,
+                                new,
+                                position: None,
+                            });
+                            snapshots.push(Arc::new(s.clone()));
+                        }
+                    }
+                    continue;
+                }
+            }
+            if changes.len() > before {
+                snapshots.push(Arc::new(s.clone()));
+            }
+        }
+        let last = Arc::new(s);
+        self.tables.insert(table.clone(), last.clone());
+        out.extend(changes.into_iter().zip(snapshots).map(|(c, a)| Applied::Schema(c, Some(a))));
+        if let Some(to) = rename_to {
+            if to != table {
+                self.rename(table, to, lookup, out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keys(
+        &self,
+        s: &mut TableSchema,
+        table: &TableId,
+        keys: Vec<IndexDef>,
+        changes: &mut Vec<SchemaChange>,
+        snapshots: &mut Vec<Arc<TableSchema>>,
+    ) {
+        for k in keys {
+            let primary = matches!(k, IndexDef::Primary(_));
+            let added = add_key(s, k);
+            if primary {
+                changes.push(SchemaChange::SetPrimaryKey {
+                    table: table.clone(),
+                    columns: s.primary_key.clone(),
+                });
+            } else if let Some(index) = added {
+                changes.push(SchemaChange::CreateIndex { table: table.clone(), index });
+            }
+            snapshots.push(Arc::new(s.clone()));
+        }
+    }
+}
+
+fn needs_charset(c: &ColumnSchema) -> bool {
+    c.charset.is_none()
+        && (c.column_type.is_textual()
+            || matches!(
+                c.column_type,
+                synchdb_types::ColumnType::Enum { .. } | synchdb_types::ColumnType::Set { .. }
+            ))
+}
+
+fn fill_charset(columns: &mut [ColumnSchema], charset: Option<&str>) {
+    let Some(cs) = charset else { return };
+    for c in columns.iter_mut().filter(|c| needs_charset(c)) {
+        c.charset = Some(cs.to_string());
+    }
+}
+
+fn insert_at(s: &TableSchema, p: &ColumnPosition) -> Option<usize> {
+    match p {
+        ColumnPosition::First => Some(0),
+        ColumnPosition::After(c) => s.column_index(c).map(|i| i + 1),
+        _ => Some(s.columns.len()),
+    }
+}
+
+fn rename_in_keys(s: &mut TableSchema, from: &str, to: &str) {
+    if from == to {
+        return;
+    }
+    for c in &mut s.primary_key {
+        if c == from {
+            *c = to.to_string();
+        }
+    }
+    for ix in &mut s.indexes {
+        for c in &mut ix.columns {
+            if c.name == from {
+                c.name = to.to_string();
+            }
+        }
+    }
+    for fk in &mut s.foreign_keys {
+        for c in &mut fk.columns {
+            if c == from {
+                *c = to.to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ddl::parse_ddl;
+    use synchdb_types::{ColumnType, IntWidth};
+
+    struct NoServer;
+
+    #[async_trait]
+    impl Lookup for NoServer {
+        async fn default_charset(&mut self, _db: &str, _t: Option<&str>) -> Result<Option<String>> {
+            Ok(Some("utf8mb4".into()))
+        }
+        async fn discover(&mut self, _t: &TableId) -> Result<Option<TableSchema>> {
+            Ok(None)
+        }
+    }
+
+    fn tracked() -> Schemas {
+        let mut t = TableSchema::new(
+            TableId::new("db", "t"),
+            vec![
+                ColumnSchema::new(
+                    "id",
+                    ColumnType::Integer { width: IntWidth::Int, unsigned: false, display_width: Some(11) },
+                )
+                .not_null(),
+                ColumnSchema::new("name", ColumnType::VarChar { length: 10 }),
+            ],
+        );
+        t.primary_key = vec!["id".into()];
+        Schemas::new(vec![t], TableFilter::all().include("db.*").unwrap())
+    }
+
+    async fn run(s: &mut Schemas, sql: &str) -> Vec<Applied> {
+        let ddl = parse_ddl(sql, "db").unwrap().unwrap();
+        s.apply(ddl, &mut NoServer).await.unwrap()
+    }
+
+    fn names(s: &Schemas, t: &str) -> Vec<String> {
+        s.get(&TableId::new("db", t)).unwrap().columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn alter_sequence_updates_the_tracked_schema() {
+        let mut s = tracked();
+        let out = run(&mut s, "ALTER TABLE t ADD COLUMN a INT FIRST, ADD b TEXT AFTER id, CHANGE name full_name VARCHAR(20) NOT NULL, ADD UNIQUE KEY (b(4))").await;
+        assert_eq!(out.len(), 4);
+        assert_eq!(names(&s, "t"), vec!["a", "id", "b", "full_name"]);
+        let b = s.get(&TableId::new("db", "t")).unwrap().column("b").unwrap().clone();
+        assert_eq!(b.charset.as_deref(), Some("utf8mb4"));
+        let Applied::Schema(SchemaChange::ModifyColumn { old, new, .. }, Some(after)) = &out[2] else {
+            panic!()
+        };
+        assert_eq!((old.name.as_str(), new.name.as_str()), ("name", "full_name"));
+        assert_eq!(after.columns.len(), 4);
+        let Applied::Schema(SchemaChange::CreateIndex { index, .. }, _) = &out[3] else { panic!() };
+        assert_eq!(index.name, "b");
+        let out = run(
+            &mut s,
+            "ALTER TABLE t DROP COLUMN b, DROP PRIMARY KEY, ADD PRIMARY KEY (a, id), RENAME COLUMN a TO z",
+        )
+        .await;
+        assert_eq!(out.len(), 4);
+        let t = s.get(&TableId::new("db", "t")).unwrap();
+        assert_eq!(t.primary_key, vec!["z".to_string(), "id".to_string()]);
+        assert!(t.indexes.is_empty(), "index on a dropped column goes");
+        assert!(!t.column("z").unwrap().nullable);
+        // Failing operations are typed errors.
+        let ddl = parse_ddl("ALTER TABLE t DROP COLUMN nope", "db").unwrap().unwrap();
+        let e = s.apply(ddl, &mut NoServer).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SourceSchema);
+        let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
+        assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_like_rename_drop_and_filter() {
+        let mut s = tracked();
+        let out = run(&mut s, "CREATE TABLE t2 LIKE t").await;
+        assert!(
+            matches!(&out[0], Applied::Schema(SchemaChange::CreateTable { schema }, _) if schema.id.table == "t2" && schema.primary_key == vec!["id".to_string()])
+        );
+        assert!(run(&mut s, "CREATE TABLE other.x (a INT)").await.is_empty(), "not selected");
+        assert!(!s.is_selected(&TableId::new("other", "x")));
+        let out = run(&mut s, "RENAME TABLE t2 TO t3, t3 TO other.t4").await;
+        assert!(
+            matches!(&out[0], Applied::Schema(SchemaChange::RenameTable { .. }, Some(a)) if a.id.table == "t3")
+        );
+        assert!(
+            matches!(&out[1], Applied::Schema(SchemaChange::DropTable { table }, None) if table.table == "t3")
+        );
+        let out = run(&mut s, "ALTER TABLE t ADD c INT, RENAME TO u").await;
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[1], Applied::Schema(SchemaChange::RenameTable { to, .. }, Some(a)) if to.table == "u" && a.columns.len() == 3)
+        );
+        assert!(matches!(&run(&mut s, "TRUNCATE u").await[0], Applied::Truncate(t) if t.id.table == "u"));
+        let out = run(&mut s, "CREATE TABLE n (id INT PRIMARY KEY, s VARCHAR(3))").await;
+        let Applied::Schema(SchemaChange::CreateTable { schema }, _) = &out[0] else { panic!() };
+        assert_eq!(schema.columns[1].charset.as_deref(), Some("utf8mb4"));
+        assert_eq!(run(&mut s, "DROP TABLE IF EXISTS n, nothere").await.len(), 1);
+        assert_eq!(run(&mut s, "DROP DATABASE db").await.len(), 1);
+        assert!(!s.tracks_database("db"));
+    }
+}

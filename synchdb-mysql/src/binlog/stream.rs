@@ -1,0 +1,190 @@
+//! Opening the binlog stream and the side connection for look-ups.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+use synchdb_core::{Error, ErrorKind, Result};
+use synchdb_types::{BinlogPosition, GtidSet, TableId, TableSchema};
+
+use super::schema::Lookup;
+use crate::options::MySqlSourceOptions;
+
+/// Facts about the server, read when the stream opens.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerInfo {
+    /// MariaDB (GTID events 162/163, `@slave_connect_state`).
+    pub(crate) mariadb: bool,
+    /// Whether events carry a checksum (`binlog_checksum` is not `NONE`).
+    pub(crate) checksum: bool,
+}
+
+/// Where to start the stream.
+#[derive(Debug, Clone)]
+pub(crate) enum StreamStart {
+    /// A binlog file and offset.
+    File(BinlogPosition),
+    /// A MariaDB GTID set (`@slave_connect_state`).
+    MariaGtid(GtidSet),
+}
+
+fn conn_error(what: &str, e: mysql_async::Error) -> Error {
+    Error::new(classify_kind(&e), what.to_string()).with_source(e)
+}
+
+/// The kind of a driver error: lost connections are transient, a purged
+/// binlog (1236) is a lost position, the rest is a setting or privilege problem.
+pub(crate) fn classify_kind(e: &mysql_async::Error) -> ErrorKind {
+    match e {
+        mysql_async::Error::Server(s) => match s.code {
+            1236 => ErrorKind::SourcePositionLost,
+            1044 | 1045 | 1142 | 1227 => ErrorKind::SourcePrivilege,
+            // Server shutting down, connection killed, too many connections.
+            1053 | 1077 | 1078 | 1079 | 1080 | 1152 | 1158 | 1159 | 1160 | 1161 | 1040 | 1927 | 2013
+            | 2006 => ErrorKind::SourceConnection,
+            _ => ErrorKind::SourceSetting,
+        },
+        _ => ErrorKind::SourceConnection,
+    }
+}
+
+/// Open a replication connection and request the binlog from `start`.
+pub(crate) async fn open(
+    opts: &MySqlSourceOptions,
+    start: &StreamStart,
+    heartbeat: Duration,
+) -> Result<(BinlogStream, ServerInfo)> {
+    let mut conn = opts.connect().await?;
+    let (version, checksum): (String, String) = conn
+        .query_first("SELECT VERSION(), @@global.binlog_checksum")
+        .await
+        .map_err(|e| conn_error("cannot read the server version", e))?
+        .unwrap_or_default();
+    let info = ServerInfo {
+        mariadb: version.to_ascii_lowercase().contains("mariadb"),
+        checksum: !checksum.eq_ignore_ascii_case("NONE"),
+    };
+    let mut setup = vec![
+        "SET @master_binlog_checksum = @@global.binlog_checksum".to_string(),
+        format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos().max(1_000_000)),
+    ];
+    if info.mariadb {
+        setup.push("SET @mariadb_slave_capability = 4".into());
+    }
+    let file = match start {
+        StreamStart::File(p) => p.clone(),
+        StreamStart::MariaGtid(set) => {
+            setup.push(format!("SET @slave_connect_state = '{set}'"));
+            setup.push("SET @slave_gtid_strict_mode = 0".into());
+            BinlogPosition::new("", 4)
+        }
+    };
+    for sql in &setup {
+        conn.query_drop(sql).await.map_err(|e| conn_error(&format!("`{sql}` failed"), e))?;
+    }
+    let request =
+        BinlogStreamRequest::new(opts.get_server_id()).with_filename(file.file.as_bytes()).with_pos(file.pos);
+    let stream = conn.get_binlog_stream(request).await.map_err(|e| stream_error(e, &file))?;
+    Ok((stream, info))
+}
+
+/// A stream error: a purged or missing binlog names the file and suggests a snapshot.
+pub(crate) fn stream_error(e: mysql_async::Error, at: &BinlogPosition) -> Error {
+    match classify_kind(&e) {
+        ErrorKind::SourcePositionLost => Error::new(
+            ErrorKind::SourcePositionLost,
+            format!(
+                "the binlog at {at} is no longer available on the server (purged or unknown file {:?}); \
+                 take a fresh snapshot (snapshot mode `always`, or clear the pipeline state)",
+                at.file
+            ),
+        )
+        .with_position(at.clone())
+        .with_source(e),
+        kind => Error::new(kind, format!("binlog stream from {at} failed"))
+            .with_position(at.clone())
+            .with_source(e),
+    }
+}
+
+/// The server's current binlog position (`SHOW MASTER STATUS`).
+pub(crate) async fn master_position(conn: &mut Conn) -> Result<BinlogPosition> {
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| conn_error("SHOW MASTER STATUS failed", e))?;
+    let row = row.ok_or_else(|| {
+        Error::new(ErrorKind::SourceSetting, "SHOW MASTER STATUS is empty: the binary log is off (log_bin)")
+    })?;
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or_default();
+    Ok(BinlogPosition::new(file, pos))
+}
+
+/// MariaDB: the GTID position of a binlog position (`BINLOG_GTID_POS`).
+pub(crate) async fn gtid_at(conn: &mut Conn, at: &BinlogPosition) -> Option<GtidSet> {
+    let r: Option<Option<String>> =
+        conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (at.file.clone(), at.pos)).await.ok()?;
+    r.flatten().and_then(|s| s.parse().ok())
+}
+
+/// The side connection for information_schema look-ups, opened on demand.
+pub(crate) struct SideConn<'a> {
+    pub(crate) opts: &'a MySqlSourceOptions,
+    pub(crate) conn: Option<Conn>,
+}
+
+impl SideConn<'_> {
+    pub(crate) async fn get(&mut self) -> Result<&mut Conn> {
+        if self.conn.is_none() {
+            self.conn = Some(self.opts.connect().await?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    /// Run `f`; on a failure the connection is dropped so the next call reconnects.
+    async fn charset_query(&mut self, sql: &str, params: Vec<String>) -> Result<Option<String>> {
+        let conn = self.get().await?;
+        match conn.exec_first::<Option<String>, _, _>(sql, params).await {
+            Ok(v) => Ok(v.flatten()),
+            Err(e) => {
+                self.conn = None;
+                Err(conn_error("information_schema look-up failed", e))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Lookup for SideConn<'_> {
+    async fn default_charset(&mut self, database: &str, table: Option<&str>) -> Result<Option<String>> {
+        match table {
+            Some(t) => {
+                self.charset_query(
+                    "SELECT c.CHARACTER_SET_NAME FROM information_schema.TABLES t \
+                     JOIN information_schema.COLLATIONS c ON c.COLLATION_NAME = t.TABLE_COLLATION \
+                     WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?",
+                    vec![database.to_string(), t.to_string()],
+                )
+                .await
+            }
+            None => {
+                self.charset_query(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                    vec![database.to_string()],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn discover(&mut self, table: &TableId) -> Result<Option<TableSchema>> {
+        let conn = self.get().await?;
+        let r = crate::discovery::discover_table(conn, table).await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+}
