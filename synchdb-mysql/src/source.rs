@@ -1,11 +1,31 @@
-//! [`MySqlSource`]: the [`Source`] implementation.
+//! [`MySqlSource`]: the [`Source`] implementation — preflight, then a
+//! snapshot as the snapshot mode and the stored state say, then binlog
+//! follow mode.
+//!
+//! | mode | no stored state | snapshot interrupted | snapshot done |
+//! |---|---|---|---|
+//! | `initial` | snapshot, follow | resume it, follow | follow from the stored position |
+//! | `initial_only` | snapshot, stop | resume it, stop | stop |
+//! | `no_data` | tables only at the current position, follow | same | follow from the stored position |
+//! | `never` | follow from `start_position`, else the current position | follow from the stored position | same |
+//! | `always` | snapshot (every table emptied first), follow | same | same |
+//!
+//! Follow mode resumes with the tracked schemas stored with the state; a
+//! new follow start (no stored position) reads them from `information_schema`.
 
 use async_trait::async_trait;
-use synchdb_core::{Error, Result, Source, SourceContext};
+use synchdb_core::{PipelineState, Result, SnapshotStatus, Source, SourceContext, SourceMessage};
+use synchdb_types::{Position, TableSchema};
+use tracing::info;
 
-use crate::options::MySqlSourceOptions;
+use crate::options::{MySqlSourceOptions, SnapshotMode};
+use crate::preflight::{self, ServerInfo};
+use crate::snapshot::{self, SnapshotOutcome, Start};
 
 /// A MySQL/MariaDB source: snapshot, then binlog follow mode.
+///
+/// See the crate docs for an example, [`MySqlSourceOptions`] for the
+/// settings and [`SnapshotMode`] for when a snapshot runs.
 #[derive(Debug, Clone)]
 pub struct MySqlSource {
     options: MySqlSourceOptions,
@@ -23,14 +43,172 @@ impl MySqlSource {
     }
 }
 
+/// What to do after preflight.
+enum Plan {
+    /// Take a snapshot (fresh or resumed); then follow unless `stop_after`.
+    Snapshot { start: Start, stop_after: bool },
+    /// Create the tables only, then follow.
+    SchemaOnly,
+    /// Follow from a position with these schemas (`None`: discover them).
+    Follow { from: Option<Position>, schemas: Option<Vec<TableSchema>> },
+    /// Nothing to do.
+    Stop,
+}
+
+fn decide(mode: SnapshotMode, state: Option<&PipelineState>) -> Plan {
+    let stored_pos = state.and_then(|s| s.position.clone());
+    let snapshot = state.map(|s| &s.snapshot);
+    let stored_schemas = || state.map(|s| s.schemas.clone());
+    let has_state =
+        state.is_some_and(|s| s.position.is_some() || !matches!(s.snapshot, SnapshotStatus::NotStarted));
+    match mode {
+        SnapshotMode::Always => {
+            Plan::Snapshot { start: Start::Fresh { restart: has_state }, stop_after: false }
+        }
+        SnapshotMode::Initial | SnapshotMode::InitialOnly => {
+            let stop_after = mode == SnapshotMode::InitialOnly;
+            match snapshot {
+                Some(SnapshotStatus::InProgress(p)) => Plan::Snapshot {
+                    start: Start::Resume {
+                        progress: p.clone(),
+                        stored: stored_schemas().unwrap_or_default(),
+                    },
+                    stop_after,
+                },
+                Some(SnapshotStatus::Done) if stored_pos.is_some() => {
+                    if stop_after {
+                        Plan::Stop
+                    } else {
+                        Plan::Follow { from: stored_pos, schemas: stored_schemas() }
+                    }
+                }
+                _ => Plan::Snapshot { start: Start::Fresh { restart: has_state }, stop_after },
+            }
+        }
+        SnapshotMode::NoData => match (snapshot, stored_pos) {
+            (Some(SnapshotStatus::Done), Some(p)) => {
+                Plan::Follow { from: Some(p), schemas: stored_schemas() }
+            }
+            _ => Plan::SchemaOnly,
+        },
+        SnapshotMode::Never => match stored_pos {
+            Some(p) => Plan::Follow { from: Some(p), schemas: stored_schemas() },
+            None => Plan::Follow { from: None, schemas: None },
+        },
+    }
+}
+
 #[async_trait]
 impl Source for MySqlSource {
     fn name(&self) -> &str {
         "mysql"
     }
 
-    async fn run(&mut self, _ctx: SourceContext) -> Result<()> {
-        self.options.validate()?;
-        Err(Error::internal("mysql source run: work in progress"))
+    async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        let opts = &self.options;
+        opts.validate()?;
+        let mut conn = opts.connect().await?;
+        let info: ServerInfo = preflight::check_server(&mut conn).await?;
+        preflight::check_select_databases(&info.grants, opts.get_table_filter())?;
+        info!(server = %info.version, mode = %opts.get_snapshot_mode(), "mysql source preflight passed");
+
+        match decide(opts.get_snapshot_mode(), ctx.state.as_ref()) {
+            Plan::Stop => Ok(()),
+            Plan::Snapshot { start, stop_after } => {
+                drop(conn);
+                let Some(SnapshotOutcome { position, schemas, skip_before }) =
+                    snapshot::run_snapshot(opts, &ctx, &info, start).await?
+                else {
+                    return Ok(()); // shut down during the snapshot
+                };
+                if stop_after {
+                    return Ok(());
+                }
+                let skip = skip_before.into_iter().map(|s| (s.table, s.position)).collect();
+                crate::binlog::follow(opts, &ctx, position, schemas, skip).await
+            }
+            Plan::SchemaOnly => {
+                drop(conn);
+                let (tables, position) = snapshot::schemas_and_position(opts, &info).await?;
+                preflight::check_select(&info.grants, &tables)?;
+                ctx.send(SourceMessage::SchemaOnly {
+                    tables: tables.iter().cloned().map(std::sync::Arc::new).collect(),
+                    position: position.clone(),
+                })
+                .await?;
+                crate::binlog::follow(opts, &ctx, position, tables, Vec::new()).await
+            }
+            Plan::Follow { from, schemas } => {
+                let from = match from {
+                    Some(p) => Some((p, "stored checkpoint")),
+                    None => opts.get_start_position().cloned().map(|p| (p, "configured start position")),
+                };
+                let (start, schemas) = match (from, schemas) {
+                    (Some((p, what)), schemas) => {
+                        preflight::check_position_available(&mut conn, &p, what).await?;
+                        drop(conn);
+                        let schemas = match schemas {
+                            Some(s) if !s.is_empty() => s,
+                            _ => snapshot::schemas_and_position(opts, &info).await?.0,
+                        };
+                        (p, schemas)
+                    }
+                    (None, _) => {
+                        drop(conn);
+                        snapshot::schemas_and_position(opts, &info).await.map(|(t, p)| (p, t))?
+                    }
+                };
+                info!(position = %start, tables = schemas.len(), "following the binlog");
+                crate::binlog::follow(opts, &ctx, start, schemas, Vec::new()).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchdb_core::{SnapshotPlan, SnapshotProgress};
+    use synchdb_types::BinlogPosition;
+
+    fn pos() -> Position {
+        Position::new(BinlogPosition::new("mysql-bin.000001", 4))
+    }
+
+    fn state(snapshot: SnapshotStatus, position: Option<Position>) -> PipelineState {
+        PipelineState { position, snapshot, schemas: vec![] }
+    }
+
+    #[test]
+    fn modes_decide_by_state() {
+        use SnapshotMode::*;
+        assert!(matches!(
+            decide(Initial, None),
+            Plan::Snapshot { start: Start::Fresh { restart: false }, stop_after: false }
+        ));
+        let done = state(SnapshotStatus::Done, Some(pos()));
+        assert!(matches!(decide(Initial, Some(&done)), Plan::Follow { from: Some(_), .. }));
+        assert!(matches!(decide(InitialOnly, Some(&done)), Plan::Stop));
+        assert!(matches!(
+            decide(Always, Some(&done)),
+            Plan::Snapshot { start: Start::Fresh { restart: true }, .. }
+        ));
+        let progress = SnapshotProgress {
+            plan: SnapshotPlan { position: pos(), tables: vec![], chunks: vec![] },
+            done: vec![],
+        };
+        let running = state(SnapshotStatus::InProgress(progress), None);
+        assert!(matches!(
+            decide(Initial, Some(&running)),
+            Plan::Snapshot { start: Start::Resume { .. }, .. }
+        ));
+        assert!(matches!(
+            decide(InitialOnly, Some(&running)),
+            Plan::Snapshot { start: Start::Resume { .. }, stop_after: true }
+        ));
+        assert!(matches!(decide(NoData, None), Plan::SchemaOnly));
+        assert!(matches!(decide(NoData, Some(&done)), Plan::Follow { from: Some(_), .. }));
+        assert!(matches!(decide(Never, None), Plan::Follow { from: None, schemas: None }));
+        assert!(matches!(decide(Never, Some(&done)), Plan::Follow { from: Some(_), .. }));
     }
 }
