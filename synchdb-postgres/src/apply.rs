@@ -7,8 +7,10 @@
 //! - inserts, and updates that keep the key → `INSERT ... SELECT ... FROM unnest(...)
 //!   ON CONFLICT (key) DO UPDATE` (idempotent: replaying gives the same rows);
 //! - deletes → `DELETE ... USING unnest(...) WHERE key = ...`;
-//! - updates that change the key → `DELETE` the new key, `UPDATE ... WHERE key = old`
-//!   (a real UPDATE, so `ON UPDATE CASCADE` foreign keys follow), upsert if nothing matched;
+//! - updates that change the key → `UPDATE ... WHERE key = old AND NOT EXISTS (new key)`
+//!   (a real UPDATE, so `ON UPDATE CASCADE` foreign keys follow); on a replay, where the
+//!   new key exists already, the stale new row is replaced if the old row exists again,
+//!   else the after image is written in place (never a delete that would cascade);
 //! - tables without a key: inserts in runs; each update/delete changes exactly one row
 //!   whose columns all match the before image (`WHERE ctid = (SELECT ctid ... LIMIT 1)`).
 //!
@@ -36,6 +38,7 @@ pub(crate) struct Statements {
     delete_many: Arc<str>,
     delete_one: Arc<str>,
     update_key: Arc<str>,
+    delete_new_if_old: Arc<str>,
     delete_match: Arc<str>,
     update_match: Arc<str>,
 }
@@ -121,7 +124,17 @@ impl Statements {
             .zip(params(1, n))
             .map(|(c, p)| format!("{} = {}", quote(&c.name), c.cast(&p)))
             .collect();
-        let update_key = format!("UPDATE {q} SET {} WHERE {}", set.join(", "), kwhere(n + 1));
+        let update_key = format!(
+            "UPDATE {q} SET {} WHERE {} AND NOT EXISTS (SELECT 1 FROM {q} WHERE {})",
+            set.join(", "),
+            kwhere(n + 1),
+            kwhere(n + k + 1)
+        );
+        let delete_new_if_old = format!(
+            "DELETE FROM {q} WHERE {} AND EXISTS (SELECT 1 FROM {q} WHERE {})",
+            kwhere(1),
+            kwhere(k + 1)
+        );
         let all_match = |from: usize| -> String {
             let w: Vec<String> =
                 pt.columns.iter().zip(params(from, n)).map(|(c, p)| matches_expr(c, &p)).collect();
@@ -135,6 +148,7 @@ impl Statements {
             delete_many: delete_many.into(),
             delete_one: delete_one.into(),
             update_key: update_key.into(),
+            delete_new_if_old: delete_new_if_old.into(),
             delete_match: delete_match.into(),
             update_match: update_match.into(),
         }
@@ -274,14 +288,30 @@ impl<'c> Applier<'c> {
         old_key: Values,
         pos: &BinlogPosition,
     ) -> Result<()> {
-        // Clear the new key first so that a replayed batch cannot collide with itself.
-        self.exec(table, &table.stmts.delete_one, new_key, pos).await?;
-        let mut binds = after.clone();
-        binds.extend(old_key);
-        let n = self.exec(table, &table.stmts.update_key, binds, pos).await?;
-        if n == 0 {
-            self.exec(table, &table.stmts.upsert_one, after, pos).await?;
+        // Fresh apply: a real UPDATE from the old key (ON UPDATE CASCADE foreign keys
+        // follow), guarded so that it never collides with an existing new key.
+        let k = old_key.len();
+        let guarded = |after: &Values| {
+            let mut b = after.clone();
+            b.extend(old_key.iter().cloned());
+            b.extend(new_key.iter().cloned());
+            b
+        };
+        if self.exec(table, &table.stmts.update_key, guarded(&after), pos).await? > 0 {
+            return Ok(());
         }
+        // Replay where an earlier event of the batch recreated the old key: the new key's
+        // row is stale; remove it and move the old row.
+        let mut b = new_key.clone();
+        b.extend(old_key.iter().cloned());
+        debug_assert_eq!(b.len(), 2 * k);
+        if self.exec(table, &table.stmts.delete_new_if_old, b, pos).await? > 0 {
+            self.exec(table, &table.stmts.update_key, guarded(&after), pos).await?;
+            return Ok(());
+        }
+        // Replay of this event alone (the new key exists, the old does not), or a missing
+        // row: write the after image in place.
+        self.exec(table, &table.stmts.upsert_one, after, pos).await?;
         Ok(())
     }
 

@@ -77,7 +77,12 @@ pub fn del(t: &Arc<TableSchema>, row: Row, n: u64) -> ChangeEvent {
 }
 
 pub fn ddl(change: SchemaChange, after: Option<Arc<TableSchema>>, n: u64) -> ChangeEvent {
-    ChangeEvent::Schema(SchemaChangeEvent { change, schema_after: after, ddl: String::new(), meta: meta(n) })
+    ChangeEvent::Schema(Box::new(SchemaChangeEvent {
+        change,
+        schema_after: after,
+        ddl: String::new(),
+        meta: meta(n),
+    }))
 }
 
 pub fn tx(seq: u64, end: u64, events: Vec<ChangeEvent>) -> Transaction {
