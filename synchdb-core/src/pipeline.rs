@@ -1,0 +1,845 @@
+//! The pipeline builder, its runtime and the handle of a running pipeline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use synchdb_types::{ChangeEvent, Position, SchemaChange, TableId, TableSchema, Transaction};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::converter::Converter;
+use crate::error::{Error, ErrorKind, Result};
+use crate::policy::ErrorPolicy;
+use crate::sink::{ChangeBatch, RowStream, Sink};
+use crate::source::{SourceContext, SourceMessage};
+use crate::state::{
+    CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, SchemaUpdate, SnapshotUpdate, StateUpdate,
+};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::Source;
+
+/// Default largest batch, in change events (a larger single transaction is still applied whole).
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+/// Default capacity of the channel between the source and the pipeline, in messages.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 256;
+
+/// A pipeline: a [`Source`], [`Converter`]s and a [`Sink`], ready to start.
+///
+/// ```
+/// # use synchdb_core::{Pipeline, memory::{MemorySource, MemorySink}};
+/// # async fn demo() -> synchdb_core::Result<()> {
+/// let sink = MemorySink::new();
+/// let handle = Pipeline::builder()
+///     .id("demo")
+///     .source(MemorySource::new(vec![]))
+///     .sink(sink.clone())
+///     .batch_size(1000)
+///     .build()?
+///     .start();
+/// let stats = handle.wait().await?;
+/// # let _ = stats; Ok(()) }
+/// ```
+pub struct Pipeline {
+    id: String,
+    source: Box<dyn Source>,
+    converters: Vec<Arc<dyn Converter>>,
+    sink: Arc<dyn Sink>,
+    store: Arc<dyn CheckpointStore>,
+    batch_size: usize,
+    channel_capacity: usize,
+    snapshot_parallelism: usize,
+    error_policy: ErrorPolicy,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("id", &self.id)
+            .field("source", &self.source.name())
+            .field("converters", &self.converters.iter().map(|c| c.name().to_string()).collect::<Vec<_>>())
+            .field("sink", &self.sink.name())
+            .field("batch_size", &self.batch_size)
+            .field("error_policy", &self.error_policy)
+            .finish()
+    }
+}
+
+/// Builds a [`Pipeline`]; see [`Pipeline::builder`].
+#[must_use]
+pub struct PipelineBuilder {
+    id: String,
+    source: Option<Box<dyn Source>>,
+    converters: Vec<Arc<dyn Converter>>,
+    sink: Option<Arc<dyn Sink>>,
+    store: Option<Arc<dyn CheckpointStore>>,
+    batch_size: usize,
+    channel_capacity: usize,
+    snapshot_parallelism: usize,
+    error_policy: ErrorPolicy,
+}
+
+impl Pipeline {
+    /// A builder with the defaults: id `default`, batches of
+    /// [`DEFAULT_BATCH_SIZE`] events, the `exit` error policy, one snapshot
+    /// writer per core.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder {
+            id: "default".into(),
+            source: None,
+            converters: Vec::new(),
+            sink: None,
+            store: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            snapshot_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            error_policy: ErrorPolicy::Exit,
+        }
+    }
+
+    /// The pipeline id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Start the pipeline on the current tokio runtime.
+    pub fn start(self) -> PipelineHandle {
+        let stats = Arc::new(Stats::default());
+        let (shutdown_tx, _) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let (pause_tx, pause_rx) = watch::channel(false);
+        let span = info_span!("pipeline", id = %self.id);
+        let task = tokio::spawn(run(self, stats.clone(), shutdown_tx.clone(), pause_rx).instrument(span));
+        PipelineHandle { stats, shutdown: shutdown_tx, pause: pause_tx, task }
+    }
+}
+
+impl PipelineBuilder {
+    /// The pipeline id: names its stored state.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The source.
+    pub fn source(mut self, source: impl Source + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Add a converter; converters run in the order they are added.
+    pub fn converter(mut self, converter: impl Converter + 'static) -> Self {
+        self.converters.push(Arc::new(converter));
+        self
+    }
+
+    /// Add a shared converter.
+    pub fn converter_arc(mut self, converter: Arc<dyn Converter>) -> Self {
+        self.converters.push(converter);
+        self
+    }
+
+    /// The sink.
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// A shared sink.
+    pub fn sink_arc(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Where to keep state when the sink does not store it itself
+    /// (default: in memory, lost with the process).
+    pub fn checkpoint_store(mut self, store: impl CheckpointStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Largest batch in change events (whole transactions; one larger
+    /// transaction forms a batch of its own).
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.batch_size = events;
+        self
+    }
+
+    /// Capacity of the bounded channel after the source, in messages.
+    pub fn channel_capacity(mut self, messages: usize) -> Self {
+        self.channel_capacity = messages;
+        self
+    }
+
+    /// How many snapshot chunks are written at once.
+    pub fn snapshot_parallelism(mut self, n: usize) -> Self {
+        self.snapshot_parallelism = n;
+        self
+    }
+
+    /// The error policy.
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
+    /// Check the settings and build the pipeline.
+    pub fn build(self) -> Result<Pipeline> {
+        let source = self.source.ok_or_else(|| Error::config("pipeline has no source"))?;
+        let sink = self.sink.ok_or_else(|| Error::config("pipeline has no sink"))?;
+        if self.id.is_empty() || self.id.len() > 128 {
+            return Err(Error::config("pipeline id must be 1 to 128 characters"));
+        }
+        if self.batch_size == 0 || self.channel_capacity == 0 || self.snapshot_parallelism == 0 {
+            return Err(Error::config(
+                "batch size, channel capacity and snapshot parallelism must be at least 1",
+            ));
+        }
+        Ok(Pipeline {
+            id: self.id,
+            source,
+            converters: self.converters,
+            sink,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryCheckpointStore::new())),
+            batch_size: self.batch_size,
+            channel_capacity: self.channel_capacity,
+            snapshot_parallelism: self.snapshot_parallelism,
+            error_policy: self.error_policy,
+        })
+    }
+}
+
+/// The handle of a running pipeline.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    stats: Arc<Stats>,
+    shutdown: Arc<watch::Sender<bool>>,
+    pause: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl PipelineHandle {
+    /// Current statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stop taking new changes from the source (the batch in flight
+    /// finishes); the source then blocks on the full channel.
+    pub fn pause(&self) {
+        let _ = self.pause.send(true);
+    }
+
+    /// Take changes again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        let _ = self.pause.send(false);
+    }
+
+    /// Whether the pipeline is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.pause.borrow()
+    }
+
+    /// Ask for a graceful stop: the batch in flight is applied and its
+    /// checkpoint stored, then the pipeline ends. Returns at once; use
+    /// [`wait`](Self::wait) for the end.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Whether the pipeline has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Wait for the end: `Ok` with the final statistics when the source ran
+    /// out or shutdown was asked, the error otherwise.
+    pub async fn wait(self) -> Result<StatsSnapshot> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(self.stats.snapshot()),
+            Ok(Err(e)) => Err(e),
+            Err(join) => Err(Error::internal(format!("pipeline task failed: {join}"))),
+        }
+    }
+
+    /// Shut down and wait.
+    pub async fn stop(self) -> Result<StatsSnapshot> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+/// Shared pieces of a running pipeline.
+#[derive(Clone)]
+struct Ctx {
+    id: Arc<str>,
+    sink: Arc<dyn Sink>,
+    store: Arc<dyn CheckpointStore>,
+    stats: Arc<Stats>,
+    policy: ErrorPolicy,
+}
+
+impl Ctx {
+    /// Store state that the sink did not store itself.
+    async fn after_durable(&self, update: &StateUpdate) -> Result<()> {
+        if !self.sink.stores_state() && !update.is_empty() {
+            self.store.save(&self.id, update).await?;
+        }
+        if let Some(p) = &update.position {
+            self.stats.set_position(p.clone());
+        }
+        Ok(())
+    }
+
+    async fn save_state(&self, update: &StateUpdate) -> Result<()> {
+        if self.sink.stores_state() {
+            self.sink.save_state(&self.id, update).await?;
+        }
+        self.after_durable(update).await
+    }
+
+    /// Run `op` under the retry part of the error policy.
+    async fn with_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let Some(retry) = self.policy.retry() else { return Err(e) };
+                    let retryable = e.kind().is_transient()
+                        || matches!(self.policy, ErrorPolicy::Retry(_)) && !e.kind().is_per_event();
+                    if !retryable || attempt >= retry.max_retries {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    let delay = retry.backoff(attempt);
+                    warn!(error = %e, attempt, ?delay, "{what} failed, retrying");
+                    self.stats.record_retry();
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// A converted transaction with the state its source form implies.
+struct Converted {
+    tx: Transaction,
+    schemas: Vec<SchemaUpdate>,
+}
+
+async fn run(
+    p: Pipeline,
+    stats: Arc<Stats>,
+    stop_all: Arc<watch::Sender<bool>>,
+    mut pause: watch::Receiver<bool>,
+) -> Result<()> {
+    let shutdown = stop_all.subscribe();
+    let ctx = Ctx {
+        id: p.id.clone().into(),
+        sink: p.sink.clone(),
+        store: p.store.clone(),
+        stats: stats.clone(),
+        policy: p.error_policy.clone(),
+    };
+    let state =
+        if p.sink.stores_state() { p.sink.load_state(&p.id).await? } else { p.store.load(&p.id).await? };
+    if let Some(s) = &state {
+        if let Some(pos) = &s.position {
+            info!(position = %pos, "resuming from stored checkpoint");
+            stats.set_position(pos.clone());
+        }
+    }
+
+    let (src_tx, mut src_rx) = mpsc::channel(p.channel_capacity);
+    let source_ctx =
+        SourceContext { pipeline_id: p.id.clone(), state, sender: src_tx, shutdown: shutdown.clone() };
+    let mut source = p.source;
+    let source_name = source.name().to_string();
+    let source_task = tokio::spawn(
+        async move { source.run(source_ctx).await }.instrument(info_span!("source", name = %source_name)),
+    );
+
+    // Applier stage: whole batches, one at a time, behind a bounded channel.
+    let (apply_tx, apply_rx) = mpsc::channel::<Vec<Converted>>(1);
+    let applier = tokio::spawn(apply_loop(ctx.clone(), apply_rx).instrument(info_span!("apply")));
+
+    let converters = p.converters;
+    let mut snapshot = SnapshotRun::new(p.snapshot_parallelism);
+    let mut pending: Vec<Converted> = Vec::new();
+    let mut pending_events = 0usize;
+    let mut stop = shutdown.clone();
+    let mut result: Result<()> = Ok(());
+    let mut source_done = false;
+
+    loop {
+        if *stop.borrow() || (source_done && pending.is_empty()) {
+            break;
+        }
+        if *pause.borrow() && !source_done {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => continue,
+                _ = pause.changed() => continue,
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => continue,
+            permit = apply_tx.reserve(), if !pending.is_empty() => {
+                match permit {
+                    Ok(permit) => {
+                        permit.send(std::mem::take(&mut pending));
+                        pending_events = 0;
+                    }
+                    Err(_) => break, // the applier ended (with an error, reported below)
+                }
+            }
+            msg = src_rx.recv(), if !source_done && pending_events < p.batch_size => {
+                let Some(msg) = msg else { source_done = true; continue };
+                let step = handle_message(&ctx, &converters, &mut snapshot, msg, &mut pending).await;
+                match step {
+                    Ok(n) => pending_events += n,
+                    Err(e) => { result = Err(e); break; }
+                }
+            }
+            _ = pause.changed() => {}
+            else => break,
+        }
+    }
+
+    let graceful = *stop.borrow() || source_done;
+    // Unfinished snapshot chunks are not durable: they are read again on resume.
+    snapshot.writers.abort_all();
+    if result.is_ok()
+        && source_done
+        && !pending.is_empty()
+        && apply_tx.send(std::mem::take(&mut pending)).await.is_err()
+    {
+        debug!("applier already stopped");
+    }
+    drop(apply_tx);
+    let apply_result = applier.await.map_err(|e| Error::internal(format!("apply task failed: {e}")))?;
+    drop(src_rx);
+    // Tell the source to stop, whatever ended the pipeline.
+    let _ = stop_all.send(true);
+    let source_result = if graceful || result.is_err() || apply_result.is_err() {
+        // The source may be blocked on a full channel or mid-read; it stops on
+        // the shutdown signal or the closed channel.
+        match tokio::time::timeout(Duration::from_secs(30), source_task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(Error::internal(format!("source task failed: {e}"))),
+            Err(_) => Err(Error::internal("source did not stop within 30 s")),
+        }
+    } else {
+        Ok(())
+    };
+    result?;
+    apply_result?;
+    match source_result {
+        Err(e) if !(graceful && e.kind() == ErrorKind::Internal && e.message() == "pipeline stopped") => {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Snapshot bookkeeping of the dispatcher.
+struct SnapshotRun {
+    parallelism: Arc<Semaphore>,
+    writers: JoinSet<Result<()>>,
+    /// Converted schemas per source table: one per converter stage plus the final one.
+    chains: HashMap<TableId, Vec<Arc<TableSchema>>>,
+}
+
+impl SnapshotRun {
+    fn new(parallelism: usize) -> Self {
+        SnapshotRun {
+            parallelism: Arc::new(Semaphore::new(parallelism)),
+            writers: JoinSet::new(),
+            chains: HashMap::new(),
+        }
+    }
+}
+
+/// Convert a table through every converter: the schema at each stage, or
+/// `None` when a converter drops it.
+fn convert_chain(
+    converters: &[Arc<dyn Converter>],
+    table: &Arc<TableSchema>,
+) -> Result<Option<Vec<Arc<TableSchema>>>> {
+    let mut chain = vec![table.clone()];
+    for c in converters {
+        let last = chain.last().expect("chain starts non-empty");
+        match c.convert_table(last).map_err(|e| e.with_table(table.id.clone()))? {
+            Some(next) => chain.push(next),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(chain))
+}
+
+/// Handle one source message; returns how many events it added to `pending`.
+async fn handle_message(
+    ctx: &Ctx,
+    converters: &[Arc<dyn Converter>],
+    snap: &mut SnapshotRun,
+    msg: SourceMessage,
+    pending: &mut Vec<Converted>,
+) -> Result<usize> {
+    match msg {
+        SourceMessage::SnapshotStarted { plan, tables, restart, resumed } => {
+            info!(tables = tables.len(), chunks = plan.chunks.len(), position = %plan.position, resumed, "snapshot starts");
+            ctx.stats.set_snapshot_totals(tables.len() as u64, plan.chunks.len() as u64);
+            let mut out = Vec::new();
+            for t in &tables {
+                if let Some(chain) = convert_chain(converters, t)? {
+                    out.push(chain.last().expect("non-empty").clone());
+                    snap.chains.insert(t.id.clone(), chain);
+                }
+            }
+            let restart: Vec<TableId> = restart
+                .iter()
+                .filter_map(|id| snap.chains.get(id).map(|c| c.last().expect("non-empty").id.clone()))
+                .collect();
+            let update = StateUpdate {
+                position: None,
+                snapshot: if resumed { None } else { Some(SnapshotUpdate::Started(plan)) },
+                schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+            };
+            ctx.with_retry("prepare snapshot", || {
+                ctx.sink.prepare_snapshot(&ctx.id, &out, &restart, &update)
+            })
+            .await?;
+            ctx.after_durable(&update).await?;
+            Ok(0)
+        }
+        SourceMessage::SnapshotChunk { chunk, table, read_at, rows } => {
+            // Fail fast if an earlier chunk failed.
+            while let Some(done) = snap.writers.try_join_next() {
+                done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))??;
+            }
+            let chain = match snap.chains.get(&table.id) {
+                Some(c) => Some(c.clone()),
+                None => convert_chain(converters, &table)?,
+            };
+            let permit = snap
+                .parallelism
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::internal("semaphore closed"))?;
+            let ctx = ctx.clone();
+            let converters = converters.to_vec();
+            snap.writers.spawn(
+                async move {
+                    let _permit = permit;
+                    write_chunk(&ctx, &converters, chain, chunk, read_at, rows).await
+                }
+                .instrument(info_span!("snapshot_chunk", table = %table.id)),
+            );
+            Ok(0)
+        }
+        SourceMessage::SnapshotFinished { position } => {
+            while let Some(done) = snap.writers.join_next().await {
+                done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))??;
+            }
+            let tables: Vec<Arc<TableSchema>> =
+                snap.chains.values().map(|c| c.last().expect("non-empty").clone()).collect();
+            let update = StateUpdate {
+                position: Some(position.clone()),
+                snapshot: Some(SnapshotUpdate::Finished),
+                schemas: vec![],
+            };
+            ctx.with_retry("finish snapshot", || ctx.sink.finish_snapshot(&ctx.id, &tables, &update)).await?;
+            ctx.after_durable(&update).await?;
+            info!(%position, rows = ctx.stats.snapshot().snapshot_rows, "snapshot finished");
+            Ok(0)
+        }
+        SourceMessage::SchemaOnly { tables, position } => {
+            let mut out = Vec::new();
+            for t in &tables {
+                if let Some(chain) = convert_chain(converters, t)? {
+                    out.push(chain.last().expect("non-empty").clone());
+                }
+            }
+            let update = StateUpdate {
+                position: None,
+                snapshot: None,
+                schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+            };
+            ctx.with_retry("create tables", || ctx.sink.prepare_snapshot(&ctx.id, &out, &[], &update))
+                .await?;
+            ctx.after_durable(&update).await?;
+            let done = StateUpdate {
+                position: Some(position),
+                snapshot: Some(SnapshotUpdate::Finished),
+                schemas: vec![],
+            };
+            ctx.with_retry("finish schema", || ctx.sink.finish_snapshot(&ctx.id, &out, &done)).await?;
+            ctx.after_durable(&done).await?;
+            Ok(0)
+        }
+        SourceMessage::Transaction(tx) => {
+            let schemas = schema_updates(&tx);
+            let converted = convert_transaction(ctx, converters, tx).await?;
+            let n = converted.events.len().max(1);
+            pending.push(Converted { tx: converted, schemas });
+            Ok(n)
+        }
+        SourceMessage::Heartbeat { position, source_time } => {
+            // An empty transaction moves the checkpoint; merge consecutive ones.
+            if let Some(last) = pending.last_mut() {
+                if last.tx.events.is_empty() && last.schemas.is_empty() {
+                    last.tx.end_position = position;
+                    if let Some(t) = source_time {
+                        last.tx.commit_time = t;
+                    }
+                    return Ok(0);
+                }
+            }
+            let tx = Transaction {
+                sequence: 0,
+                gtid: None,
+                commit_time: source_time.unwrap_or_else(chrono::Utc::now),
+                end_position: position,
+                events: vec![],
+            };
+            pending.push(Converted { tx, schemas: vec![] });
+            Ok(1)
+        }
+    }
+}
+
+/// Stream one chunk's rows through the converters into the sink.
+async fn write_chunk(
+    ctx: &Ctx,
+    converters: &[Arc<dyn Converter>],
+    chain: Option<Vec<Arc<TableSchema>>>,
+    chunk: ChunkInfo,
+    read_at: Position,
+    rows: mpsc::Receiver<Result<Vec<synchdb_types::Row>>>,
+) -> Result<()> {
+    let Some(chain) = chain else {
+        // The table is filtered out: drain the rows, record the chunk.
+        let mut rows = rows;
+        while let Some(r) = rows.recv().await {
+            r?;
+        }
+        let update = chunk_done(&chunk, 0, read_at);
+        return ctx.save_state(&update).await;
+    };
+    let target = chain.last().expect("non-empty").clone();
+    let converters = converters.to_vec();
+    let stages = chain.clone();
+    let stream: RowStream<'static> = tokio_stream_from(rows)
+        .map(move |batch| {
+            let batch = batch?;
+            let mut out = Vec::with_capacity(batch.len());
+            'rows: for row in batch {
+                let mut row = row;
+                for (c, schema) in converters.iter().zip(&stages) {
+                    match c.convert_row(schema, row)? {
+                        Some(r) => row = r,
+                        None => continue 'rows,
+                    }
+                }
+                out.push(row);
+            }
+            Ok(out)
+        })
+        .boxed();
+    let written = ctx.sink.write_chunk(&ctx.id, &target, &chunk, &read_at, stream).await?;
+    ctx.stats.record_snapshot_rows(written);
+    ctx.stats.record_snapshot_chunk();
+    let update = chunk_done(&chunk, written, read_at);
+    ctx.after_durable(&update).await?;
+    debug!(table = %chunk.table, chunk = chunk.index, rows = written, "chunk durable");
+    Ok(())
+}
+
+fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
+    StateUpdate {
+        position: None,
+        snapshot: Some(SnapshotUpdate::ChunkDone(ChunkDone {
+            table: chunk.table.clone(),
+            index: chunk.index,
+            rows,
+            read_at,
+        })),
+        schemas: vec![],
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// The tracked-schema changes a source transaction implies.
+fn schema_updates(tx: &Transaction) -> Vec<SchemaUpdate> {
+    let mut out = Vec::new();
+    for e in &tx.events {
+        if let ChangeEvent::Schema(s) = e {
+            match &s.change {
+                SchemaChange::DropTable { table } => out.push(SchemaUpdate::Drop(table.clone())),
+                SchemaChange::RenameTable { from, .. } => {
+                    out.push(SchemaUpdate::Drop(from.clone()));
+                    if let Some(after) = &s.schema_after {
+                        out.push(SchemaUpdate::Upsert(after.clone()));
+                    }
+                }
+                _ => {
+                    if let Some(after) = &s.schema_after {
+                        out.push(SchemaUpdate::Upsert(after.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run every event of a transaction through the converters. A converter
+/// error follows the error policy: `skip` records the event and drops it.
+async fn convert_transaction(
+    ctx: &Ctx,
+    converters: &[Arc<dyn Converter>],
+    tx: Transaction,
+) -> Result<Transaction> {
+    if converters.is_empty() {
+        return Ok(tx);
+    }
+    let Transaction { sequence, gtid, commit_time, end_position, events } = tx;
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let original = matches!(ctx.policy, ErrorPolicy::Skip(_)).then(|| event.clone());
+        let mut current = vec![event];
+        let mut failed = None;
+        for c in converters {
+            let mut next = Vec::with_capacity(current.len());
+            for e in current.drain(..) {
+                let meta = e.meta().clone();
+                let table = e.table_id().clone();
+                if let Err(err) = c.convert_event(e, &mut next) {
+                    failed = Some(
+                        Error::new(ErrorKind::Convert, format!("converter {} failed", c.name()))
+                            .with_table(table)
+                            .with_position(meta.position)
+                            .with_source(err),
+                    );
+                    break;
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+            current = next;
+        }
+        match (failed, original) {
+            (None, _) => out.extend(current),
+            (Some(err), Some(original)) => {
+                ctx.sink.dead_letter(&ctx.id, &original, &err).await?;
+                ctx.stats.record_skip();
+            }
+            (Some(err), None) => return Err(err),
+        }
+    }
+    Ok(Transaction { sequence, gtid, commit_time, end_position, events: out })
+}
+
+/// The applier: one batch at a time, under the error policy.
+async fn apply_loop(ctx: Ctx, mut rx: mpsc::Receiver<Vec<Converted>>) -> Result<()> {
+    while let Some(items) = rx.recv().await {
+        apply_items(&ctx, items).await?;
+    }
+    Ok(())
+}
+
+fn batch_of(items: &[Converted]) -> ChangeBatch {
+    let mut state = StateUpdate::default();
+    for c in items {
+        state.schemas.extend(c.schemas.iter().cloned());
+        state.position = Some(c.tx.end_position.clone());
+    }
+    ChangeBatch { transactions: items.iter().map(|c| c.tx.clone()).collect(), state }
+}
+
+async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
+    let batch = batch_of(&items);
+    match ctx.with_retry("apply batch", || ctx.sink.apply(&ctx.id, &batch)).await {
+        Ok(()) => {
+            ctx.stats.record_batch(&batch.transactions);
+            ctx.after_durable(&batch.state).await
+        }
+        Err(e) if matches!(ctx.policy, ErrorPolicy::Skip(_)) && e.kind().is_per_event() => {
+            warn!(error = %e, "batch failed; applying its transactions one by one to skip the failing events");
+            for item in items {
+                Box::pin(apply_one_transaction(ctx, item)).await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Apply one transaction; on a per-event error, apply its events one by one
+/// and send the failing ones to the dead letter.
+async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
+    let batch = batch_of(std::slice::from_ref(&item));
+    match ctx.with_retry("apply transaction", || ctx.sink.apply(&ctx.id, &batch)).await {
+        Ok(()) => {
+            ctx.stats.record_batch(&batch.transactions);
+            return ctx.after_durable(&batch.state).await;
+        }
+        Err(e) if e.kind().is_per_event() => {
+            if item.tx.events.len() <= 1 {
+                if let Some(ev) = item.tx.events.first() {
+                    ctx.sink.dead_letter(&ctx.id, ev, &e).await?;
+                    ctx.stats.record_skip();
+                }
+                // Move the checkpoint past the skipped transaction.
+                return ctx.save_state(&batch.state).await;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let Converted { tx, schemas } = item;
+    let Transaction { sequence, gtid, commit_time, end_position, events } = tx;
+    let last = events.len() - 1;
+    for (i, ev) in events.into_iter().enumerate() {
+        let single = Transaction {
+            sequence,
+            gtid: gtid.clone(),
+            commit_time,
+            end_position: end_position.clone(),
+            events: vec![ev],
+        };
+        let mut state = StateUpdate::default();
+        if i == last {
+            state.position = Some(end_position.clone());
+            state.schemas = schemas.clone();
+        }
+        let b = ChangeBatch { transactions: vec![single], state };
+        match ctx.with_retry("apply event", || ctx.sink.apply(&ctx.id, &b)).await {
+            Ok(()) => {
+                ctx.stats.record_batch(&b.transactions);
+                ctx.after_durable(&b.state).await?;
+            }
+            Err(e) if e.kind().is_per_event() => {
+                ctx.sink.dead_letter(&ctx.id, &b.transactions[0].events[0], &e).await?;
+                ctx.stats.record_skip();
+                ctx.save_state(&b.state).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

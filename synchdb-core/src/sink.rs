@@ -1,0 +1,176 @@
+//! The [`Sink`] contract.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use synchdb_types::{ChangeEvent, Position, Row, TableId, TableSchema, Transaction};
+
+use crate::error::{Error, Result};
+use crate::state::{ChunkInfo, PipelineState, StateUpdate};
+
+/// A stream of row batches of one snapshot chunk, after conversion.
+pub type RowStream<'a> = BoxStream<'a, Result<Vec<Row>>>;
+
+/// Whole source transactions to apply together, and the state to store with them.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBatch {
+    /// Whole source transactions, in commit order (possibly none: a batch
+    /// may only move the position, e.g. after heartbeats).
+    pub transactions: Vec<Transaction>,
+    /// The state to store with the batch: its `position` is the end position
+    /// of the last transaction (or heartbeat).
+    pub state: StateUpdate,
+}
+
+impl ChangeBatch {
+    /// Number of change events in the batch.
+    pub fn event_count(&self) -> usize {
+        self.transactions.iter().map(|t| t.events.len()).sum()
+    }
+}
+
+/// A destination of changes (PostgreSQL, or an in-memory sink for tests).
+///
+/// # Contract
+/// What a sink may assume:
+/// - Calls come from one pipeline at a time. `write_chunk` may run for
+///   several chunks at once (hence `&self`); `apply` calls never overlap and
+///   come in source order, after `finish_snapshot`.
+/// - A [`ChangeBatch`] holds whole source transactions: a source transaction
+///   is never split across two batches.
+/// - Delivery is at least once: after a crash the pipeline resumes from the
+///   last stored state, so the first batch after a restart may hold
+///   transactions whose effects the sink already has if (and only if) the
+///   sink does not store the state with its data. Sinks that can should
+///   apply idempotently.
+///
+/// What a sink must do:
+/// - Make each `apply` batch durable before returning `Ok`. A sink whose
+///   [`stores_state`](Sink::stores_state) is `true` stores `batch.state` in
+///   the *same* transaction as the batch's data, so data and checkpoint
+///   always agree (exactly-once); otherwise the pipeline stores the state
+///   in its [`CheckpointStore`](crate::CheckpointStore) after `Ok`.
+/// - Likewise for snapshot chunks (`SnapshotUpdate::ChunkDone` with the row
+///   count) and for `finish_snapshot`'s state.
+/// - Return errors with the right [`ErrorKind`](crate::ErrorKind): transient
+///   ones (`SinkConnection`) are retried by the error policy; per-event ones
+///   (`SinkApply`, `SinkValue`, `SinkSchema`) may be skipped.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// A short name for logs (`postgres`, `memory`).
+    fn name(&self) -> &str;
+
+    /// Whether the sink stores pipeline state atomically with its data.
+    fn stores_state(&self) -> bool {
+        false
+    }
+
+    /// The stored state of `pipeline` (only called when `stores_state`).
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        let _ = pipeline;
+        Ok(None)
+    }
+
+    /// Store a state update with no data (only called when `stores_state`).
+    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
+        let _ = (pipeline, update);
+        Ok(())
+    }
+
+    /// Create the tables of a snapshot (columns and primary keys; indexes and
+    /// foreign keys wait for [`finish_snapshot`](Sink::finish_snapshot)), and
+    /// empty the `restart` tables. `state` records the snapshot start.
+    async fn prepare_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        restart: &[TableId],
+        state: &StateUpdate,
+    ) -> Result<()>;
+
+    /// Bulk-load one chunk and return the number of rows written. A sink that
+    /// stores state records the chunk as done in the same transaction.
+    async fn write_chunk(
+        &self,
+        pipeline: &str,
+        table: &Arc<TableSchema>,
+        chunk: &ChunkInfo,
+        read_at: &Position,
+        rows: RowStream<'_>,
+    ) -> Result<u64>;
+
+    /// After every chunk is durable: build indexes, constraints and
+    /// sequences, and store `state` (snapshot finished, follow position).
+    async fn finish_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()>;
+
+    /// Apply a batch of change events and store its state (see the contract).
+    async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()>;
+
+    /// Record an event skipped by the `skip` error policy. The default logs it.
+    async fn dead_letter(&self, pipeline: &str, event: &ChangeEvent, error: &Error) -> Result<()> {
+        tracing::error!(
+            pipeline,
+            table = %event.table_id(),
+            operation = event.operation(),
+            position = %event.meta().position,
+            %error,
+            "skipped event"
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn stores_state(&self) -> bool {
+        (**self).stores_state()
+    }
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        (**self).load_state(pipeline).await
+    }
+    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
+        (**self).save_state(pipeline, update).await
+    }
+    async fn prepare_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        restart: &[TableId],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        (**self).prepare_snapshot(pipeline, tables, restart, state).await
+    }
+    async fn write_chunk(
+        &self,
+        pipeline: &str,
+        table: &Arc<TableSchema>,
+        chunk: &ChunkInfo,
+        read_at: &Position,
+        rows: RowStream<'_>,
+    ) -> Result<u64> {
+        (**self).write_chunk(pipeline, table, chunk, read_at, rows).await
+    }
+    async fn finish_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        (**self).finish_snapshot(pipeline, tables, state).await
+    }
+    async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
+        (**self).apply(pipeline, batch).await
+    }
+    async fn dead_letter(&self, pipeline: &str, event: &ChangeEvent, error: &Error) -> Result<()> {
+        (**self).dead_letter(pipeline, event, error).await
+    }
+}

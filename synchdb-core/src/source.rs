@@ -1,0 +1,129 @@
+//! The [`Source`] contract and the messages a source sends.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use synchdb_types::{Position, Row, TableId, TableSchema, Transaction};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::state::{ChunkInfo, PipelineState, SnapshotPlan};
+
+/// A stream of row batches of one snapshot chunk. The source sends `Err` to
+/// abort the chunk; closing the channel after the last batch completes it.
+pub type RowReceiver = mpsc::Receiver<Result<Vec<Row>>>;
+
+/// What a source sends to the pipeline, in order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceMessage {
+    /// A snapshot begins. `tables` holds every table's schema (created on the
+    /// sink before any rows); `restart` lists tables whose earlier partial
+    /// snapshot must be discarded (their chunks are read again).
+    SnapshotStarted {
+        /// The plan: consistent position, tables and chunks.
+        plan: SnapshotPlan,
+        /// Schemas of the snapshot tables.
+        tables: Vec<Arc<TableSchema>>,
+        /// Tables to empty before their chunks are written again.
+        restart: Vec<TableId>,
+        /// Whether this snapshot resumes an interrupted one.
+        resumed: bool,
+    },
+    /// The rows of one chunk, streamed. Chunks of different tables (and of one
+    /// table) may be in flight at once; each is written and made durable on
+    /// its own.
+    SnapshotChunk {
+        /// Which chunk.
+        chunk: ChunkInfo,
+        /// The schema of the chunk's table.
+        table: Arc<TableSchema>,
+        /// The consistent position the rows are read at.
+        read_at: Position,
+        /// The rows.
+        rows: RowReceiver,
+    },
+    /// Every chunk has been sent; once they are durable the sink builds
+    /// indexes and constraints and follow mode starts from `position`.
+    SnapshotFinished {
+        /// Where follow mode starts.
+        position: Position,
+    },
+    /// Schema only (snapshot mode `no_data`): create these tables, no rows.
+    SchemaOnly {
+        /// The tables.
+        tables: Vec<Arc<TableSchema>>,
+        /// Where follow mode starts.
+        position: Position,
+    },
+    /// One committed source transaction.
+    Transaction(Transaction),
+    /// No change, but the source has read up to here (keeps the checkpoint and lag current).
+    Heartbeat {
+        /// The position reached.
+        position: Position,
+        /// Source time of the heartbeat, when known.
+        source_time: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+/// Everything a source gets when the pipeline starts it.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// The pipeline id.
+    pub pipeline_id: String,
+    /// The stored state (`None` for a new pipeline).
+    pub state: Option<PipelineState>,
+    /// Where to send messages. `send` waits when the pipeline is behind:
+    /// this is the backpressure.
+    pub sender: mpsc::Sender<SourceMessage>,
+    /// Becomes `true` when the pipeline shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl SourceContext {
+    /// Send a message; fails with an internal error when the pipeline has
+    /// gone away (the source should then return).
+    pub async fn send(&self, message: SourceMessage) -> Result<()> {
+        self.sender.send(message).await.map_err(|_| Error::new(ErrorKind::Internal, "pipeline stopped"))
+    }
+
+    /// Whether shutdown has been requested.
+    pub fn is_shutdown(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A source of changes (a MySQL/MariaDB server, or an in-memory source for tests).
+///
+/// # Contract
+/// - `run` resumes from `ctx.state`: when it holds a position, the first
+///   transaction sent is the first one that ends after it. Nothing before
+///   the stored position is sent again, nothing after it is skipped.
+/// - Transactions are sent whole and in commit order, each with the
+///   position just after its commit ([`Transaction::end_position`]).
+/// - A snapshot is sent as `SnapshotStarted`, then chunks, then
+///   `SnapshotFinished`, before any transaction.
+/// - `run` returns `Ok(())` when it has nothing more to send (a bounded
+///   source, or a stop condition such as "caught up"), or when shutdown is
+///   requested; it handles transient failures itself (reconnect) and returns
+///   `Err` only for failures it cannot get past.
+#[async_trait]
+pub trait Source: Send {
+    /// A short name for logs (`mysql`, `memory`).
+    fn name(&self) -> &str;
+
+    /// Produce messages until done, shut down or failed.
+    async fn run(&mut self, ctx: SourceContext) -> Result<()>;
+}
+
+#[async_trait]
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        (**self).run(ctx).await
+    }
+}
