@@ -1,0 +1,266 @@
+//! `replicate`: replicate MySQL/MariaDB databases into PostgreSQL.
+//!
+//! ```text
+//! cargo run --release --example replicate -- \
+//!   --source mysql://USER:PASS@HOST:PORT --databases DB1[,DB2] [--tables 'DB1.t*,!DB1.tmp_*'] \
+//!   --target postgres://USER@HOST:PORT/DBNAME \
+//!   [--pipeline-id NAME] [--snapshot initial|initial_only|no_data|never|always] \
+//!   [--until-caught-up] [--error-policy exit|retry|skip]
+//! ```
+//!
+//! Each MySQL database `DB` lands in the PostgreSQL schema `DB`. The
+//! checkpoint lives in the target's `synchdb` schema under the pipeline id,
+//! so running the same command again continues where the last run stopped.
+//! This file is also the reference for embedding synchdb in a program.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use synchdb::core::{ErrorPolicy, Pipeline, PipelineHandle, StatsSnapshot};
+use synchdb::mysql::{MySqlSource, MySqlSourceOptions, SnapshotMode};
+use synchdb::postgres::{PgSink, PgSinkOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "replicate", about = "Replicate MySQL/MariaDB into PostgreSQL")]
+struct Args {
+    /// Source URL, mysql://USER:PASS@HOST:PORT
+    #[arg(long, env = "SYNCHDB_SOURCE_URL", hide_env_values = true)]
+    source: String,
+    /// Databases to replicate, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    databases: Vec<String>,
+    /// Table patterns, comma-separated: `db.t*` includes, `!db.tmp_*` excludes.
+    #[arg(long)]
+    tables: Option<String>,
+    /// Target URL, postgres://USER@HOST:PORT/DBNAME
+    #[arg(long, env = "SYNCHDB_TARGET_URL", hide_env_values = true)]
+    target: String,
+    /// Names the stored checkpoint; pipelines with different ids run side by side.
+    #[arg(long, default_value = "synchdb")]
+    pipeline_id: String,
+    /// Snapshot mode: initial, initial_only, no_data, never, always.
+    #[arg(long, default_value = "initial")]
+    snapshot: SnapshotMode,
+    /// Follow the binlog until the position the source had at start, then exit.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// What a failed batch does: exit, retry or skip.
+    #[arg(long, default_value = "exit")]
+    error_policy: ErrorPolicy,
+    /// Largest batch of change events applied in one PostgreSQL transaction.
+    #[arg(long, default_value_t = synchdb::core::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Snapshot reader and writer parallelism (default: the number of cores).
+    #[arg(long)]
+    snapshot_workers: Option<usize>,
+    /// Binlog client server id (default: derived from the pipeline id).
+    #[arg(long)]
+    server_id: Option<u32>,
+    /// PostgreSQL connection pool size.
+    #[arg(long, default_value_t = 8)]
+    pool_size: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCHDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,synchdb=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replicate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A stable server id per pipeline id, so that side-by-side pipelines do not collide.
+fn server_id_for(pipeline: &str) -> u32 {
+    let h = pipeline
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    1_000_000 + (h % 1_000_000_000) as u32
+}
+
+fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
+    let mut options: MySqlSourceOptions = args.source.parse()?;
+    let patterns: Vec<&str> =
+        args.tables.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let has_includes = patterns.iter().any(|p| !p.starts_with('!'));
+    if has_includes {
+        for p in &patterns {
+            let database = p.trim_start_matches('!').split('.').next().unwrap_or_default();
+            if !args.databases.iter().any(|d| d == database) {
+                return Err(synchdb::core::Error::config(format!(
+                    "table pattern {p:?} names a database not in --databases"
+                )));
+            }
+        }
+    } else {
+        for d in &args.databases {
+            options = options.database(d)?;
+        }
+    }
+    if !patterns.is_empty() {
+        options = options.tables(&patterns.join(","))?;
+    }
+    options = options
+        .snapshot_mode(args.snapshot)
+        .stop_at_caught_up(args.until_caught_up)
+        .server_id(args.server_id.unwrap_or_else(|| server_id_for(&args.pipeline_id)));
+    if let Some(n) = args.snapshot_workers {
+        options = options.snapshot_workers(n);
+    }
+    options.validate()?;
+    Ok(options)
+}
+
+async fn run(args: Args) -> synchdb::core::Result<()> {
+    let source = MySqlSource::new(source_options(&args)?);
+    let target: PgSinkOptions = args.target.parse()?;
+    let sink = PgSink::connect(target.pool_size(args.pool_size)).await?;
+    let mut builder = Pipeline::builder()
+        .id(args.pipeline_id.clone())
+        .source(source)
+        .sink(sink)
+        .batch_size(args.batch_size)
+        .error_policy(args.error_policy.clone());
+    if let Some(n) = args.snapshot_workers {
+        builder = builder.snapshot_parallelism(n);
+    }
+    let handle = builder.build()?.start();
+    let started = Instant::now();
+    let stats = drive(handle).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!("{}", summary(&stats, secs));
+    Ok(())
+}
+
+/// Wait for the pipeline while printing progress; Ctrl-C or SIGTERM stops it gracefully.
+async fn drive(handle: PipelineHandle) -> synchdb::core::Result<StatsSnapshot> {
+    let tty = std::io::stderr().is_terminal();
+    let period = if tty { Duration::from_millis(500) } else { Duration::from_secs(10) };
+    let mut ticker = tokio::time::interval(period);
+    ticker.tick().await;
+    let mut progress = Progress::new(tty);
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| synchdb::core::Error::internal("cannot install SIGTERM handler").with_source(e))?;
+    loop {
+        #[cfg(unix)]
+        let terminated = term.recv();
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                progress.finish();
+                eprintln!("stopping: finishing the batch in flight and storing the checkpoint");
+                handle.shutdown();
+            }
+            _ = terminated => {
+                progress.finish();
+                eprintln!("stopping on SIGTERM");
+                handle.shutdown();
+            }
+            _ = ticker.tick() => {
+                if handle.is_finished() {
+                    break;
+                }
+                progress.show(&handle.stats());
+            }
+        }
+    }
+    progress.finish();
+    handle.wait().await
+}
+
+/// Terminal progress: a redrawn line on a TTY, plain log lines otherwise.
+struct Progress {
+    tty: bool,
+    started: Instant,
+    last: Option<(Instant, u64)>,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Self {
+        Progress { tty, started: Instant::now(), last: None, drawn: false }
+    }
+
+    fn show(&mut self, s: &StatsSnapshot) {
+        let now = Instant::now();
+        let done = s.snapshot_rows + s.row_changes();
+        let rate = match self.last {
+            Some((t, n)) => (done.saturating_sub(n)) as f64 / now.duration_since(t).as_secs_f64().max(1e-3),
+            None => done as f64 / self.started.elapsed().as_secs_f64().max(1e-3),
+        };
+        self.last = Some((now, done));
+        let snapshotting = s.snapshot_chunks_total > 0 && s.snapshot_chunks_done < s.snapshot_chunks_total;
+        let line = if snapshotting {
+            let frac = s.snapshot_chunks_done as f64 / s.snapshot_chunks_total as f64;
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let eta = if frac > 0.0 { format!("{:.0}s", elapsed / frac - elapsed) } else { "?".into() };
+            let width = 24usize;
+            let filled = (frac * width as f64) as usize;
+            format!(
+                "snapshot [{}{}] chunks {}/{} tables {} rows {} {:.0} rows/s ETA {}",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                s.snapshot_chunks_done,
+                s.snapshot_chunks_total,
+                s.snapshot_tables_total,
+                s.snapshot_rows,
+                rate,
+                eta
+            )
+        } else {
+            format!(
+                "follow: applied {} changes ({} ins, {} upd, {} del, {} ddl) {:.0}/s lag {} ms{}",
+                s.row_changes(),
+                s.inserts,
+                s.updates,
+                s.deletes,
+                s.ddl,
+                rate,
+                s.latency_last.as_millis(),
+                s.position.as_ref().map(|p| format!(" at {p}")).unwrap_or_default()
+            )
+        };
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+            self.drawn = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}
+
+fn summary(s: &StatsSnapshot, secs: f64) -> String {
+    format!(
+        "done in {secs:.1}s: snapshot {} rows in {} chunks; applied {} transactions: {} inserts, {} updates, \
+         {} deletes, {} truncates, {} ddl; {} skipped; lag p50 {} ms p99 {} ms{}",
+        s.snapshot_rows,
+        s.snapshot_chunks_done,
+        s.transactions,
+        s.inserts,
+        s.updates,
+        s.deletes,
+        s.truncates,
+        s.ddl,
+        s.skipped,
+        s.latency_p50.as_millis(),
+        s.latency_p99.as_millis(),
+        s.position.as_ref().map(|p| format!("; position {p}")).unwrap_or_default()
+    )
+}
