@@ -136,8 +136,15 @@ impl Client {
     /// Run `sql` on database `db`. `psql` runs as the current user: with `trust`
     /// authentication it may log in as `postgres` from any OS user.
     pub(crate) fn exec(&self, db: &str, sql: &str) -> Result<String, TestkitError> {
+        self.exec_with(db, sql, &["-A", "-t"])
+    }
+
+    /// Run `sql` with extra `psql` formatting flags.
+    pub(crate) fn exec_with(&self, db: &str, sql: &str, format: &[&str]) -> Result<String, TestkitError> {
         let mut cmd = Command::new(&self.psql);
-        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
+        cmd.arg("-X")
+            .args(format)
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
             .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
@@ -271,6 +278,12 @@ impl Postgres {
     /// This blocks; from async code it is fine in tests, or use `spawn_blocking`.
     pub fn exec(&self, db: &str, sql: &str) -> Result<String, TestkitError> {
         self.client.exec(db, sql)
+    }
+
+    /// Run SQL like [`exec`](Postgres::exec), but return psql's aligned table
+    /// output with headers (for showing results to a person).
+    pub fn exec_table(&self, db: &str, sql: &str) -> Result<String, TestkitError> {
+        self.client.exec_with(db, sql, &[])
     }
 
     /// `CREATE DATABASE` named `<prefix>_<pid>_<counter>` (prefix lowercased, characters
