@@ -596,12 +596,14 @@ impl<'a> Follower<'a> {
             .map(|(i, a)| {
                 let meta = EventMeta { index: i as u32, ..meta.clone() };
                 match a {
-                    Applied::Schema(change, schema_after) => ChangeEvent::Schema(SchemaChangeEvent {
-                        change,
-                        schema_after,
-                        ddl: sql.to_string(),
-                        meta,
-                    }),
+                    Applied::Schema(change, schema_after) => {
+                        ChangeEvent::Schema(Box::new(SchemaChangeEvent {
+                            change,
+                            schema_after,
+                            ddl: sql.to_string(),
+                            meta,
+                        }))
+                    }
                     Applied::Truncate(table) => ChangeEvent::Truncate(TruncateEvent { table, meta }),
                 }
             })

@@ -408,3 +408,72 @@ async fn stops_when_caught_up_and_heartbeats_on_unselected_changes() {
     let Some(SourceMessage::Heartbeat { position, .. }) = msgs.last() else { panic!("{msgs:?}") };
     assert!(position.binlog >= target.binlog, "{position} < {target}");
 }
+
+/// A [`Source`](synchdb_core::Source) that only follows (for measuring the
+/// binlog decode rate through a pipeline into the in-memory sink).
+struct FollowSource {
+    opts: MySqlSourceOptions,
+    start: Position,
+    schemas: Vec<TableSchema>,
+}
+
+#[async_trait::async_trait]
+impl synchdb_core::Source for FollowSource {
+    fn name(&self) -> &str {
+        "follow"
+    }
+    async fn run(&mut self, ctx: SourceContext) -> synchdb_core::Result<()> {
+        super::follow(&self.opts, &ctx, self.start.clone(), self.schemas.clone(), Vec::new()).await
+    }
+}
+
+/// Decode rate: `cargo test --release -p synchdb-mysql --lib -- --ignored --nocapture follow_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run in release mode"]
+async fn follow_rate() {
+    let rows: u64 = std::env::var("FOLLOW_RATE_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let server = MariaDb::start().unwrap();
+    let db = server.create_database("rate").unwrap();
+    let name = db.name().to_string();
+    server
+        .exec(&format!(
+            "CREATE TABLE `{name}`.t (id BIGINT PRIMARY KEY, a INT, b VARCHAR(40), c DECIMAL(12,2), d DATETIME(6), e DOUBLE)"
+        ))
+        .unwrap();
+    let start = master_status(&server);
+    let per_tx = 50_000u64;
+    let mut done = 0;
+    while done < rows {
+        let n = per_tx.min(rows - done);
+        server
+            .exec(&format!(
+                "USE `{name}`; INSERT INTO t SELECT seq, seq % 1000, CONCAT('row-', seq), seq / 100, \
+                 '2024-01-01 00:00:00.000001' + INTERVAL seq SECOND, seq * 1.5 FROM seq_{}_to_{}",
+                done + 1,
+                done + n
+            ))
+            .unwrap();
+        done += n;
+    }
+    let opts = options(&db.url(), 9199).stop_at_caught_up(true);
+    let schemas = schemas(&opts).await;
+    let sink = synchdb_core::memory::MemorySink::new();
+    let began = std::time::Instant::now();
+    let stats = synchdb_core::Pipeline::builder()
+        .id("rate")
+        .source(FollowSource { opts, start, schemas })
+        .sink(sink.clone())
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .unwrap();
+    let secs = began.elapsed().as_secs_f64();
+    let changes: usize = sink.data().transactions.iter().map(|t| t.events.len()).sum();
+    assert_eq!(changes as u64, rows);
+    println!(
+        "follow_rate: {changes} row changes in {secs:.2} s = {:.0} row changes/s (stats: {stats:?})",
+        changes as f64 / secs
+    );
+}
