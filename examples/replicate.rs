@@ -55,6 +55,9 @@ struct Args {
     /// Snapshot reader and writer parallelism (default: the number of cores).
     #[arg(long)]
     snapshot_workers: Option<usize>,
+    /// Rows per snapshot chunk (large tables are read in primary-key ranges of this size).
+    #[arg(long)]
+    chunk_rows: Option<u64>,
     /// Binlog client server id (default: derived from the pipeline id).
     #[arg(long)]
     server_id: Option<u32>,
@@ -67,7 +70,12 @@ struct Args {
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCHDB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,synchdb=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +122,9 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
         .server_id(args.server_id.unwrap_or_else(|| server_id_for(&args.pipeline_id)));
     if let Some(n) = args.snapshot_workers {
         options = options.snapshot_workers(n);
+    }
+    if let Some(n) = args.chunk_rows {
+        options = options.chunk_rows(n);
     }
     options.validate()?;
     Ok(options)
@@ -166,12 +177,8 @@ async fn drive(handle: PipelineHandle) -> synchdb::core::Result<StatsSnapshot> {
                 eprintln!("stopping on SIGTERM");
                 handle.shutdown();
             }
-            _ = ticker.tick() => {
-                if handle.is_finished() {
-                    break;
-                }
-                progress.show(&handle.stats());
-            }
+            _ = handle.finished() => break,
+            _ = ticker.tick() => progress.show(&handle.stats()),
         }
     }
     progress.finish();

@@ -110,9 +110,18 @@ impl Pipeline {
         let (shutdown_tx, _) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
         let (pause_tx, pause_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
         let span = info_span!("pipeline", id = %self.id);
-        let task = tokio::spawn(run(self, stats.clone(), shutdown_tx.clone(), pause_rx).instrument(span));
-        PipelineHandle { stats, shutdown: shutdown_tx, pause: pause_tx, task }
+        let run = run(self, stats.clone(), shutdown_tx.clone(), pause_rx);
+        let task = tokio::spawn(
+            async move {
+                let result = run.await;
+                let _ = done_tx.send(true);
+                result
+            }
+            .instrument(span),
+        );
+        PipelineHandle { stats, shutdown: shutdown_tx, pause: pause_tx, done: done_rx, task }
     }
 }
 
@@ -217,6 +226,7 @@ pub struct PipelineHandle {
     stats: Arc<Stats>,
     shutdown: Arc<watch::Sender<bool>>,
     pause: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -252,6 +262,14 @@ impl PipelineHandle {
     /// Whether the pipeline has ended.
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// Resolve when the pipeline has ended, without consuming the handle
+    /// (for `select!` loops that also print progress); then call
+    /// [`wait`](Self::wait) for the result.
+    pub async fn finished(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
     }
 
     /// Wait for the end: `Ok` with the final statistics when the source ran

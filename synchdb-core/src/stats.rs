@@ -76,7 +76,10 @@ impl Stats {
         let mut events = 0u64;
         let mut lat = self.latency.lock().expect("stats poisoned");
         for tx in transactions {
-            self.transactions.fetch_add(1, Ordering::Relaxed);
+            if !tx.events.is_empty() {
+                // Empty ones are heartbeats: they move the position and measure lag.
+                self.transactions.fetch_add(1, Ordering::Relaxed);
+            }
             for e in &tx.events {
                 events += 1;
                 let counter = match e {

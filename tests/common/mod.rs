@@ -1,0 +1,362 @@
+//! Shared helpers of the end-to-end tests: running `replicate`, waiting for
+//! catch-up, and comparing every table row by row between MariaDB and
+//! PostgreSQL, normalized through the documented type mapping.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use sqlx::Row as _;
+use synchdb::types::{DateTime, Time};
+
+/// The `replicate` example built by `cargo test` next to this test binary.
+pub fn replicate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target profile dir");
+    let bin = profile_dir.join("examples").join("replicate");
+    assert!(bin.exists(), "{} not built: run through `cargo test`, which builds the examples", bin.display());
+    bin
+}
+
+/// A `replicate` command for one source database and target.
+pub fn replicate(source_url: &str, database: &str, target_url: &str, pipeline: &str) -> Command {
+    let mut cmd = Command::new(replicate_bin());
+    cmd.env("SYNCHDB_SOURCE_URL", source_url)
+        .env("SYNCHDB_TARGET_URL", target_url)
+        .env("SYNCHDB_LOG", "warn")
+        .args(["--databases", database, "--pipeline-id", pipeline])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Run `replicate ... --until-caught-up` to completion; panic with its output on failure.
+pub fn run_until_caught_up(mut cmd: Command) -> String {
+    let out = cmd.arg("--until-caught-up").output().expect("run replicate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "replicate failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Spawn `replicate` (follow mode) in the background.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn replicate")
+}
+
+/// SIGKILL a child and reap it.
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Poll `f` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Number of snapshot chunks a pipeline has made durable.
+pub async fn durable_chunks(pg: &sqlx::PgPool, pipeline: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM synchdb.snapshot_chunks WHERE pipeline_id = $1")
+        .bind(pipeline)
+        .fetch_one(pg)
+        .await
+        .unwrap_or(0)
+}
+
+/// A column as information_schema describes it.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    data_type: String,
+    column_type: String,
+}
+
+fn q_my(id: &str) -> String {
+    format!("`{}`", id.replace('`', "``"))
+}
+
+fn q_pg(id: &str) -> String {
+    format!("\"{}\"", id.replace('"', "\"\""))
+}
+
+/// Source-side select expression for a column, giving canonical text.
+fn my_expr(c: &Column) -> String {
+    let n = q_my(&c.name);
+    match c.data_type.as_str() {
+        "bit" => {
+            let width: String = c.column_type.chars().filter(|ch| ch.is_ascii_digit()).collect();
+            format!("LPAD(BIN({n}), {width}, '0')")
+        }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
+        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" => {
+            format!("HEX({n})")
+        }
+        _ => format!("CAST({n} AS CHAR)"),
+    }
+}
+
+/// Target-side select expression for a column of the given source type.
+fn pg_expr(c: &Column) -> String {
+    let n = q_pg(&c.name);
+    match c.data_type.as_str() {
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
+        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
+            format!("upper(encode({n}, 'hex'))")
+        }
+        "time" => format!("extract(epoch from {n})::text"),
+        "datetime" => format!(
+            "CASE WHEN {n} = '-infinity' THEN '0000-00-00 00:00:00' ELSE to_char({n}, 'YYYY-MM-DD HH24:MI:SS.US') END"
+        ),
+        "timestamp" => format!(
+            "CASE WHEN {n} = '-infinity' THEN '0000-00-00 00:00:00' \
+             ELSE to_char({n} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') END"
+        ),
+        "date" => format!("CASE WHEN {n} = '-infinity' THEN '0000-00-00' ELSE {n}::text END"),
+        "inet4" | "inet6" => format!("host({n})"),
+        _ => format!("{n}::text"),
+    }
+}
+
+/// Canonical form of one value, whichever side it comes from.
+fn normalize(c: &Column, v: Option<String>, from_pg: bool) -> Option<String> {
+    let v = v?;
+    Some(match c.data_type.as_str() {
+        "float" => format!("{:.6e}", v.parse::<f32>().unwrap_or(f32::NAN)),
+        "double" => format!("{:.15e}", v.parse::<f64>().unwrap_or(f64::NAN)),
+        "datetime" | "timestamp" => match v.parse::<DateTime>() {
+            Ok(d) => d.to_string(),
+            Err(_) => v,
+        },
+        "time" => {
+            if from_pg {
+                let secs: f64 = v.parse().unwrap_or(f64::NAN);
+                ((secs * 1e6).round() as i64).to_string()
+            } else {
+                v.parse::<Time>().map(|t| t.micros.to_string()).unwrap_or(v)
+            }
+        }
+        "json" => match serde_json::from_str::<serde_json::Value>(&v) {
+            Ok(j) => j.to_string(),
+            Err(_) => v,
+        },
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection"
+            if from_pg =>
+        {
+            ewkb_to_internal(&v)
+        }
+        _ => v,
+    })
+}
+
+/// PostgreSQL holds geometry as EWKB (SRID embedded when non-zero); MySQL's
+/// internal form is SRID (LE u32) + WKB. Convert the hex of one to the other.
+fn ewkb_to_internal(hex: &str) -> String {
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    if bytes.len() < 5 {
+        return hex.to_string();
+    }
+    let le = bytes[0] == 1;
+    let ty = if le {
+        u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
+    } else {
+        u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
+    };
+    let (srid, wkb) = if ty & 0x2000_0000 != 0 {
+        let s = &bytes[5..9];
+        let srid = if le {
+            u32::from_le_bytes([s[0], s[1], s[2], s[3]])
+        } else {
+            u32::from_be_bytes([s[0], s[1], s[2], s[3]])
+        };
+        let mut wkb = vec![bytes[0]];
+        let t = ty & !0x2000_0000;
+        wkb.extend_from_slice(&if le { t.to_le_bytes() } else { t.to_be_bytes() });
+        wkb.extend_from_slice(&bytes[9..]);
+        (srid, wkb)
+    } else {
+        (0, bytes)
+    };
+    let mut out = srid.to_le_bytes().to_vec();
+    out.extend(wkb);
+    out.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Compare every table of `database` between the source and the target
+/// schema of the same name; panics with the first differences.
+pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg: &sqlx::PgPool) {
+    my.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    let tables: Vec<String> = my
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' \
+             ORDER BY TABLE_NAME",
+            (database,),
+        )
+        .await
+        .unwrap();
+    assert!(!tables.is_empty(), "no tables in {database}");
+    let pg_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(database)
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    let mut sorted = tables.clone();
+    sorted.sort();
+    let mut pg_sorted = pg_tables.clone();
+    pg_sorted.sort();
+    assert_eq!(pg_sorted, sorted, "table lists differ");
+    let mut problems = Vec::new();
+    for table in &tables {
+        let cols: Vec<(String, String, String)> = my
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (database, table),
+            )
+            .await
+            .unwrap();
+        let mut cols: Vec<Column> = cols
+            .into_iter()
+            .map(|(name, data_type, column_type)| Column { name, data_type, column_type })
+            .collect();
+        // MariaDB's JSON is LONGTEXT with a json_valid check: compare it as JSON.
+        let checks: Vec<String> = my
+            .exec(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+                (database, table),
+            )
+            .await
+            .unwrap_or_default();
+        for c in &mut cols {
+            if c.data_type == "longtext"
+                && checks.iter().any(|k| k.contains(&format!("json_valid(`{}`)", c.name)))
+            {
+                c.data_type = "json".into();
+            }
+        }
+        let pg_cols: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 \
+             ORDER BY ordinal_position",
+        )
+        .bind(database)
+        .bind(table)
+        .fetch_all(pg)
+        .await
+        .unwrap();
+        // Same names; the order may differ (PostgreSQL appends columns that
+        // MySQL adds FIRST/AFTER), values are compared by name.
+        let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+        let mut a = names.clone();
+        a.sort();
+        let mut b = pg_cols.clone();
+        b.sort();
+        if a != b {
+            problems.push(format!("{table}: columns differ: source {names:?}, target {pg_cols:?}"));
+            continue;
+        }
+        let my_sql = format!(
+            "SELECT {} FROM {}.{}",
+            cols.iter().map(my_expr).collect::<Vec<_>>().join(", "),
+            q_my(database),
+            q_my(table)
+        );
+        let my_rows: Vec<mysql_async::Row> = my.query(my_sql).await.unwrap();
+        let mut src: Vec<Vec<Option<String>>> = my_rows
+            .into_iter()
+            .map(|r| {
+                cols.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let v: Option<Vec<u8>> = r.get(i).unwrap_or(None);
+                        normalize(c, v.map(|b| String::from_utf8_lossy(&b).into_owned()), false)
+                    })
+                    .collect()
+            })
+            .collect();
+        let pg_sql = format!(
+            "SELECT {} FROM {}.{}",
+            cols.iter().map(pg_expr).collect::<Vec<_>>().join(", "),
+            q_pg(database),
+            q_pg(table)
+        );
+        let pg_rows = sqlx::query(sqlx::AssertSqlSafe(pg_sql)).fetch_all(pg).await.unwrap();
+        let mut dst: Vec<Vec<Option<String>>> = pg_rows
+            .iter()
+            .map(|r| {
+                cols.iter()
+                    .enumerate()
+                    .map(|(i, c)| normalize(c, r.get::<Option<String>, _>(i), true))
+                    .collect()
+            })
+            .collect();
+        src.sort();
+        dst.sort();
+        if src != dst {
+            let mut counts: BTreeMap<&Vec<Option<String>>, i64> = BTreeMap::new();
+            for r in &src {
+                *counts.entry(r).or_default() += 1;
+            }
+            for r in &dst {
+                *counts.entry(r).or_default() -= 1;
+            }
+            let diffs: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .take(6)
+                .map(|(r, n)| {
+                    format!("  {} {:?}", if *n > 0 { "missing on target" } else { "extra on target" }, r)
+                })
+                .collect();
+            problems.push(format!(
+                "{table}: {} source rows, {} target rows; columns {names:?}\n{}",
+                src.len(),
+                dst.len(),
+                diffs.join("\n")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "replica differs from source:\n{}", problems.join("\n"));
+}
+
+/// The source's current binlog position as `(file, pos)`.
+pub async fn master_position(my: &mut mysql_async::Conn) -> (String, u64) {
+    let row: mysql_async::Row = my.query_first("SHOW MASTER STATUS").await.unwrap().expect("binlog on");
+    (row.get(0).unwrap(), row.get(1).unwrap())
+}
+
+/// The checkpoint stored for `pipeline` as `(file, pos)`.
+pub async fn checkpoint(pg: &sqlx::PgPool, pipeline: &str) -> Option<(String, u64)> {
+    let pos: Option<String> =
+        sqlx::query_scalar("SELECT position FROM synchdb.pipelines WHERE pipeline_id = $1")
+            .bind(pipeline)
+            .fetch_optional(pg)
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+    let pos = pos?;
+    let binlog = pos.split_whitespace().next()?;
+    let (f, p) = binlog.rsplit_once(':')?;
+    Some((f.to_string(), p.parse().ok()?))
+}
