@@ -351,13 +351,25 @@ impl<'c> Applier<'c> {
     /// Send the pending run, if any.
     pub async fn flush(&mut self) -> Result<()> {
         let Some(run) = self.run.take() else { return Ok(()) };
-        let sql = match run.op {
-            Op::Upsert => &run.table.stmts.upsert_many,
-            Op::Delete => &run.table.stmts.delete_many,
-        };
-        let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
-        for col in run.columns {
-            q = q.bind(col);
+        let stmts = &run.table.stmts;
+        let mut q;
+        if run.rows == 1 {
+            // A run of one row: the single-row statement is cheaper than unnest.
+            q = sqlx::query(AssertSqlSafe(match run.op {
+                Op::Upsert => stmts.upsert_one.clone(),
+                Op::Delete => stmts.delete_one.clone(),
+            }));
+            for mut col in run.columns {
+                q = q.bind(col.pop().flatten());
+            }
+        } else {
+            q = sqlx::query(AssertSqlSafe(match run.op {
+                Op::Upsert => stmts.upsert_many.clone(),
+                Op::Delete => stmts.delete_many.clone(),
+            }));
+            for col in run.columns {
+                q = q.bind(col);
+            }
         }
         let cx = Context::data(&run.table.pt.id, Some(&run.position));
         let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;

@@ -427,7 +427,7 @@ pub(crate) async fn apply_schema_change(
             if from.table != to.table {
                 exec(conn, &format!("ALTER TABLE {} RENAME TO {}", qualified(from), quote(&to.table)), &ctx)
                     .await?;
-                rename_indexes(conn, &fs, &from.table, &to.table, after, &ctx).await?;
+                rename_indexes(conn, &fs, &from.table, &to.table, &ctx).await?;
             }
             if fs != ts {
                 exec(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ts)), &ctx).await?;
@@ -543,23 +543,27 @@ fn build_one(table: &TableId, qualified: &str, pg: PgColumn) -> PgTable {
     }
 }
 
-/// After a table rename, rename the indexes this sink named after the old table.
+/// After a table rename, rename the indexes this sink named `<old table>_<index>`
+/// (found in the catalog, so indexes created by earlier DDL are included).
 async fn rename_indexes(
     conn: &mut PgConnection,
     schema: &str,
     from: &str,
     to: &str,
-    after: Option<&TableSchema>,
     ctx: &Context,
 ) -> Result<()> {
-    let mut names: Vec<String> = vec!["pkey".into()];
-    if let Some(t) = after {
-        names.extend(t.indexes.iter().map(|i| i.name.clone()));
-    }
-    for n in names {
-        let (old, new) = (index_name(from, &n), index_name(to, &n));
-        let sql =
-            format!("ALTER INDEX IF EXISTS {}.{} RENAME TO {}", quote(schema), quote(&old), quote(&new));
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = $2")
+            .bind(schema)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| sqlx_error(e, ctx))?;
+    let prefix = format!("{from}_");
+    for old in names {
+        let Some(rest) = old.strip_prefix(&prefix) else { continue };
+        let new = index_name(to, rest);
+        let sql = format!("ALTER INDEX {}.{} RENAME TO {}", quote(schema), quote(&old), quote(&new));
         exec(conn, &sql, ctx).await?;
     }
     Ok(())
