@@ -114,6 +114,11 @@ async fn check_settings(conn: &mut Conn) -> Result<()> {
         )
         .await
         .map_err(query_error)?;
+    check_setting_values(&rows)
+}
+
+/// Check `(name, value)` rows of `SHOW GLOBAL VARIABLES` against [`SETTINGS`].
+fn check_setting_values(rows: &[(String, String)]) -> Result<()> {
     for (name, expected, optional) in SETTINGS {
         let actual = rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         match actual {
@@ -270,11 +275,13 @@ impl Grants {
             || self.tables.iter().any(|(t, s)| t == table && ok(s))
     }
 
+    /// Whether some table of `db` is visible to SELECT (column grants count: the
+    /// per-table check then names the table).
     fn can_select_database(&self, db: &str) -> bool {
         let ok = |s: &HashSet<String>| s.contains("SELECT") || s.contains("ALL PRIVILEGES");
         self.has_global("SELECT")
             || self.databases.iter().any(|(pat, s)| like_match(pat, db) && ok(s))
-            || self.tables.iter().any(|(t, s)| t.database == db && ok(s))
+            || self.tables.iter().any(|(t, s)| t.database == db && s.iter().any(|p| p.starts_with("SELECT")))
     }
 
     /// The grants in short, for messages (no password hashes).
@@ -447,6 +454,22 @@ mod tests {
         assert!(!g.has_global("RELOAD"));
         assert!(g.can_select(&TableId::new("app_1", "t")));
         assert!(!g.can_select(&TableId::new("appx1", "t")));
+    }
+
+    #[test]
+    fn settings_messages() {
+        let rows =
+            |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let good = rows(&[("log_bin", "ON"), ("binlog_format", "ROW"), ("binlog_row_image", "FULL")]);
+        check_setting_values(&good).unwrap();
+        let e = check_setting_values(&rows(&[("log_bin", "OFF"), ("binlog_format", "ROW")])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SourceSetting);
+        assert!(e.to_string().contains("source setting log_bin must be ON, but the server has OFF"), "{e}");
+        let e = check_setting_values(&rows(&[("log_bin", "ON"), ("binlog_format", "ROW")])).unwrap_err();
+        assert!(
+            e.to_string().contains("binlog_row_image must be FULL, but the server has (not available"),
+            "{e}"
+        );
     }
 
     #[test]
