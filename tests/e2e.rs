@@ -267,3 +267,45 @@ async fn sigkill_during_snapshot_and_follow_loses_nothing() {
     run_until_caught_up(cmd());
     assert_replica_equal(&mut my, src.name(), &pg).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_share_one_target_database() {
+    let server = synchdb_testkit::mariadb();
+    let a = server.create_database("e2e_side_a").unwrap();
+    let b = server.create_database("e2e_side_b").unwrap();
+    let target = synchdb_testkit::postgres().create_database("e2e_side").unwrap();
+    for db in [&a, &b] {
+        let mut my = connect_my(&db.url()).await;
+        my.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_500;",
+        )
+        .await
+        .unwrap();
+    }
+    let run = |db: String, id: &'static str| {
+        let (source, target) = (server.url(), target.url());
+        std::thread::spawn(move || run_until_caught_up(replicate(&source, &db, &target, id)))
+    };
+    let (ta, tb) = (run(a.name().to_string(), "side-a"), run(b.name().to_string(), "side-b"));
+    ta.join().unwrap();
+    tb.join().unwrap();
+    let mut my = connect_my(&a.url()).await;
+    my.query_drop(&*format!(
+        "UPDATE {}.t SET v = 'a!' WHERE id < 10; DELETE FROM {}.t WHERE id > 490",
+        b.name(),
+        a.name()
+    ))
+    .await
+    .unwrap();
+    let (ta, tb) = (run(a.name().to_string(), "side-a"), run(b.name().to_string(), "side-b"));
+    ta.join().unwrap();
+    tb.join().unwrap();
+    let pg = connect_pg(&target.url()).await;
+    assert_replica_equal(&mut my, a.name(), &pg).await;
+    assert_replica_equal(&mut my, b.name(), &pg).await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT pipeline_id FROM synchdb.pipelines ORDER BY 1")
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec!["side-a".to_string(), "side-b".to_string()]);
+}
