@@ -43,7 +43,7 @@
 //! splitting `MIN..MAX` into `ceil(rows / chunk_rows)` equal ranges (rows
 //! from the table statistics, checked by a bounded count); for other keys
 //! by walking the key in the snapshot (`SELECT key ... WHERE key > last
-//! ORDER BY key LIMIT 1 OFFSET chunk_rows-1`, index-only). Each chunk is one
+//! ORDER BY key LIMIT 2 OFFSET chunk_rows-1`, index-only). Each chunk is one
 //! streaming range query (`WHERE key > ? AND key <= ? ORDER BY key`; a
 //! composite key compares as `a > ? OR (a = ? AND b > ?)`); rows go out in
 //! batches of `batch_rows` through the chunk's channel of capacity 4, so
@@ -671,18 +671,21 @@ async fn walked_bounds(conn: &mut Conn, t: &TableSchema, key: &[usize], chunk_ro
             None => ("1".to_string(), Vec::new()),
             Some(last) => key_condition(&names, last, true),
         };
+        // The chunk_rows-th row after the last bound is the inclusive upper bound
+        // of the next chunk, unless it is the table's last row.
         let sql = format!(
-            "SELECT {} FROM {table} WHERE {cond} ORDER BY {order} LIMIT 1 OFFSET {}",
+            "SELECT {} FROM {table} WHERE {cond} ORDER BY {order} LIMIT 2 OFFSET {}",
             exprs.join(", "),
             chunk_rows - 1
         );
-        let row: Option<mysql_async::Row> = conn
-            .exec_first(sql, params)
+        let rows: Vec<mysql_async::Row> = conn
+            .exec(sql, params)
             .await
             .map_err(|e| read_error("walking the key", e).with_table(t.id.clone()))?;
-        let Some(row) = row else { break };
-        // The chunk_rows-th row after the last bound: the inclusive upper bound of the next chunk.
-        let values = row.unwrap();
+        if rows.len() < 2 {
+            break;
+        }
+        let values = rows.into_iter().next().expect("two rows").unwrap();
         let mut decoded = Vec::with_capacity(values.len());
         for (v, &i) in values.into_iter().zip(key) {
             let c = &t.columns[i];
@@ -733,7 +736,13 @@ impl Worker {
             }
             match self.read_chunk(&table, &chunk, &tx).await {
                 Ok(true) => debug!(table = %table.id, chunk = chunk.index, "chunk read"),
-                Ok(false) => return Ok(false),
+                Ok(false) if *self.shutdown.borrow() => return Ok(false),
+                // The pipeline dropped the chunk (its writer failed): go on, so
+                // that the next message (a chunk or the end of the snapshot)
+                // lets the pipeline report the writer's error.
+                Ok(false) => {
+                    warn!(table = %table.id, chunk = chunk.index, "the pipeline stopped taking this chunk")
+                }
                 Err(e) => {
                     let copy = Error::new(e.kind(), e.to_string());
                     let _ = tx.send(Err(copy)).await;
