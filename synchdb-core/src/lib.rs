@@ -55,6 +55,7 @@
 
 mod converter;
 mod error;
+pub mod mapping;
 pub mod memory;
 mod pipeline;
 mod policy;

@@ -316,6 +316,52 @@ pub struct ColumnSchema {
     /// `tinyint(1)`); sinks use it instead of their default mapping.
     #[serde(default)]
     pub target_type: Option<String>,
+    /// An SQL expression computing the stored value at the destination, with
+    /// `%d` standing for the value (e.g. `lower(%d)`), set by a mapping rule;
+    /// sinks that support it bind the value as a parameter and wrap it.
+    #[serde(default)]
+    pub target_expr: Option<String>,
+    /// What to store for zero dates in this column, set by a mapping rule;
+    /// `None` follows the sink's policy.
+    #[serde(default)]
+    pub zero_dates: Option<ZeroDates>,
+}
+
+/// What to store for MySQL zero dates (`0000-00-00`, `2024-00-10`, zero
+/// TIMESTAMP), which calendar types cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ZeroDates {
+    /// `-infinity`.
+    MinusInfinity,
+    /// NULL (an error on NOT NULL columns).
+    Null,
+    /// A typed error.
+    Error,
+}
+
+impl FromStr for ZeroDates {
+    type Err = ParseError;
+    /// `minus_infinity` (or `-infinity`), `null`, `error`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "minus_infinity" | "minus-infinity" | "-infinity" => Ok(ZeroDates::MinusInfinity),
+            "null" => Ok(ZeroDates::Null),
+            "error" => Ok(ZeroDates::Error),
+            _ => Err(ParseError::new("zero-date policy", s)),
+        }
+    }
+}
+
+impl fmt::Display for ZeroDates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ZeroDates::MinusInfinity => "minus_infinity",
+            ZeroDates::Null => "null",
+            ZeroDates::Error => "error",
+        })
+    }
 }
 
 impl ColumnSchema {
@@ -333,6 +379,8 @@ impl ColumnSchema {
             generated: None,
             comment: String::new(),
             target_type: None,
+            target_expr: None,
+            zero_dates: None,
         }
     }
 
