@@ -29,6 +29,9 @@ use synchdb_types::{
 
 use crate::filter::TableFilter;
 
+/// An index being assembled: its kind and its parts with their sequence numbers.
+type IndexParts = (IndexKind, Vec<(u32, IndexColumn)>);
+
 /// Which server family the source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flavor {
@@ -204,7 +207,7 @@ async fn load(conn: &mut Conn, databases: &[String], table: Option<&str>) -> Res
     }
 
     // Indexes.
-    let mut indexes: BTreeMap<(TableId, String), (IndexKind, Vec<(u32, IndexColumn)>)> = BTreeMap::new();
+    let mut indexes: BTreeMap<(TableId, String), IndexParts> = BTreeMap::new();
     let mut skipped: Vec<(TableId, String)> = Vec::new();
     for mut r in select(
         conn,

@@ -73,9 +73,11 @@ impl FromStr for SnapshotMode {
             "no_data" | "schema_only" => SnapshotMode::NoData,
             "never" => SnapshotMode::Never,
             "always" => SnapshotMode::Always,
-            other => return Err(Error::config(format!(
+            other => {
+                return Err(Error::config(format!(
                 "unknown snapshot mode {other:?}: expected initial, initial_only, no_data, never or always"
-            ))),
+            )))
+            }
         })
     }
 }
@@ -527,11 +529,11 @@ impl MySqlSourceOptions {
 }
 
 fn is_tls_failure(e: &mysql_async::Error) -> bool {
-    match e {
-        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => true,
-        mysql_async::Error::Io(_) => true,
-        _ => false,
-    }
+    matches!(
+        e,
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+            | mysql_async::Error::Io(_)
+    )
 }
 
 fn percent_decode(s: &str) -> Result<String> {

@@ -596,7 +596,7 @@ async fn plan_chunks(
         per_table.push((u64::from(count), chunks));
     }
     // Largest tables first: their chunks spread over the readers early.
-    per_table.sort_by(|a, b| b.0.cmp(&a.0));
+    per_table.sort_by_key(|t| std::cmp::Reverse(t.0));
     Ok(per_table.into_iter().flat_map(|(_, c)| c).collect())
 }
 
