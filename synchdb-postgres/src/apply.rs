@@ -15,6 +15,10 @@
 //!   whose columns all match the before image (`WHERE ctid = (SELECT ctid ... LIMIT 1)`).
 //!
 //! Row-by-row mode sends one statement per row change, with the same semantics.
+//!
+//! A column with an SQL transform (`PgColumn::transform`, e.g. `lower(%d)`) stores the
+//! transform of its parameter wherever the plain cast would be used, keys included (so a
+//! deterministic transform of a key column still finds its rows).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,13 +53,20 @@ fn params(from: usize, n: usize) -> impl Iterator<Item = String> {
 
 fn matches_expr(c: &PgColumn, param: &str) -> String {
     let col = quote(&c.name);
+    if c.transform.is_some() {
+        return format!(
+            "({col})::text IS NOT DISTINCT FROM (({})::{})::text",
+            c.value_expr(param),
+            c.sql_type
+        );
+    }
     match c.family {
         Family::Json => format!("({col})::jsonb IS NOT DISTINCT FROM ({param})::jsonb"),
         Family::PostGis => format!("({col})::bytea IS NOT DISTINCT FROM (({param})::geometry)::bytea"),
         Family::Other if !c.default_mapping => {
-            format!("({col})::text IS NOT DISTINCT FROM ({})::text", c.cast(param))
+            format!("({col})::text IS NOT DISTINCT FROM ({})::text", c.value_expr(param))
         }
-        _ => format!("{col} IS NOT DISTINCT FROM {}", c.cast(param)),
+        _ => format!("{col} IS NOT DISTINCT FROM {}", c.value_expr(param)),
     }
 }
 
@@ -86,14 +97,15 @@ impl Statements {
         let arrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
         let aliases: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
         let casts: Vec<String> =
-            pt.columns.iter().enumerate().map(|(i, c)| c.cast(&format!("u.c{i}"))).collect();
+            pt.columns.iter().enumerate().map(|(i, c)| c.value_expr(&format!("u.c{i}"))).collect();
         let upsert_many = format!(
             "INSERT INTO {q} ({cols}) SELECT {} FROM unnest({}) AS u({}){conflict}",
             casts.join(", "),
             arrays.join(", "),
             aliases.join(", ")
         );
-        let values: Vec<String> = pt.columns.iter().zip(params(1, n)).map(|(c, p)| c.cast(&p)).collect();
+        let values: Vec<String> =
+            pt.columns.iter().zip(params(1, n)).map(|(c, p)| c.value_expr(&p)).collect();
         let upsert_one = format!("INSERT INTO {q} ({cols}) VALUES ({}){conflict}", values.join(", "));
         let k = key.len();
         let karrays: Vec<String> = params(1, k).map(|p| format!("{p}::text[]")).collect();
@@ -101,7 +113,7 @@ impl Statements {
         let kjoin: Vec<String> = key
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("t.{} = {}", quote(&c.name), c.cast(&format!("u.k{i}"))))
+            .map(|(i, c)| format!("t.{} = {}", quote(&c.name), c.value_expr(&format!("u.k{i}"))))
             .collect();
         let delete_many = format!(
             "DELETE FROM {q} AS t USING unnest({}) AS u({}) WHERE {}",
@@ -113,7 +125,7 @@ impl Statements {
             let w: Vec<String> = key
                 .iter()
                 .zip(params(from, k))
-                .map(|(c, p)| format!("{} = {}", quote(&c.name), c.cast(&p)))
+                .map(|(c, p)| format!("{} = {}", quote(&c.name), c.value_expr(&p)))
                 .collect();
             w.join(" AND ")
         };
@@ -122,7 +134,7 @@ impl Statements {
             .columns
             .iter()
             .zip(params(1, n))
-            .map(|(c, p)| format!("{} = {}", quote(&c.name), c.cast(&p)))
+            .map(|(c, p)| format!("{} = {}", quote(&c.name), c.value_expr(&p)))
             .collect();
         let update_key = format!(
             "UPDATE {q} SET {} WHERE {} AND NOT EXISTS (SELECT 1 FROM {q} WHERE {})",

@@ -1,7 +1,11 @@
 //! Bulk load: rows encoded in COPY's text format, streamed in bounded pieces.
+//!
+//! Tables with SQL transforms (`lower(%d)`) are copied into a temporary table of
+//! text columns first, then moved with `INSERT ... SELECT transform(cast(c))` in the
+//! same transaction: the values never appear in SQL text.
 
 use futures::StreamExt;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, Executor, PgConnection};
 use synchdb_core::{Error, ErrorKind, Result, RowStream};
 use synchdb_types::Row;
 
@@ -14,6 +18,30 @@ use crate::typemap::{write_value, ValueError};
 pub(crate) fn copy_sql(pt: &PgTable) -> String {
     let cols: Vec<String> = pt.columns.iter().map(|c| quote(&c.name)).collect();
     format!("COPY {} ({}) FROM STDIN", pt.qualified, cols.join(", "))
+}
+
+/// The temporary table a chunk with transforms is copied into (dropped at commit).
+const STAGING: &str = "synchdb_copy_staging";
+
+/// `CREATE TEMP TABLE` of one text column per column, the `COPY` into it, and the
+/// `INSERT ... SELECT` applying casts and transforms.
+pub(crate) fn staged_sql(pt: &PgTable) -> (String, String, String) {
+    let staging: Vec<String> = (0..pt.columns.len()).map(|i| format!("c{i}")).collect();
+    let create = format!(
+        "CREATE TEMP TABLE {STAGING} ({}) ON COMMIT DROP",
+        staging.iter().map(|c| format!("{c} text")).collect::<Vec<_>>().join(", ")
+    );
+    let copy = format!("COPY {STAGING} ({}) FROM STDIN", staging.join(", "));
+    let cols: Vec<String> = pt.columns.iter().map(|c| quote(&c.name)).collect();
+    let exprs: Vec<String> =
+        pt.columns.iter().zip(&staging).map(|(c, s)| c.value_expr(&format!("s.{s}"))).collect();
+    let insert = format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {STAGING} AS s",
+        pt.qualified,
+        cols.join(", "),
+        exprs.join(", ")
+    );
+    (create, copy, insert)
 }
 
 /// Append `s` to `out`, escaped for COPY's text format.
@@ -78,7 +106,15 @@ pub(crate) async fn copy_rows(
     mut rows: RowStream<'_>,
 ) -> Result<u64> {
     let cx = Context::data(&pt.id, None);
-    let mut copy = conn.copy_in_raw(&copy_sql(pt)).await.map_err(|e| sqlx_error(e, &cx))?;
+    let staged = pt.columns.iter().any(|c| c.transform.is_some()).then(|| staged_sql(pt));
+    let copy_statement = match &staged {
+        Some((create, copy, _)) => {
+            conn.execute(AssertSqlSafe(create.clone())).await.map_err(|e| sqlx_error(e, &cx))?;
+            copy.clone()
+        }
+        None => copy_sql(pt),
+    };
+    let mut copy = conn.copy_in_raw(&copy_statement).await.map_err(|e| sqlx_error(e, &cx))?;
     let mut buf: Vec<u8> = Vec::with_capacity(piece + 4096);
     let mut scratch = String::new();
     let mut count = 0u64;
@@ -109,7 +145,11 @@ pub(crate) async fn copy_rows(
     if !buf.is_empty() {
         copy.send(&buf[..]).await.map_err(|e| sqlx_error(e, &cx))?;
     }
-    let written = copy.finish().await.map_err(|e| sqlx_error(e, &cx))?;
+    let mut written = copy.finish().await.map_err(|e| sqlx_error(e, &cx))?;
+    if let Some((_, _, insert)) = &staged {
+        let moved = conn.execute(AssertSqlSafe(insert.clone())).await.map_err(|e| sqlx_error(e, &cx))?;
+        written = moved.rows_affected();
+    }
     if written != count {
         return Err(
             Error::internal(format!("COPY wrote {written} rows, {count} sent")).with_table(pt.id.clone())
@@ -121,6 +161,28 @@ pub(crate) async fn copy_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staged_copy_applies_transforms() {
+        use crate::options::PgSinkOptions;
+        use synchdb_types::{ColumnSchema, ColumnType, IntWidth, TableId, TableSchema};
+        let mut email = ColumnSchema::new("email", ColumnType::VarChar { length: 50 });
+        email.target_expr = Some("lower(%d)".into());
+        let mut n = ColumnSchema::new(
+            "n",
+            ColumnType::Integer { width: IntWidth::Int, unsigned: false, display_width: None },
+        );
+        n.target_expr = Some("%d * 2".into());
+        let t = TableSchema::new(TableId::new("shop", "users"), vec![email, n]);
+        let pt = PgTable::build(&t, &PgSinkOptions::new(), false).unwrap();
+        let (create, copy, insert) = staged_sql(&pt);
+        assert_eq!(create, "CREATE TEMP TABLE synchdb_copy_staging (c0 text, c1 text) ON COMMIT DROP");
+        assert_eq!(copy, "COPY synchdb_copy_staging (c0, c1) FROM STDIN");
+        assert_eq!(
+            insert,
+            "INSERT INTO \"shop\".\"users\" (\"email\", \"n\") SELECT (lower(s.c0)), ((s.c1)::integer * 2) FROM synchdb_copy_staging AS s"
+        );
+    }
 
     #[test]
     fn escapes() {

@@ -49,3 +49,49 @@ pub use options::{
     DEFAULT_COPY_BUFFER_BYTES, DEFAULT_POOL_SIZE, DEFAULT_STATE_SCHEMA, DEFAULT_URL, MAX_IDENTIFIER_BYTES,
 };
 pub use sink::PgSink;
+pub use typemap::pg_type_for;
+
+#[doc(hidden)]
+pub mod bench {
+    //! Hot paths exposed for the micro-benchmarks (`cargo bench -p synchdb-postgres`); not a stable API.
+
+    use synchdb_core::Result;
+    use synchdb_types::{Row, TableSchema};
+
+    /// A source table mapped with the default options, encoding rows as the sink does.
+    pub struct Encoder {
+        pt: crate::ddl::PgTable,
+        zero: crate::ZeroDatePolicy,
+        scratch: String,
+    }
+
+    impl Encoder {
+        /// Map `table` with `PgSinkOptions::default()`.
+        pub fn new(table: &TableSchema) -> Result<Encoder> {
+            let opts = crate::PgSinkOptions::default();
+            Ok(Encoder {
+                pt: crate::ddl::PgTable::build(table, &opts, false)?,
+                zero: crate::ZeroDatePolicy::MinusInfinity,
+                scratch: String::new(),
+            })
+        }
+
+        /// Append `row` as one COPY text line (the snapshot path).
+        pub fn copy_row(&mut self, row: &Row, out: &mut Vec<u8>) -> Result<()> {
+            crate::copy::encode_row(row, &self.pt, self.zero, &mut self.scratch, out)
+        }
+
+        /// Encode `row` as the text parameters set-based apply binds.
+        pub fn params(&self, row: &Row) -> Result<Vec<Option<String>>> {
+            row.iter()
+                .zip(&self.pt.columns)
+                .map(|(v, c)| crate::typemap::encode_param(v, c, self.zero, &self.pt.id))
+                .collect()
+        }
+
+        /// Positions of the row identity (key) columns.
+        pub fn key(&self) -> &[usize] {
+            &self.pt.key
+        }
+    }
+}

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row as _};
 use synchdb_core::{
-    ChangeBatch, ChunkDone, ChunkInfo, Error, PipelineState, Result, RowStream, Sink, SnapshotUpdate,
-    StateUpdate,
+    ChangeBatch, ChunkDone, ChunkInfo, Error, ErrorKind, PipelineState, Result, RowStream, Sink,
+    SnapshotUpdate, StateUpdate,
 };
 use synchdb_types::{ChangeEvent, Position, TableId, TableSchema};
 use tracing::{debug, info};
@@ -97,6 +97,46 @@ impl PgSink {
     /// Whether GEOMETRY columns become PostGIS `geometry` (extension installed and allowed).
     pub fn uses_postgis(&self) -> bool {
         self.inner.postgis
+    }
+
+    /// The PostgreSQL type a column of `table` gets in this sink (like
+    /// [`pg_type_for`](crate::pg_type_for), knowing whether PostGIS is installed).
+    pub fn pg_type(&self, table: &TableId, column: &synchdb_types::ColumnSchema) -> Result<String> {
+        crate::typemap::map_column(table, column, &self.inner.opts, self.inner.postgis).map(|c| c.sql_type)
+    }
+
+    /// Check destination schemas before any data moves: names fit PostgreSQL, every
+    /// type maps, every overridden type exists, and every SQL transform compiles for
+    /// its column (`SELECT transform(NULL::type)::type ... WHERE false` in a
+    /// transaction that is rolled back). A failure is an [`ErrorKind::Config`]
+    /// error naming the table and column, with PostgreSQL's message as the cause.
+    /// [`prepare_snapshot`](Sink::prepare_snapshot) runs it too.
+    pub async fn validate_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for t in tables {
+            let pt = PgTable::build(t, &self.inner.opts, self.inner.postgis)?;
+            for c in pt.columns.iter().filter(|c| c.transform.is_some() || !c.default_mapping) {
+                let sql = format!(
+                    "SELECT ({})::{} FROM (VALUES (NULL::text)) AS v(x) WHERE false",
+                    c.value_expr("v.x"),
+                    c.sql_type
+                );
+                tx.execute(AssertSqlSafe(sql)).await.map_err(|e| {
+                    let what = match &c.transform {
+                        Some(x) => {
+                            format!("SQL transform {x:?} on a column of type {} does not compile", c.sql_type)
+                        }
+                        None => format!("destination type {} is not usable", c.sql_type),
+                    };
+                    Error::new(ErrorKind::Config, what)
+                        .with_table(t.id.clone())
+                        .with_column(c.name.clone())
+                        .with_source(e)
+                })?;
+            }
+        }
+        tx.rollback().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        Ok(())
     }
 
     /// The `"schema"."table"` a source table is replicated to.
@@ -193,6 +233,7 @@ impl Sink for PgSink {
         restart: &[TableId],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.validate_tables(tables).await?;
         let mut tx = self.begin().await?;
         let cx = self.ddl_ctx();
         for t in tables {

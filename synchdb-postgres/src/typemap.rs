@@ -30,7 +30,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use synchdb_core::{Error, ErrorKind, Result};
-use synchdb_types::{ColumnDefault, ColumnSchema, ColumnType, IntWidth, TableId, Value};
+use synchdb_types::{ColumnDefault, ColumnSchema, ColumnType, IntWidth, TableId, Value, ZeroDates};
 
 use crate::options::{PgSinkOptions, ZeroDatePolicy};
 
@@ -63,6 +63,11 @@ pub(crate) struct PgColumn {
     pub decimal: Option<(u32, u32)>,
     /// Whether the type is the default mapping (not an override).
     pub default_mapping: bool,
+    /// An SQL expression computing the stored value, `%d` standing for the value
+    /// (from [`ColumnSchema::target_expr`]).
+    pub transform: Option<String>,
+    /// The column's own zero-date policy (from [`ColumnSchema::zero_dates`]).
+    pub zero: Option<ZeroDatePolicy>,
 }
 
 impl PgColumn {
@@ -78,6 +83,8 @@ impl PgColumn {
             bit_width: None,
             decimal: None,
             default_mapping: true,
+            transform: None,
+            zero: None,
         }
     }
 
@@ -89,6 +96,50 @@ impl PgColumn {
             _ => format!("({expr})::{}", self.sql_type),
         }
     }
+
+    /// The stored value of the parameter or column `expr` (text in PostgreSQL's input
+    /// form): cast to the column type, then wrapped in the column's SQL transform, if
+    /// any (`lower(%d)` → `(lower($1))`). The value itself is never spliced into SQL.
+    pub fn value_expr(&self, expr: &str) -> String {
+        match &self.transform {
+            Some(t) => format!("({})", t.replace("%d", &self.cast(expr))),
+            None => self.cast(expr),
+        }
+    }
+
+    /// The zero-date policy of this column: its own, else the sink's.
+    pub fn zero_policy(&self, sink: ZeroDatePolicy) -> ZeroDatePolicy {
+        self.zero.unwrap_or(sink)
+    }
+}
+
+impl From<ZeroDates> for ZeroDatePolicy {
+    fn from(z: ZeroDates) -> Self {
+        match z {
+            ZeroDates::Null => ZeroDatePolicy::Null,
+            ZeroDates::Error => ZeroDatePolicy::Error,
+            _ => ZeroDatePolicy::MinusInfinity,
+        }
+    }
+}
+
+/// The PostgreSQL type a column of `table` is created with, as [`PgSink`](crate::PgSink)
+/// maps it with these options: [`ColumnSchema::target_type`] (set by a mapping rule),
+/// then the options' per-column and per-source-type overrides, then the default table
+/// (`TYPEMAP.md`). GEOMETRY maps to PostGIS `geometry` when the options allow PostGIS
+/// (the sink also needs the extension installed: see [`PgSink::pg_type`](crate::PgSink::pg_type)).
+///
+/// ```
+/// use synchdb_postgres::{pg_type_for, PgSinkOptions};
+/// use synchdb_types::{ColumnSchema, ColumnType, IntWidth, TableId};
+/// let flag = ColumnSchema::new("flag", ColumnType::Integer { width: IntWidth::Tiny, unsigned: false, display_width: Some(1) });
+/// let t = TableId::new("shop", "users");
+/// assert_eq!(pg_type_for(&t, &flag, &PgSinkOptions::new()).unwrap(), "smallint");
+/// let opts = PgSinkOptions::new().source_type("tinyint(1)", "boolean");
+/// assert_eq!(pg_type_for(&t, &flag, &opts).unwrap(), "boolean");
+/// ```
+pub fn pg_type_for(table: &TableId, column: &ColumnSchema, options: &PgSinkOptions) -> Result<String> {
+    map_column(table, column, options, options.get_postgis()).map(|c| c.sql_type)
 }
 
 /// The default PostgreSQL type of a source type, and its family.
@@ -198,6 +249,8 @@ pub(crate) fn map_column(
         sql_type,
         family,
         default_mapping,
+        transform: col.target_expr.clone(),
+        zero: col.zero_dates.map(ZeroDatePolicy::from),
     })
 }
 
@@ -213,6 +266,7 @@ pub(crate) fn write_value(
     zero: ZeroDatePolicy,
     out: &mut String,
 ) -> std::result::Result<bool, ValueError> {
+    let zero = col.zero_policy(zero);
     let err = |m: String| Err(ValueError(m));
     let zero_date = |out: &mut String| -> std::result::Result<bool, ValueError> {
         match zero {
@@ -425,6 +479,7 @@ pub(crate) fn translate_default(
 ) -> std::result::Result<Option<String>, String> {
     use ColumnType as C;
     let Some(d) = &col.default else { return Ok(None) };
+    let zero = pg.zero_policy(zero);
     if pg.identity {
         return Ok(None);
     }
@@ -493,6 +548,7 @@ pub(crate) fn implicit_default(col: &ColumnSchema, pg: &PgColumn, zero: ZeroDate
     if !pg.default_mapping {
         return None;
     }
+    let zero = pg.zero_policy(zero);
     let cast = |s: &str| Some(format!("{}::{}", literal(s), pg.sql_type));
     match &col.column_type {
         C::Integer { .. } | C::Decimal { .. } | C::Float { .. } | C::Double { .. } | C::Year => cast("0"),

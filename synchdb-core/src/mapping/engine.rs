@@ -55,6 +55,9 @@ struct TablePlan {
     rows_unchanged: bool,
 }
 
+/// A source schema (kept to compare by pointer, then by value) and its plan.
+type CachedPlan = (Arc<TableSchema>, Arc<TablePlan>);
+
 /// The mapping converter: table and column renames, exclusions, type overrides,
 /// SQL transforms (carried to the sink in [`ColumnSchema::target_expr`]), masks,
 /// per-column zero-date policies and row filters, applied consistently to the
@@ -92,7 +95,7 @@ pub struct Mapping {
     rules: MappingRules,
     key: Option<Vec<u8>>,
     name: String,
-    cache: Mutex<HashMap<TableId, (Arc<TableSchema>, Arc<TablePlan>)>>,
+    cache: Mutex<HashMap<TableId, CachedPlan>>,
 }
 
 impl std::fmt::Debug for Mapping {

@@ -35,6 +35,9 @@ impl TableMatch {
     }
 }
 
+/// A source schema and its converted form.
+type SchemaPair = (Arc<TableSchema>, Arc<TableSchema>);
+
 type ValueFn = dyn Fn(Value) -> Result<Value> + Send + Sync;
 
 /// A Rust closure over one column's values (both images of updates, snapshot rows
@@ -55,7 +58,7 @@ pub struct ColumnTransform {
     column: String,
     target_type: Option<String>,
     f: Box<ValueFn>,
-    cache: Mutex<HashMap<TableId, (Arc<TableSchema>, Arc<TableSchema>)>>,
+    cache: Mutex<HashMap<TableId, SchemaPair>>,
 }
 
 impl ColumnTransform {
