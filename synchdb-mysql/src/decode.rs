@@ -472,7 +472,10 @@ mod tests {
         let i8c = int(IntWidth::Tiny, false);
         assert_eq!(decode_value(&i8c, My::Int(-128)).unwrap(), Value::Int(-128));
         assert_eq!(decode_value(&i8c, My::UInt(255)).unwrap(), Value::Int(-1));
-        assert!(decode_value(&i8c, My::Int(128)).is_err());
+        // An unsigned reading of a signed column's bits (binlog without signedness metadata).
+        assert_eq!(decode_value(&i8c, My::Int(128)).unwrap(), Value::Int(-128));
+        assert!(decode_value(&i8c, My::Int(256)).is_err());
+        assert!(decode_value(&i8c, My::Int(-129)).is_err());
         let u64c = int(IntWidth::Big, true);
         assert_eq!(decode_value(&u64c, My::Int(-1)).unwrap(), Value::UInt(u64::MAX));
         assert_eq!(decode_value(&u64c, My::UInt(u64::MAX)).unwrap(), Value::UInt(u64::MAX));
