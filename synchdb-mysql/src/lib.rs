@@ -40,3 +40,16 @@ pub use options::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PORT, DEFAULT_SERVER_ID,
 };
 pub use source::MySqlSource;
+
+#[doc(hidden)]
+pub mod bench {
+    //! Hot paths exposed for the micro-benchmarks (`cargo bench -p synchdb-mysql`); not a stable API.
+
+    /// The one value decoder (snapshot and binlog), with the error as text.
+    pub fn decode_value(
+        column: &synchdb_types::ColumnSchema,
+        value: mysql_async::Value,
+    ) -> Result<synchdb_types::Value, String> {
+        crate::decode::decode_value(column, value).map_err(|e| e.message)
+    }
+}
