@@ -69,7 +69,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY};
 pub use policy::{ErrorPolicy, RetryPolicy};
 pub use sink::{ChangeBatch, RowStream, Sink};
-pub use source::{RowReceiver, Source, SourceContext, SourceMessage};
+pub use source::{chunk_channel, ChunkSender, RowReceiver, Source, SourceContext, SourceMessage};
 pub use state::{
     done_chunks_by_table, CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, PipelineState,
     SchemaUpdate, SnapshotPlan, SnapshotProgress, SnapshotStatus, SnapshotUpdate, StateUpdate,

@@ -9,11 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use synchdb_types::{ChangeEvent, Position, Row, TableId, TableSchema, Transaction};
-use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::sink::{ChangeBatch, RowStream, Sink};
-use crate::source::{Source, SourceContext, SourceMessage};
+use crate::source::{chunk_channel, Source, SourceContext, SourceMessage};
 use crate::state::{
     ChunkDone, ChunkInfo, PipelineState, SnapshotPlan, SnapshotStatus, SnapshotUpdate, StateUpdate,
 };
@@ -99,7 +98,7 @@ impl MemorySource {
             let Some((table, rows)) = tables.iter().find(|(t, _)| t.id == chunk.table) else { continue };
             let start = chunk.index as usize * self.chunk_rows;
             let part: Vec<Row> = rows.iter().skip(start).take(self.chunk_rows).cloned().collect();
-            let (tx, rx) = mpsc::channel(4);
+            let (tx, rx) = chunk_channel(4);
             ctx.send(SourceMessage::SnapshotChunk {
                 chunk,
                 table: table.clone(),
@@ -108,9 +107,12 @@ impl MemorySource {
             })
             .await?;
             for piece in part.chunks(100) {
-                if tx.send(Ok(piece.to_vec())).await.is_err() {
+                if tx.send(piece.to_vec()).await.is_err() {
                     return Ok(());
                 }
+            }
+            if tx.finish().await.is_err() {
+                return Ok(());
             }
         }
         ctx.send(SourceMessage::SnapshotFinished { position: plan.position }).await

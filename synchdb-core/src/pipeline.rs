@@ -14,7 +14,7 @@ use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::ErrorPolicy;
 use crate::sink::{ChangeBatch, RowStream, Sink};
-use crate::source::{SourceContext, SourceMessage};
+use crate::source::{RowReceiver, SourceContext, SourceMessage};
 use crate::state::{
     CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, SchemaUpdate, SnapshotUpdate, StateUpdate,
 };
@@ -433,6 +433,18 @@ async fn run(
     }
 
     let graceful = *stop.borrow() || source_done;
+    if result.is_ok() && source_done && !*stop.borrow() {
+        // The source ended by itself: every chunk it finished must be
+        // written; a writer's failure is the pipeline's failure.
+        while let Some(done) = snapshot.writers.join_next().await {
+            if let Err(e) =
+                done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}"))).and_then(|r| r)
+            {
+                result = Err(e);
+                break;
+            }
+        }
+    }
     // Unfinished snapshot chunks are not durable: they are read again on resume.
     snapshot.writers.abort_all();
     if result.is_ok()
@@ -642,7 +654,7 @@ async fn write_chunk(
     chain: Option<Vec<Arc<TableSchema>>>,
     chunk: ChunkInfo,
     read_at: Position,
-    rows: mpsc::Receiver<Result<Vec<synchdb_types::Row>>>,
+    rows: RowReceiver,
 ) -> Result<()> {
     let Some(chain) = chain else {
         // The table is filtered out: drain the rows, record the chunk.
@@ -695,9 +707,9 @@ fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
+fn tokio_stream_from(
+    rx: RowReceiver,
+) -> impl futures::Stream<Item = Result<Vec<synchdb_types::Row>>> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 

@@ -9,9 +9,96 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::state::{ChunkInfo, PipelineState, SnapshotPlan};
 
-/// A stream of row batches of one snapshot chunk. The source sends `Err` to
-/// abort the chunk; closing the channel after the last batch completes it.
-pub type RowReceiver = mpsc::Receiver<Result<Vec<Row>>>;
+enum ChunkItem {
+    Rows(Vec<Row>),
+    Failed(Error),
+    End,
+}
+
+/// Creates the channel of one snapshot chunk: the source keeps the
+/// [`ChunkSender`], the pipeline gets the [`RowReceiver`] in
+/// [`SourceMessage::SnapshotChunk`]. `capacity` bounds the batches in flight.
+pub fn chunk_channel(capacity: usize) -> (ChunkSender, RowReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (ChunkSender { tx }, RowReceiver { rx, ended: false })
+}
+
+/// The source's end of a chunk channel. A chunk is complete only when the
+/// source calls [`finish`](ChunkSender::finish): a sender dropped without it
+/// (a reader that stopped, failed or was shut down midway) makes the
+/// receiver yield an error, so a partial chunk is never recorded as done.
+#[derive(Debug)]
+pub struct ChunkSender {
+    tx: mpsc::Sender<ChunkItem>,
+}
+
+impl std::fmt::Debug for ChunkItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkItem::Rows(r) => write!(f, "Rows({})", r.len()),
+            ChunkItem::Failed(e) => write!(f, "Failed({e})"),
+            ChunkItem::End => f.write_str("End"),
+        }
+    }
+}
+
+impl ChunkSender {
+    /// Send a batch of rows; waits while the writer is behind. Fails when the
+    /// pipeline no longer takes the chunk.
+    pub async fn send(&self, rows: Vec<Row>) -> Result<()> {
+        self.tx.send(ChunkItem::Rows(rows)).await.map_err(|_| closed())
+    }
+
+    /// Abort the chunk with an error (the writer rolls it back).
+    pub async fn fail(self, error: Error) {
+        let _ = self.tx.send(ChunkItem::Failed(error)).await;
+    }
+
+    /// Mark the chunk complete: every row has been sent.
+    pub async fn finish(self) -> Result<()> {
+        self.tx.send(ChunkItem::End).await.map_err(|_| closed())
+    }
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Internal, "pipeline stopped")
+}
+
+/// The pipeline's end of a chunk channel: row batches until the source
+/// finishes the chunk.
+#[derive(Debug)]
+pub struct RowReceiver {
+    rx: mpsc::Receiver<ChunkItem>,
+    ended: bool,
+}
+
+impl RowReceiver {
+    /// The next batch; `None` once the source has finished the chunk; an
+    /// error when the source failed it or stopped before finishing it.
+    pub async fn recv(&mut self) -> Option<Result<Vec<Row>>> {
+        if self.ended {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(ChunkItem::Rows(rows)) => Some(Ok(rows)),
+            Some(ChunkItem::Failed(e)) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+            Some(ChunkItem::End) => {
+                self.ended = true;
+                None
+            }
+            None => {
+                self.ended = true;
+                Some(Err(Error::new(
+                    ErrorKind::SourceConnection,
+                    "the source stopped before the snapshot chunk was complete",
+                )))
+            }
+        }
+    }
+}
 
 /// What a source sends to the pipeline, in order.
 #[derive(Debug)]

@@ -421,3 +421,63 @@ async fn boxed_source_and_sink_are_accepted() {
     Pipeline::builder().source(source).sink(boxed).build().unwrap().start().wait().await.unwrap();
     assert_eq!(sink.events().len(), 3);
 }
+
+/// A source whose reader stops in the middle of a chunk (it drops the
+/// sender without finishing it).
+struct HalfChunkSource;
+
+#[async_trait::async_trait]
+impl synchdb_core::Source for HalfChunkSource {
+    fn name(&self) -> &str {
+        "half-chunk"
+    }
+
+    async fn run(&mut self, ctx: synchdb_core::SourceContext) -> synchdb_core::Result<()> {
+        let t = table();
+        let plan = synchdb_core::SnapshotPlan {
+            position: pos(4),
+            tables: vec![t.id.clone()],
+            chunks: vec![synchdb_core::ChunkInfo { table: t.id.clone(), index: 0, count: 1, lower: None, upper: None }],
+        };
+        ctx.send(synchdb_core::SourceMessage::SnapshotStarted {
+            plan: plan.clone(),
+            tables: vec![t.clone()],
+            restart: vec![],
+            resumed: false,
+        })
+        .await?;
+        let (tx, rx) = synchdb_core::chunk_channel(2);
+        ctx.send(synchdb_core::SourceMessage::SnapshotChunk {
+            chunk: plan.chunks[0].clone(),
+            table: t,
+            read_at: pos(4),
+            rows: rx,
+        })
+        .await?;
+        tx.send(vec![vec![Value::Int(1), Value::Null]]).await?;
+        drop(tx); // the reader died: no finish()
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_the_source_did_not_finish_is_never_recorded_done() {
+    let sink = MemorySink::new();
+    let err = Pipeline::builder()
+        .id("half")
+        .source(HalfChunkSource)
+        .sink(sink.clone())
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("before the snapshot chunk was complete"), "{err}");
+    let data = sink.data();
+    assert!(data.snapshot_rows.is_empty(), "no partial chunk written");
+    match &data.state["half"].snapshot {
+        SnapshotStatus::InProgress(p) => assert!(p.done.is_empty()),
+        other => panic!("unexpected snapshot status {other:?}"),
+    }
+}

@@ -87,8 +87,8 @@ use std::sync::{Arc, Mutex};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
 use synchdb_core::{
-    ChunkInfo, Error, ErrorKind, Result, RowReceiver, SnapshotPlan, SnapshotProgress, SourceContext,
-    SourceMessage,
+    chunk_channel, ChunkInfo, ChunkSender, Error, ErrorKind, Result, SnapshotPlan, SnapshotProgress,
+    SourceContext, SourceMessage,
 };
 use synchdb_types::{
     BinlogPosition, ColumnSchema, ColumnType, GtidSet, Position, Row, TableId, TableSchema, Value,
@@ -724,7 +724,7 @@ impl Worker {
             let Some(table) = self.schemas.iter().find(|t| t.id == chunk.table).cloned() else {
                 return Err(Error::internal(format!("chunk of unknown table {}", chunk.table)));
             };
-            let (tx, rx): (_, RowReceiver) = mpsc::channel(4);
+            let (tx, rx) = chunk_channel(4);
             let msg = SourceMessage::SnapshotChunk {
                 chunk: chunk.clone(),
                 table: table.clone(),
@@ -735,7 +735,13 @@ impl Worker {
                 return Ok(false);
             }
             match self.read_chunk(&table, &chunk, &tx).await {
-                Ok(true) => debug!(table = %table.id, chunk = chunk.index, "chunk read"),
+                Ok(true) => {
+                    if tx.finish().await.is_err() {
+                        warn!(table = %table.id, chunk = chunk.index, "the pipeline stopped taking this chunk");
+                    } else {
+                        debug!(table = %table.id, chunk = chunk.index, "chunk read");
+                    }
+                }
                 Ok(false) if *self.shutdown.borrow() => return Ok(false),
                 // The pipeline dropped the chunk (its writer failed): go on, so
                 // that the next message (a chunk or the end of the snapshot)
@@ -745,7 +751,7 @@ impl Worker {
                 }
                 Err(e) => {
                     let copy = Error::new(e.kind(), e.to_string());
-                    let _ = tx.send(Err(copy)).await;
+                    tx.fail(copy).await;
                     return Err(e);
                 }
             }
@@ -753,12 +759,7 @@ impl Worker {
     }
 
     /// Stream one chunk; `Ok(false)` when the receiver went away or shutdown was asked.
-    async fn read_chunk(
-        &mut self,
-        t: &TableSchema,
-        chunk: &ChunkInfo,
-        tx: &mpsc::Sender<Result<Vec<Row>>>,
-    ) -> Result<bool> {
+    async fn read_chunk(&mut self, t: &TableSchema, chunk: &ChunkInfo, tx: &ChunkSender) -> Result<bool> {
         let exprs: Vec<String> = t.columns.iter().map(select_expr).collect();
         let mut sql = format!("SELECT {} FROM {}", exprs.join(", "), quote_table(&t.id));
         let mut params: Vec<My> = Vec::new();
@@ -805,12 +806,12 @@ impl Worker {
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => return Ok(false),
-                    sent = tx.send(Ok(full)) => if sent.is_err() { return Ok(false) },
+                    sent = tx.send(full) => if sent.is_err() { return Ok(false) },
                 }
             }
         }
         drop(result);
-        if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
             return Ok(false);
         }
         Ok(true)
