@@ -493,7 +493,13 @@ impl MySqlSourceOptions {
         match attempt {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) if self.tls_mode == TlsMode::Preferred && is_tls_failure(&e) => {
-                tracing::info!(host = %self.host, "server refused TLS; connecting without (ssl-mode=preferred)");
+                // Said once per process, not once per connection.
+                static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(host = %self.host, "server refused TLS; connecting without (ssl-mode=preferred)");
+                } else {
+                    tracing::debug!(host = %self.host, "server refused TLS; connecting without (ssl-mode=preferred)");
+                }
                 match tokio::time::timeout(
                     self.connect_timeout,
                     mysql_async::Conn::new(self.plain_conn_opts()),
