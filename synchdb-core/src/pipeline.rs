@@ -793,17 +793,24 @@ async fn apply_loop(ctx: Ctx, mut rx: mpsc::Receiver<Vec<Converted>>) -> Result<
     Ok(())
 }
 
-fn batch_of(items: &[Converted]) -> ChangeBatch {
+/// Build a batch by moving the transactions (no copy of the rows); the
+/// per-transaction schema updates are returned to rebuild the items if the
+/// batch must be split.
+fn batch_of(items: Vec<Converted>) -> (ChangeBatch, Vec<Vec<SchemaUpdate>>) {
     let mut state = StateUpdate::default();
+    let mut transactions = Vec::with_capacity(items.len());
+    let mut schemas = Vec::with_capacity(items.len());
     for c in items {
         state.schemas.extend(c.schemas.iter().cloned());
         state.position = Some(c.tx.end_position.clone());
+        transactions.push(c.tx);
+        schemas.push(c.schemas);
     }
-    ChangeBatch { transactions: items.iter().map(|c| c.tx.clone()).collect(), state }
+    (ChangeBatch { transactions, state }, schemas)
 }
 
 async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
-    let batch = batch_of(&items);
+    let (batch, schemas) = batch_of(items);
     match ctx.with_retry("apply batch", || ctx.sink.apply(&ctx.id, &batch)).await {
         Ok(()) => {
             ctx.stats.record_batch(&batch.transactions);
@@ -811,8 +818,8 @@ async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
         }
         Err(e) if matches!(ctx.policy, ErrorPolicy::Skip(_)) && e.kind().is_per_event() => {
             warn!(error = %e, "batch failed; applying its transactions one by one to skip the failing events");
-            for item in items {
-                Box::pin(apply_one_transaction(ctx, item)).await?;
+            for (tx, schemas) in batch.transactions.into_iter().zip(schemas) {
+                Box::pin(apply_one_transaction(ctx, Converted { tx, schemas })).await?;
             }
             Ok(())
         }
@@ -823,7 +830,7 @@ async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
 /// Apply one transaction; on a per-event error, apply its events one by one
 /// and send the failing ones to the dead letter.
 async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
-    let batch = batch_of(std::slice::from_ref(&item));
+    let (batch, _) = batch_of(vec![Converted { tx: item.tx.clone(), schemas: item.schemas.clone() }]);
     match ctx.with_retry("apply transaction", || ctx.sink.apply(&ctx.id, &batch)).await {
         Ok(()) => {
             ctx.stats.record_batch(&batch.transactions);

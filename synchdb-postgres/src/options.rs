@@ -354,6 +354,12 @@ impl PgSinkOptions {
         if let Some(m) = self.ssl_mode {
             o = o.ssl_mode(m.to_sqlx());
         }
+        // Bulk statements of big transactions take seconds by design: sqlx's
+        // per-statement logs (and its slow-statement warnings) would flood the log.
+        use sqlx::ConnectOptions;
+        let o = o
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Debug, std::time::Duration::from_secs(10));
         Ok(o.application_name("synchdb").options([("TimeZone", "UTC")]))
     }
 
