@@ -13,11 +13,14 @@ use synchdb::mysql::{MySqlSource, MySqlSourceOptions};
 use synchdb::postgres::{PgSink, PgSinkOptions};
 use synchdb::types::{Row, TableId, TableSchema, Value};
 
+/// A source schema and its converted form.
+type SchemaPair = (Arc<TableSchema>, Arc<TableSchema>);
+
 /// Removes the column `internal_notes` from every table and lower-cases every `email`.
 #[derive(Default)]
 struct Tidy {
     /// Converted schemas, cached per source table (converters see every event).
-    cache: Mutex<HashMap<TableId, (Arc<TableSchema>, Arc<TableSchema>)>>,
+    cache: Mutex<HashMap<TableId, SchemaPair>>,
 }
 
 impl Converter for Tidy {

@@ -5,10 +5,12 @@
 //!   --source mysql://USER:PASS@HOST:PORT --databases DB1[,DB2] [--tables 'DB1.t*,!DB1.tmp_*'] \
 //!   --target postgres://USER@HOST:PORT/DBNAME \
 //!   [--pipeline-id NAME] [--snapshot initial|initial_only|no_data|never|always] \
-//!   [--until-caught-up] [--error-policy exit|retry|skip]
+//!   [--until-caught-up] [--error-policy exit|retry|skip] [--mapping FILE.toml|FILE.json] [--explain]
 //! ```
 //!
-//! Each MySQL database `DB` lands in the PostgreSQL schema `DB`. The
+//! Each MySQL database `DB` lands in the PostgreSQL schema `DB`, unless a
+//! mapping file (`--mapping`, see the README) renames, filters or masks it;
+//! `--explain` prints what each source table and column maps to and exits. The
 //! checkpoint lives in the target's `synchdb` schema under the pipeline id,
 //! so running the same command again continues where the last run stopped.
 //! This file is also the reference for embedding synchdb in a program.
@@ -17,10 +19,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use clap::Parser;
-use synchdb::core::{ErrorPolicy, Pipeline, PipelineHandle, StatsSnapshot};
+use synchdb::core::mapping::{Mapping, MappingRules};
+use synchdb::core::{Converter, ErrorPolicy, Pipeline, PipelineHandle, Sink, StatsSnapshot};
 use synchdb::mysql::{MySqlSource, MySqlSourceOptions, SnapshotMode};
-use synchdb::postgres::{PgSink, PgSinkOptions};
+use synchdb::postgres::{pg_type_for, PgSink, PgSinkOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "replicate", about = "Replicate MySQL/MariaDB into PostgreSQL")]
@@ -64,6 +70,13 @@ struct Args {
     /// PostgreSQL connection pool size.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
+    /// Mapping rules (renames, exclusions, types, transforms, masks, filters): a .toml or .json file.
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Print, for each source table and column, the destination name and type and the
+    /// transforms applied; then exit without replicating.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[tokio::main]
@@ -130,16 +143,63 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
     Ok(options)
 }
 
+/// Print the mapping of every selected source table (`--explain`).
+fn explain(
+    mapping: &Mapping,
+    tables: &[synchdb::types::TableSchema],
+    target: &PgSinkOptions,
+) -> synchdb::core::Result<()> {
+    for mut view in mapping.explain(tables)? {
+        view.resolve_types(|table, column| pg_type_for(table, column, target))?;
+        println!("{view}");
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> synchdb::core::Result<()> {
-    let source = MySqlSource::new(source_options(&args)?);
+    let options = source_options(&args)?;
     let target: PgSinkOptions = args.target.parse()?;
+    let mapping = match &args.mapping {
+        Some(path) => Some(Arc::new(Mapping::new(MappingRules::load(path)?)?)),
+        None => None,
+    };
+    // A mapping is checked against the source schema (and, below, the target) before data moves.
+    let discovered = match (&mapping, args.explain) {
+        (None, false) => Vec::new(),
+        _ => MySqlSource::discover(&options).await?,
+    };
+    if args.explain {
+        let none = Mapping::new(MappingRules::new())?;
+        let m = mapping.as_deref().unwrap_or(&none);
+        m.validate(&discovered)?;
+        return explain(m, &discovered, &target);
+    }
     let sink = PgSink::connect(target.pool_size(args.pool_size)).await?;
+    if let Some(m) = &mapping {
+        // On a restart, DDL may have dropped a table or column a rule names since the first run.
+        let resumed = sink.load_state(&args.pipeline_id).await?.is_some_and(|s| s.position.is_some());
+        match m.check_names(&discovered) {
+            Err(e) if resumed => tracing::warn!("{e} (dropped since the first run?)"),
+            r => r?,
+        }
+        m.check_tables(&discovered)?;
+        let mut converted = Vec::new();
+        for t in discovered {
+            if let Some(c) = m.convert_table(&Arc::new(t))? {
+                converted.push(c);
+            }
+        }
+        sink.validate_tables(&converted).await?;
+    }
     let mut builder = Pipeline::builder()
         .id(args.pipeline_id.clone())
-        .source(source)
+        .source(MySqlSource::new(options))
         .sink(sink)
         .batch_size(args.batch_size)
         .error_policy(args.error_policy.clone());
+    if let Some(m) = mapping {
+        builder = builder.converter_arc(m);
+    }
     if let Some(n) = args.snapshot_workers {
         builder = builder.snapshot_parallelism(n);
     }

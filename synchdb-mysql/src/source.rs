@@ -41,6 +41,14 @@ impl MySqlSource {
     pub fn options(&self) -> &MySqlSourceOptions {
         &self.options
     }
+
+    /// The current schemas of the tables `options` select, read from
+    /// `information_schema` (to validate or explain a mapping before replicating).
+    pub async fn discover(options: &MySqlSourceOptions) -> Result<Vec<TableSchema>> {
+        options.validate()?;
+        let mut conn = options.connect().await?;
+        crate::discovery::discover_tables(&mut conn, options.get_table_filter()).await
+    }
 }
 
 /// What to do after preflight.

@@ -548,10 +548,18 @@ impl Mapping {
         }
     }
 
-    /// Check the rules against the source schema before any data moves: every
-    /// table and column a rule names exists, every table maps (types, masks,
-    /// filters, renames), and no two tables or columns map to one destination.
+    /// Check the rules against the source schema before any data moves:
+    /// [`check_names`](Self::check_names), then [`check_tables`](Self::check_tables).
     pub fn validate(&self, tables: &[TableSchema]) -> Result<()> {
+        self.check_names(tables)?;
+        self.check_tables(tables)
+    }
+
+    /// Every table and column a rule names exists in `tables` (a misspelt name in an
+    /// exclusion or mask rule would otherwise let the data through). On a restart,
+    /// DDL may have dropped a named table or column since the first run: callers may
+    /// then treat this check's error as a warning.
+    pub fn check_names(&self, tables: &[TableSchema]) -> Result<()> {
         let by_id: HashMap<&TableId, &TableSchema> = tables.iter().map(|t| (&t.id, t)).collect();
         for (id, rule) in &self.rules.tables {
             let sid: TableId =
@@ -568,6 +576,12 @@ impl Mapping {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Every table maps (types, masks, filters, renames), and no two tables or
+    /// columns map to one destination.
+    pub fn check_tables(&self, tables: &[TableSchema]) -> Result<()> {
         let mut targets: HashMap<TableId, TableId> = HashMap::new();
         for t in tables {
             let plan = self.build_plan(t)?;
