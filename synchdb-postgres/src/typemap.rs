@@ -657,6 +657,31 @@ mod tests {
     }
 
     #[test]
+    fn transforms_wrap_the_cast_parameter_and_zero_dates_follow_the_column() {
+        let id = TableId::new("d", "t");
+        let mut c = ColumnSchema::new(
+            "n",
+            ColumnType::Integer { width: IntWidth::Int, unsigned: false, display_width: None },
+        );
+        c.target_expr = Some("abs(%d) + %d".into());
+        let pg = map_column(&id, &c, &PgSinkOptions::new(), false).unwrap();
+        assert_eq!(pg.value_expr("$3"), "(abs(($3)::integer) + ($3)::integer)");
+        let mut d = ColumnSchema::new("d", ColumnType::Date);
+        d.zero_dates = Some(ZeroDates::Null);
+        let pg = map_column(&id, &d, &PgSinkOptions::new(), false).unwrap();
+        let mut s = String::new();
+        let zero = Value::Date(Date::new(0, 0, 0));
+        assert!(
+            !write_value(&zero, &pg, ZeroDatePolicy::MinusInfinity, &mut s).unwrap(),
+            "NULL by the column's policy"
+        );
+        d.zero_dates = Some(ZeroDates::Error);
+        let pg = map_column(&id, &d, &PgSinkOptions::new(), false).unwrap();
+        assert!(write_value(&zero, &pg, ZeroDatePolicy::MinusInfinity, &mut s).is_err());
+        assert_eq!(pg_type_for(&id, &d, &PgSinkOptions::new()).unwrap(), "date");
+    }
+
+    #[test]
     fn ewkb_embeds_srid() {
         let mut wkb = vec![1, 1, 0, 0, 0];
         wkb.extend_from_slice(&[0u8; 16]);
