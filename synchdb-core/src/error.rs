@@ -50,6 +50,19 @@ impl ErrorKind {
         matches!(self, ErrorKind::SourceConnection | ErrorKind::SinkConnection)
     }
 
+    /// Whether retrying can never help: settings, privileges, a lost
+    /// position, bad configuration, bugs.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Config
+                | ErrorKind::SourceSetting
+                | ErrorKind::SourcePrivilege
+                | ErrorKind::SourcePositionLost
+                | ErrorKind::Internal
+        )
+    }
+
     /// Whether the error belongs to one event, so that the `skip` policy may
     /// record that event and go on.
     pub fn is_per_event(self) -> bool {

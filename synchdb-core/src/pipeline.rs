@@ -331,7 +331,9 @@ impl Ctx {
                 Err(e) => {
                     let Some(retry) = self.policy.retry() else { return Err(e) };
                     let retryable = e.kind().is_transient()
-                        || matches!(self.policy, ErrorPolicy::Retry(_)) && !e.kind().is_per_event();
+                        || matches!(self.policy, ErrorPolicy::Retry(_))
+                            && !e.kind().is_per_event()
+                            && !e.kind().is_permanent();
                     if !retryable || attempt >= retry.max_retries {
                         return Err(e);
                     }
@@ -759,12 +761,14 @@ async fn convert_transaction(
                 let meta = e.meta().clone();
                 let table = e.table_id().clone();
                 if let Err(err) = c.convert_event(e, &mut next) {
-                    failed = Some(
+                    let mut wrapped =
                         Error::new(ErrorKind::Convert, format!("converter {} failed", c.name()))
                             .with_table(table)
-                            .with_position(meta.position)
-                            .with_source(err),
-                    );
+                            .with_position(meta.position);
+                    if let Some(column) = err.column() {
+                        wrapped = wrapped.with_column(column.to_string());
+                    }
+                    failed = Some(wrapped.with_source(err));
                     break;
                 }
             }

@@ -250,6 +250,7 @@ async fn converter_errors_follow_the_policy() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Convert);
     assert!(err.to_string().contains("shop.items"), "{err}");
+    assert_eq!(err.column(), Some("id"), "the converter's column is kept");
     assert!(ids(&sink.events()).iter().all(|v| *v < 13));
 
     let sink = MemorySink::new();
@@ -437,7 +438,13 @@ impl synchdb_core::Source for HalfChunkSource {
         let plan = synchdb_core::SnapshotPlan {
             position: pos(4),
             tables: vec![t.id.clone()],
-            chunks: vec![synchdb_core::ChunkInfo { table: t.id.clone(), index: 0, count: 1, lower: None, upper: None }],
+            chunks: vec![synchdb_core::ChunkInfo {
+                table: t.id.clone(),
+                index: 0,
+                count: 1,
+                lower: None,
+                upper: None,
+            }],
         };
         ctx.send(synchdb_core::SourceMessage::SnapshotStarted {
             plan: plan.clone(),
