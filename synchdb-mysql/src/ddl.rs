@@ -333,7 +333,7 @@ fn short(s: &str) -> String {
 }
 
 /// Tokenize, dropping whitespace and comments, with the MariaDB rewrites
-/// that apply anywhere (`ZEROFILL`).
+/// that apply anywhere (`ZEROFILL`, `PERSISTENT`).
 fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
     let raw =
         Tokenizer::new(&MySqlDialect {}, sql).tokenize().map_err(|e| err(format!("cannot tokenize: {e}")))?;
@@ -348,6 +348,15 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
                 if !has_unsigned {
                     out.push(Token::make_keyword("UNSIGNED"));
                 }
+                continue;
+            }
+            // MariaDB's `AS (expr) PERSISTENT` is MySQL's `STORED`.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("PERSISTENT")
+                    && matches!(out.last(), Some(Token::RParen)) =>
+            {
+                out.push(Token::make_keyword("STORED"));
                 continue;
             }
             _ => {}
@@ -1233,6 +1242,16 @@ mod tests {
             vec![AlterOp::ConvertCharset { charset: "latin1".into(), collation: Some("latin1_bin".into()) }]
         );
         assert!(ops("ALTER TABLE t1 ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id), DROP FOREIGN KEY fk2, COMMENT = 'x'").is_empty());
+    }
+
+    #[test]
+    fn mariadb_persistent_generated_columns() {
+        let o = ops("ALTER TABLE t1 ADD COLUMN total INT AS (id * 10) PERSISTENT, ADD persistent INT");
+        assert_eq!(o.len(), 2, "{o:?}");
+        let d = parse("CREATE TABLE g (a INT, b INT AS (a + 1) PERSISTENT, c INT AS (a * 2) VIRTUAL)");
+        let Ddl::CreateTable { schema, .. } = d else { panic!("not a create: {d:?}") };
+        assert!(schema.columns[1].generated.is_some(), "{:?}", schema.columns[1]);
+        assert_eq!(schema.columns.len(), 3);
     }
 
     #[test]
