@@ -28,8 +28,8 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use synchdb_types::{
-    ColumnDefault, ColumnPosition, ColumnSchema, ColumnType, IndexColumn, IndexKind, IndexSchema, TableId,
-    TableSchema,
+    ColumnDefault, ColumnPosition, ColumnSchema, ColumnType, ForeignKey, IndexColumn, IndexKind, IndexSchema,
+    ReferentialAction, TableId, TableSchema,
 };
 
 use crate::discovery::parse_column_type;
@@ -121,6 +121,11 @@ pub(crate) enum AlterOp {
     DropPrimaryKey,
     /// `RENAME INDEX|KEY a TO b`.
     RenameIndex { from: String, to: String },
+    /// `ADD [CONSTRAINT [name]] FOREIGN KEY [IF NOT EXISTS] [index] (cols) REFERENCES t (cols) ...`.
+    /// An empty `foreign_key.name` is generated when applied ([`add_foreign_key`]).
+    AddForeignKey { foreign_key: ForeignKey, if_not_exists: bool },
+    /// `DROP FOREIGN KEY [IF EXISTS] name`.
+    DropForeignKey { name: String, if_exists: bool },
     /// `RENAME [TO|AS] t`.
     RenameTable { to: TableId },
     /// `CONVERT TO CHARACTER SET cs [COLLATE c]`: every textual column changes charset.
@@ -265,11 +270,20 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
                     schema.columns.push(col);
                     keys.extend(k);
                 }
+                let mut foreign_keys = Vec::new();
                 for c in &ct.constraints {
-                    keys.extend(constraint(c)?);
+                    match c {
+                        TableConstraint::ForeignKey(fk) => foreign_keys.push(foreign_key(fk, default_db)?),
+                        c => keys.extend(constraint(c)?),
+                    }
                 }
                 for k in keys {
                     add_key(&mut schema, k);
+                }
+                // Inline `col INT REFERENCES t (c)` is not read: MySQL ignores it (MariaDB
+                // 10.5+ does not); information_schema is the truth after a snapshot.
+                for fk in foreign_keys {
+                    add_foreign_key(&mut schema, fk);
                 }
                 let default_charset = table_charset_option(&tokens);
                 Some(Ddl::CreateTable {
@@ -527,6 +541,23 @@ fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result<Vec<AlterO
         {
             return Ok(vec![]);
         }
+        ["DROP", "FOREIGN", "KEY", ..] => {
+            let mut j = 3;
+            if is_word(op.get(j), "IF") && is_word(op.get(j + 1), "EXISTS") {
+                j += 2;
+                if_flag = true;
+            }
+            let name = ident_of(op.get(j)).ok_or_else(|| err("DROP FOREIGN KEY without a name"))?;
+            return Ok(vec![AlterOp::DropForeignKey { name, if_exists: if_flag }]);
+        }
+        ["ADD", ..] if foreign_key_at(&op).is_some() => {
+            // MariaDB's `FOREIGN KEY IF NOT EXISTS`: sqlparser does not know it.
+            let k = foreign_key_at(&op).unwrap_or_default() + 2;
+            if is_word(op.get(k), "IF") && is_word(op.get(k + 1), "NOT") && is_word(op.get(k + 2), "EXISTS") {
+                op.drain(k..k + 3);
+                if_flag = true;
+            }
+        }
         ["ADD" | "DROP", "CONSTRAINT" | "FOREIGN" | "CHECK" | "PARTITION" | "PERIOD" | "SYSTEM", ..]
             if !is_named_key_constraint(&op) =>
         {
@@ -605,6 +636,15 @@ fn is_key_word(t: Option<&Token>) -> bool {
     ["INDEX", "KEY", "UNIQUE", "PRIMARY", "FULLTEXT", "SPATIAL"].iter().any(|k| is_word(t, k))
 }
 
+/// `ADD [CONSTRAINT [name]] FOREIGN KEY ...`: where `FOREIGN` is.
+fn foreign_key_at(op: &[Token]) -> Option<usize> {
+    (1..=3).find(|&i| {
+        (i == 1 || is_word(op.get(1), "CONSTRAINT"))
+            && is_word(op.get(i), "FOREIGN")
+            && is_word(op.get(i + 1), "KEY")
+    })
+}
+
 /// `ADD CONSTRAINT [name] PRIMARY KEY|UNIQUE ...` is an index, not a check or foreign key.
 fn is_named_key_constraint(op: &[Token]) -> bool {
     is_word(op.get(1), "CONSTRAINT")
@@ -662,8 +702,17 @@ fn map_alter_operation(
             }
             other => return Err(err(format!("unsupported ALTER COLUMN operation {other}"))),
         },
+        AlterTableOperation::AddConstraint { constraint: TableConstraint::ForeignKey(fk), .. } => {
+            vec![AlterOp::AddForeignKey {
+                foreign_key: foreign_key(&fk, default_db)?,
+                if_not_exists: if_flag,
+            }]
+        }
         AlterTableOperation::AddConstraint { constraint: c, .. } => {
             constraint(&c)?.into_iter().map(AlterOp::AddIndex).collect()
+        }
+        AlterTableOperation::DropForeignKey { name, .. } => {
+            vec![AlterOp::DropForeignKey { name: name.value, if_exists: if_flag }]
         }
         AlterTableOperation::DropIndex { name } => {
             vec![AlterOp::DropIndex { name: name.value, if_exists: if_flag }]
@@ -675,8 +724,7 @@ fn map_alter_operation(
             };
             vec![AlterOp::RenameTable { to: table_id(&name, default_db)? }]
         }
-        AlterTableOperation::DropForeignKey { .. }
-        | AlterTableOperation::DropConstraint { .. }
+        AlterTableOperation::DropConstraint { .. }
         | AlterTableOperation::Algorithm { .. }
         | AlterTableOperation::Lock { .. }
         | AlterTableOperation::AutoIncrement { .. } => vec![],
@@ -926,6 +974,54 @@ fn constraint(c: &TableConstraint) -> Result<Vec<IndexDef>, DdlError> {
         }],
         _ => vec![],
     })
+}
+
+/// A foreign key as declared; the name is empty when MySQL generates it. Without a
+/// `CONSTRAINT` name, MariaDB names the key after its index name when one is given.
+/// Unspecified actions are RESTRICT (as information_schema reports them).
+fn foreign_key(fk: &sqlparser::ast::ForeignKeyConstraint, default_db: &str) -> Result<ForeignKey, DdlError> {
+    let action = |a: Option<sqlparser::ast::ReferentialAction>| {
+        use sqlparser::ast::ReferentialAction as A;
+        match a {
+            None | Some(A::Restrict) => ReferentialAction::Restrict,
+            Some(A::Cascade) => ReferentialAction::Cascade,
+            Some(A::SetNull) => ReferentialAction::SetNull,
+            Some(A::NoAction) => ReferentialAction::NoAction,
+            Some(A::SetDefault) => ReferentialAction::SetDefault,
+        }
+    };
+    let idents = |v: &[sqlparser::ast::Ident]| v.iter().map(|i| i.value.clone()).collect::<Vec<_>>();
+    let out = ForeignKey {
+        name: fk.name.as_ref().or(fk.index_name.as_ref()).map(|i| i.value.clone()).unwrap_or_default(),
+        columns: idents(&fk.columns),
+        referenced_table: table_id(&fk.foreign_table, default_db)?,
+        referenced_columns: idents(&fk.referred_columns),
+        on_update: action(fk.on_update),
+        on_delete: action(fk.on_delete),
+    };
+    if out.columns.is_empty() || out.columns.len() != out.referenced_columns.len() {
+        return Err(err(format!("foreign key {fk}: columns and referenced columns do not pair up")));
+    }
+    Ok(out)
+}
+
+/// Add a foreign key to a schema, naming an unnamed one as MySQL does
+/// (`<table>_ibfk_<n>`, `n` one past the highest such number). Returns it as added.
+pub(crate) fn add_foreign_key(schema: &mut TableSchema, mut fk: ForeignKey) -> ForeignKey {
+    if fk.name.is_empty() {
+        let table = &schema.id.table;
+        let n = schema.foreign_keys.iter().filter_map(|k| generated_fk_number(&k.name, table)).max();
+        fk.name = format!("{table}_ibfk_{}", n.unwrap_or(0) + 1);
+    }
+    schema.foreign_keys.push(fk.clone());
+    fk
+}
+
+/// `n` when `name` is `<table>_ibfk_<n>`, a name InnoDB generated (and renames with the table).
+pub(crate) fn generated_fk_number(name: &str, table: &str) -> Option<u64> {
+    let prefix = format!("{table}_ibfk_");
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(&prefix).then(|| name[prefix.len()..].parse().ok())?
 }
 
 /// Add a key to a schema, naming an unnamed index as MySQL does (after its
@@ -1241,7 +1337,85 @@ mod tests {
             o,
             vec![AlterOp::ConvertCharset { charset: "latin1".into(), collation: Some("latin1_bin".into()) }]
         );
-        assert!(ops("ALTER TABLE t1 ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id), DROP FOREIGN KEY fk2, COMMENT = 'x'").is_empty());
+        assert!(ops("ALTER TABLE t1 ADD CONSTRAINT ck CHECK (a > 0), DROP CONSTRAINT ck2, COMMENT = 'x'")
+            .is_empty());
+    }
+
+    #[test]
+    fn foreign_keys_named_unnamed_composite_and_dropped() {
+        let fk = |name: &str, cols: &[&str], table: TableId, refs: &[&str], del, upd| ForeignKey {
+            name: name.into(),
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            referenced_table: table,
+            referenced_columns: refs.iter().map(|c| c.to_string()).collect(),
+            on_delete: del,
+            on_update: upd,
+        };
+        use ReferentialAction::*;
+        let o = ops("ALTER TABLE child ADD CONSTRAINT `fk_child` FOREIGN KEY (base_id, base_code) \
+            REFERENCES base (id, code) ON DELETE CASCADE, \
+            ADD FOREIGN KEY (p) REFERENCES other.parent (id) ON UPDATE SET NULL ON DELETE NO ACTION, \
+            ADD CONSTRAINT FOREIGN KEY ix_q (q) REFERENCES parent (id) ON DELETE SET NULL ON UPDATE CASCADE, \
+            ADD FOREIGN KEY IF NOT EXISTS (r) REFERENCES parent (id) ON DELETE RESTRICT, \
+            DROP FOREIGN KEY fk_old, DROP FOREIGN KEY IF EXISTS `child_ibfk_9`, ALGORITHM=INPLACE");
+        assert_eq!(
+            o,
+            vec![
+                AlterOp::AddForeignKey {
+                    foreign_key: fk(
+                        "fk_child",
+                        &["base_id", "base_code"],
+                        TableId::new("db", "base"),
+                        &["id", "code"],
+                        Cascade,
+                        Restrict
+                    ),
+                    if_not_exists: false
+                },
+                AlterOp::AddForeignKey {
+                    foreign_key: fk("", &["p"], TableId::new("other", "parent"), &["id"], NoAction, SetNull),
+                    if_not_exists: false
+                },
+                AlterOp::AddForeignKey {
+                    foreign_key: fk("ix_q", &["q"], TableId::new("db", "parent"), &["id"], SetNull, Cascade),
+                    if_not_exists: false
+                },
+                AlterOp::AddForeignKey {
+                    foreign_key: fk("", &["r"], TableId::new("db", "parent"), &["id"], Restrict, Restrict),
+                    if_not_exists: true
+                },
+                AlterOp::DropForeignKey { name: "fk_old".into(), if_exists: false },
+                AlterOp::DropForeignKey { name: "child_ibfk_9".into(), if_exists: true },
+            ]
+        );
+        // Unnamed keys get InnoDB's names: one past the highest `<table>_ibfk_<n>`.
+        let Ddl::CreateTable { mut schema, .. } = parse(
+            "CREATE TABLE child (id INT PRIMARY KEY, a INT, b INT, \
+             FOREIGN KEY (a) REFERENCES parent (id), CONSTRAINT named FOREIGN KEY (b) REFERENCES parent (id), \
+             CONSTRAINT FOREIGN KEY (a, b) REFERENCES parent2 (x, y) ON DELETE CASCADE)",
+        ) else {
+            panic!()
+        };
+        let names: Vec<&str> = schema.foreign_keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["child_ibfk_1", "named", "child_ibfk_2"]);
+        assert_eq!(schema.foreign_keys[2].on_delete, Cascade);
+        assert_eq!(schema.indexes.len(), 0, "implicit foreign key indexes are not tracked");
+        schema.foreign_keys.remove(0);
+        let added = add_foreign_key(
+            &mut schema,
+            fk("", &["a"], TableId::new("db", "p"), &["id"], Restrict, Restrict),
+        );
+        assert_eq!(added.name, "child_ibfk_3");
+        assert_eq!(generated_fk_number("CHILD_IBFK_12", "child"), Some(12));
+        assert_eq!(generated_fk_number("child_ibfk_x", "child"), None);
+        // Inline REFERENCES still parse (and are not read).
+        let Ddl::CreateTable { schema, .. } =
+            parse("CREATE TABLE c2 (id INT PRIMARY KEY, a INT REFERENCES parent (id))")
+        else {
+            panic!()
+        };
+        assert!(schema.foreign_keys.is_empty());
+        assert!(parse_ddl("ALTER TABLE t ADD FOREIGN KEY (a, b) REFERENCES p (id)", "db").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::position::{BinlogPosition, Position};
-use crate::schema::{ColumnSchema, IndexSchema, TableId, TableSchema};
+use crate::schema::{ColumnSchema, ForeignKey, IndexSchema, TableId, TableSchema};
 use crate::value::Value;
 
 /// A row: values in the column order of the event's [`TableSchema`].
@@ -161,6 +161,21 @@ pub enum SchemaChange {
         /// New key columns; empty when the key is dropped.
         columns: Vec<String>,
     },
+    /// ALTER TABLE ... ADD [CONSTRAINT [name]] FOREIGN KEY ... REFERENCES ...
+    /// (unnamed keys carry the name the source generated, e.g. `t_ibfk_1`).
+    AddForeignKey {
+        /// The referencing table.
+        table: TableId,
+        /// The new foreign key.
+        foreign_key: ForeignKey,
+    },
+    /// ALTER TABLE ... DROP FOREIGN KEY name.
+    DropForeignKey {
+        /// The referencing table.
+        table: TableId,
+        /// Constraint name.
+        name: String,
+    },
 }
 
 impl SchemaChange {
@@ -175,7 +190,9 @@ impl SchemaChange {
             | SchemaChange::RenameColumn { table, .. }
             | SchemaChange::CreateIndex { table, .. }
             | SchemaChange::DropIndex { table, .. }
-            | SchemaChange::SetPrimaryKey { table, .. } => table,
+            | SchemaChange::SetPrimaryKey { table, .. }
+            | SchemaChange::AddForeignKey { table, .. }
+            | SchemaChange::DropForeignKey { table, .. } => table,
             SchemaChange::RenameTable { from, .. } => from,
         }
     }

@@ -715,6 +715,11 @@ fn schema_diff(old: &TableSchema, new: &Arc<TableSchema>) -> Vec<SchemaChange> {
     use synchdb_types::ColumnPosition;
     let table = new.id.clone();
     let mut out = Vec::new();
+    for fk in &old.foreign_keys {
+        if !new.foreign_keys.contains(fk) {
+            out.push(SchemaChange::DropForeignKey { table: table.clone(), name: fk.name.clone() });
+        }
+    }
     for c in &old.columns {
         if new.column(&c.name).is_none() {
             out.push(SchemaChange::DropColumn { table: table.clone(), name: c.name.clone() });
@@ -750,7 +755,12 @@ fn schema_diff(old: &TableSchema, new: &Arc<TableSchema>) -> Vec<SchemaChange> {
         }
     }
     if old.primary_key != new.primary_key {
-        out.push(SchemaChange::SetPrimaryKey { table, columns: new.primary_key.clone() });
+        out.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: new.primary_key.clone() });
+    }
+    for fk in &new.foreign_keys {
+        if !old.foreign_keys.contains(fk) {
+            out.push(SchemaChange::AddForeignKey { table: table.clone(), foreign_key: fk.clone() });
+        }
     }
     out
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use synchdb_core::{Error, ErrorKind, Result};
 use synchdb_types::{ColumnPosition, ColumnSchema, IndexSchema, SchemaChange, TableId, TableSchema};
 
-use crate::ddl::{add_key, AlterOp, Ddl, IndexDef};
+use crate::ddl::{add_foreign_key, add_key, generated_fk_number, AlterOp, Ddl, IndexDef};
 use crate::filter::TableFilter;
 
 /// What applying a statement produced, in order.
@@ -185,6 +185,10 @@ impl Schemas {
                     if fk.referenced_table == from {
                         fk.referenced_table = to.clone();
                     }
+                    // InnoDB renames the names it generated: `<old>_ibfk_<n>` becomes `<new>_ibfk_<n>`.
+                    if let Some(n) = generated_fk_number(&fk.name, &from.table) {
+                        fk.name = format!("{}_ibfk_{n}", to.table);
+                    }
                 }
                 let a = Arc::new(s);
                 self.tables.insert(to.clone(), a.clone());
@@ -344,6 +348,28 @@ impl Schemas {
                     let new = IndexSchema { name: to, ..old };
                     s.indexes.insert(i, new.clone());
                     changes.push(SchemaChange::CreateIndex { table: table.clone(), index: new });
+                }
+                AlterOp::AddForeignKey { foreign_key, if_not_exists } => {
+                    let same = |k: &synchdb_types::ForeignKey| k.name.eq_ignore_ascii_case(&foreign_key.name);
+                    if !foreign_key.name.is_empty() && s.foreign_keys.iter().any(same) {
+                        if if_not_exists {
+                            continue;
+                        }
+                        // The source accepted the name: the tracked key is stale.
+                        s.foreign_keys.retain(|k| !same(k));
+                    }
+                    let foreign_key = add_foreign_key(&mut s, foreign_key);
+                    changes.push(SchemaChange::AddForeignKey { table: table.clone(), foreign_key });
+                }
+                AlterOp::DropForeignKey { name, if_exists } => {
+                    if let Some(i) = s.foreign_keys.iter().position(|k| k.name.eq_ignore_ascii_case(&name)) {
+                        let fk = s.foreign_keys.remove(i);
+                        changes.push(SchemaChange::DropForeignKey { table: table.clone(), name: fk.name });
+                    } else if !if_exists {
+                        // Not tracked (e.g. inline REFERENCES of a CREATE TABLE): still pass it on.
+                        tracing::debug!(%table, foreign_key = %name, "DROP FOREIGN KEY of a key not tracked");
+                        changes.push(SchemaChange::DropForeignKey { table: table.clone(), name });
+                    }
                 }
                 AlterOp::RenameTable { to } => {
                     rename_to = Some(to);
@@ -534,6 +560,55 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn foreign_keys_are_tracked_added_dropped_and_renamed() {
+        let mut s = tracked();
+        run(&mut s, "CREATE TABLE c (id INT PRIMARY KEY, t_id INT, FOREIGN KEY (t_id) REFERENCES t (id))")
+            .await;
+        let out = run(
+            &mut s,
+            "ALTER TABLE c ADD CONSTRAINT fk_named FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE CASCADE, \
+             ADD FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE SET NULL",
+        )
+        .await;
+        assert_eq!(out.len(), 2);
+        let Applied::Schema(SchemaChange::AddForeignKey { table, foreign_key }, Some(after)) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((table.table.as_str(), foreign_key.name.as_str()), ("c", "fk_named"));
+        assert_eq!(foreign_key.referenced_table, TableId::new("db", "t"));
+        assert_eq!(after.foreign_keys.len(), 2, "schema_after holds the key");
+        let Applied::Schema(SchemaChange::AddForeignKey { foreign_key, .. }, Some(after)) = &out[1] else {
+            panic!()
+        };
+        assert_eq!(foreign_key.name, "c_ibfk_2");
+        assert_eq!(after.foreign_keys.len(), 3);
+        let out =
+            run(&mut s, "ALTER TABLE c DROP FOREIGN KEY c_ibfk_1, DROP FOREIGN KEY IF EXISTS nope").await;
+        let [Applied::Schema(SchemaChange::DropForeignKey { name, .. }, Some(after))] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(name, "c_ibfk_1");
+        assert_eq!(after.foreign_keys.len(), 2);
+        // Not tracked: passed on, the sink drops it if it exists.
+        let out = run(&mut s, "ALTER TABLE c DROP FOREIGN KEY untracked").await;
+        assert!(
+            matches!(&out[0], Applied::Schema(SchemaChange::DropForeignKey { name, .. }, _) if name == "untracked")
+        );
+        // A DROP INDEX of the implicit index MySQL made for a key does not fail.
+        let out = run(&mut s, "ALTER TABLE c DROP INDEX fk_named").await;
+        assert!(matches!(&out[0], Applied::Schema(SchemaChange::DropIndex { .. }, _)));
+        // InnoDB renames the names it generated with the table.
+        run(&mut s, "RENAME TABLE c TO d").await;
+        let names: Vec<String> =
+            s.get(&TableId::new("db", "d")).unwrap().foreign_keys.iter().map(|k| k.name.clone()).collect();
+        assert_eq!(names, ["fk_named", "d_ibfk_2"]);
+        let out = run(&mut s, "ALTER TABLE d ADD FOREIGN KEY (t_id) REFERENCES t (id)").await;
+        assert!(
+            matches!(&out[0], Applied::Schema(SchemaChange::AddForeignKey { foreign_key, .. }, _) if foreign_key.name == "d_ibfk_3")
+        );
     }
 
     #[tokio::test]
