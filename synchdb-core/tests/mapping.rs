@@ -504,6 +504,61 @@ fn ddl_that_would_escape_the_rules_is_an_error() {
 }
 
 #[test]
+fn foreign_key_changes_follow_renames_and_exclusions() {
+    let orders = Arc::new(TableSchema::new(
+        TableId::new("shop", "orders"),
+        vec![int("id").not_null(), int("customer_id"), int("notes_id"), int("audit_id")],
+    ));
+    let rules = rules()
+        .table("shop.orders", |t| t.column("customer_id", |c| c.rename("client_id")))
+        .table("shop.audit", |t| t.exclude());
+    let m = Mapping::new(rules).unwrap();
+    let fk = |name: &str, column: &str, table: &str, referenced: &str| ForeignKey {
+        name: name.into(),
+        columns: vec![column.into()],
+        referenced_table: TableId::new("shop", table),
+        referenced_columns: vec![referenced.into()],
+        on_update: ReferentialAction::Restrict,
+        on_delete: ReferentialAction::Cascade,
+    };
+    let add = |foreign_key: ForeignKey, n: u64| {
+        ddl(SchemaChange::AddForeignKey { table: orders.id.clone(), foreign_key }, Some(orders.clone()), n)
+    };
+    let mut out = Vec::new();
+    // Both ends renamed: the referencing column, the referenced table.
+    m.convert_event(add(fk("fk_cust", "customer_id", "customers", "id"), 1), &mut out).unwrap();
+    // An end on an excluded column, or on an excluded table: the key is left out.
+    m.convert_event(add(fk("fk_notes", "notes_id", "customers", "notes"), 2), &mut out).unwrap();
+    m.convert_event(add(fk("fk_audit", "audit_id", "audit", "id"), 3), &mut out).unwrap();
+    let drop = SchemaChange::DropForeignKey { table: orders.id.clone(), name: "fk_cust".into() };
+    m.convert_event(ddl(drop, Some(orders.clone()), 4), &mut out).unwrap();
+    // Changes of the excluded table go nowhere.
+    let drop = SchemaChange::DropForeignKey { table: TableId::new("shop", "audit"), name: "x".into() };
+    m.convert_event(ddl(drop, None, 5), &mut out).unwrap();
+    let changes: Vec<&SchemaChange> = out
+        .iter()
+        .map(|e| match e {
+            ChangeEvent::Schema(s) => &s.change,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            &SchemaChange::AddForeignKey {
+                table: orders.id.clone(),
+                foreign_key: ForeignKey {
+                    columns: vec!["client_id".into()],
+                    referenced_table: TableId::new("crm", "clients"),
+                    ..fk("fk_cust", "customer_id", "customers", "id")
+                },
+            },
+            &SchemaChange::DropForeignKey { table: orders.id.clone(), name: "fk_cust".into() },
+        ]
+    );
+}
+
+#[test]
 fn explain_shows_names_types_and_transforms() {
     let m = Mapping::new(rules()).unwrap();
     let views = m.explain(&[(*customers()).clone()]).unwrap();

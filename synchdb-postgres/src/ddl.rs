@@ -355,6 +355,8 @@ pub(crate) async fn create_indexes_and_keys(
     Ok(())
 }
 
+/// Add a foreign key unless a constraint of its name exists. One whose referenced table
+/// is not replicated, or that PostgreSQL refuses, is skipped and logged once.
 async fn create_foreign_key(
     conn: &mut PgConnection,
     pt: &PgTable,
@@ -428,6 +430,7 @@ pub(crate) async fn apply_schema_change(
                 exec(conn, &format!("ALTER TABLE {} RENAME TO {}", qualified(from), quote(&to.table)), &ctx)
                     .await?;
                 rename_indexes(conn, &fs, &from.table, &to.table, &ctx).await?;
+                rename_generated_foreign_keys(conn, &fs, &from.table, &to.table, &ctx).await?;
             }
             if fs != ts {
                 exec(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ts)), &ctx).await?;
@@ -523,6 +526,22 @@ pub(crate) async fn apply_schema_change(
                 .await?;
             }
         }
+        SchemaChange::AddForeignKey { table, foreign_key } => {
+            let Some(t) = after else {
+                return Err(Error::new(ErrorKind::SinkSchema, "ADD FOREIGN KEY without the table's schema")
+                    .with_table(table.clone())
+                    .with_position(ev.meta.position.clone()));
+            };
+            create_foreign_key(conn, &build(t)?, foreign_key, cx).await?;
+        }
+        SchemaChange::DropForeignKey { table, name } => {
+            let sql = format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                qualified(table),
+                quote(&bounded(name))
+            );
+            exec(conn, &sql, &ctx).await?;
+        }
         other => {
             return Err(Error::new(ErrorKind::SinkSchema, format!("unsupported schema change {other:?}"))
                 .with_table(ev.change.table().clone())
@@ -565,6 +584,36 @@ async fn rename_indexes(
         let new = index_name(to, rest);
         let sql = format!("ALTER INDEX {}.{} RENAME TO {}", quote(schema), quote(&old), quote(&new));
         exec(conn, &sql, ctx).await?;
+    }
+    Ok(())
+}
+
+/// After a table rename, rename its foreign keys named `<old table>_ibfk_<n>`: InnoDB
+/// renames the names it generated with the table, and a later DROP FOREIGN KEY uses the new one.
+async fn rename_generated_foreign_keys(
+    conn: &mut PgConnection,
+    schema: &str,
+    from: &str,
+    to: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let q = format!("{}.{}", quote(schema), quote(to));
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'f'",
+    )
+    .bind(&q)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, ctx))?;
+    let prefix = format!("{from}_ibfk_");
+    for old in names {
+        let Some(n) = old.strip_prefix(&prefix) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let new = bounded(&format!("{to}_ibfk_{n}"));
+        exec(conn, &format!("ALTER TABLE {q} RENAME CONSTRAINT {} TO {}", quote(&old), quote(&new)), ctx)
+            .await?;
     }
     Ok(())
 }

@@ -232,3 +232,148 @@ async fn set_based_and_row_by_row_agree_with_the_model_and_replay_is_idempotent(
         assert_eq!(s.load_state(&pipeline).await.unwrap().unwrap().position, Some(pos(29)));
     }
 }
+
+#[tokio::test]
+async fn follow_mode_adds_and_drops_foreign_keys_on_tables_with_rows() {
+    let db = db("pg_fk_ddl");
+    let s = sink(&db, |o| o).await;
+    let base =
+        table("fd", "base", vec![int("id", IntWidth::Int, false), varchar("code", 10)], &["id", "code"]);
+    let child = table(
+        "fd",
+        "child",
+        vec![int("id", IntWidth::Int, false), int("base_id", IntWidth::Int, false), varchar("base_code", 10)],
+        &["id"],
+    );
+    // A key made at snapshot time, its name longer than PostgreSQL's 63 bytes.
+    let long = format!("fk_{}", "x".repeat(70));
+    let mut other = (*table(
+        "fd",
+        "other",
+        vec![int("id", IntWidth::Int, false), int("pid", IntWidth::Int, false), varchar("pcode", 10)],
+        &["id"],
+    ))
+    .clone();
+    let fk = |name: &str, columns: &[&str], to: &TableId, refs: &[&str], del, upd| ForeignKey {
+        name: name.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        referenced_table: to.clone(),
+        referenced_columns: refs.iter().map(|c| c.to_string()).collect(),
+        on_delete: del,
+        on_update: upd,
+    };
+    use ReferentialAction::*;
+    other.foreign_keys.push(fk(&long, &["pid", "pcode"], &base.id, &["id", "code"], Cascade, Restrict));
+    let b = |id: i64, code: &str| vec![Value::Int(id), Value::Text(code.into())];
+    let c = |id: i64, bid: i64, code: &str| vec![Value::Int(id), Value::Int(bid), Value::Text(code.into())];
+    snapshot(
+        &s,
+        "fd",
+        &[
+            (base.clone(), vec![b(1, "a"), b(2, "b"), b(3, "c")]),
+            (child.clone(), vec![c(1, 1, "a"), c(2, 2, "b"), c(3, 3, "c")]),
+            (std::sync::Arc::new(other.clone()), vec![]),
+        ],
+    )
+    .await;
+    let with = |t: &TableSchema, keys: Vec<ForeignKey>| {
+        std::sync::Arc::new(TableSchema { foreign_keys: keys, ..t.clone() })
+    };
+    let named = fk("fk_child", &["base_id", "base_code"], &base.id, &["id", "code"], Cascade, SetNull);
+    let unnamed =
+        fk("child_ibfk_1", &["base_id", "base_code"], &base.id, &["id", "code"], Restrict, Restrict);
+    let elsewhere =
+        fk("fk_gone", &["base_id"], &TableId::new("not_replicated", "t"), &["id"], Cascade, Cascade);
+    let keys = vec![named.clone(), unnamed.clone(), elsewhere.clone()];
+    let add = |k: &ForeignKey, n| {
+        ddl(
+            SchemaChange::AddForeignKey { table: child.id.clone(), foreign_key: k.clone() },
+            Some(with(&child, keys.clone())),
+            n,
+        )
+    };
+    s.apply("fd", &batch(10, vec![add(&named, 10), add(&unnamed, 10), add(&elsewhere, 10)])).await.unwrap();
+    let defs = query(
+        &db,
+        "SELECT conname, condeferrable, condeferred, confupdtype, confdeltype, pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE contype = 'f' AND conrelid = 'fd.child'::regclass ORDER BY conname",
+    );
+    assert_eq!(
+        defs,
+        [
+            "child_ibfk_1|t|t|a|a|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) DEFERRABLE INITIALLY DEFERRED",
+            "fk_child|t|t|n|c|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) ON UPDATE SET NULL ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED",
+        ],
+        "the key to a table that is not replicated is skipped"
+    );
+    // Replaying the batch changes nothing.
+    s.apply("fd", &batch(10, vec![add(&named, 10), add(&unnamed, 10)])).await.unwrap();
+    // The binlog holds only the parent's delete: the new key redoes InnoDB's cascade
+    // (child_ibfk_1's NO ACTION is checked at commit, after the cascade).
+    s.apply("fd", &batch(11, vec![del(&base, b(1, "a"), 11)])).await.unwrap();
+    assert_eq!(query(&db, "SELECT id FROM fd.child ORDER BY id"), ["2", "3"]);
+    // DROP FOREIGN KEY: gone, and a parent delete no longer cascades; an unknown name is no error.
+    let drop = |t: &TableId, name: &str, after: std::sync::Arc<TableSchema>, n| {
+        ddl(SchemaChange::DropForeignKey { table: t.clone(), name: name.into() }, Some(after), n)
+    };
+    s.apply(
+        "fd",
+        &batch(
+            12,
+            vec![
+                drop(&child.id, "fk_child", with(&child, vec![unnamed.clone()]), 12),
+                drop(&child.id, "child_ibfk_1", with(&child, vec![]), 12),
+                drop(&child.id, "never_there", with(&child, vec![]), 12),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    s.apply("fd", &batch(13, vec![del(&base, b(2, "b"), 13)])).await.unwrap();
+    assert_eq!(query(&db, "SELECT id FROM fd.child ORDER BY id"), ["2", "3"]);
+    // A key the snapshot made (name cut to 63 bytes) is dropped by its source name.
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'fd.other'::regclass AND contype = 'f'"
+        ),
+        "1"
+    );
+    s.apply("fd", &batch(14, vec![drop(&other.id, &long, with(&other, vec![]), 14)])).await.unwrap();
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'fd.other'::regclass AND contype = 'f'"
+        ),
+        "0"
+    );
+    // RENAME TABLE: InnoDB renames the names it generated, and so does the sink (the
+    // orphan the uncascaded delete left goes first: the new key checks existing rows).
+    let gen = fk("child_ibfk_2", &["base_id", "base_code"], &base.id, &["id", "code"], Cascade, Restrict);
+    s.apply("fd", &batch(15, vec![del(&child, c(2, 2, "b"), 15), add(&gen, 15)])).await.unwrap();
+    let kid = TableId::new("fd", "kid");
+    let renamed = std::sync::Arc::new(TableSchema { id: kid.clone(), ..(*with(&child, vec![])).clone() });
+    s.apply(
+        "fd",
+        &batch(
+            16,
+            vec![ddl(
+                SchemaChange::RenameTable { from: child.id.clone(), to: kid.clone() },
+                Some(renamed.clone()),
+                16,
+            )],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        query(&db, "SELECT conname FROM pg_constraint WHERE conrelid = 'fd.kid'::regclass AND contype = 'f'"),
+        ["kid_ibfk_2"]
+    );
+    s.apply("fd", &batch(17, vec![drop(&kid, "kid_ibfk_2", renamed, 17)])).await.unwrap();
+    assert!(query(
+        &db,
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'fd.kid'::regclass AND contype = 'f'"
+    )
+    .is_empty());
+}

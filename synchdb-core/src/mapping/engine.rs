@@ -755,6 +755,15 @@ impl Mapping {
                 SchemaChange::CreateIndex { table: target, index }
             }
             SchemaChange::DropIndex { name: n, .. } => SchemaChange::DropIndex { table: target, name: n },
+            SchemaChange::AddForeignKey { foreign_key, .. } => {
+                match self.map_foreign_key(&table, &foreign_key)? {
+                    Some(foreign_key) => SchemaChange::AddForeignKey { table: target, foreign_key },
+                    None => return Ok(None),
+                }
+            }
+            SchemaChange::DropForeignKey { name: n, .. } => {
+                SchemaChange::DropForeignKey { table: target, name: n }
+            }
             SchemaChange::SetPrimaryKey { columns, .. } => {
                 let mut out = Vec::with_capacity(columns.len());
                 for c in &columns {
