@@ -309,3 +309,82 @@ async fn two_pipelines_share_one_target_database() {
         .unwrap();
     assert_eq!(ids, vec!["side-a".to_string(), "side-b".to_string()]);
 }
+
+/// `ALTER TABLE ... ADD/DROP FOREIGN KEY` in follow mode: InnoDB cascades inside the
+/// server and the binlog holds only the parent's delete, so the replica redoes the
+/// cascade through its own key, and stops once the key is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_mode_foreign_keys_added_and_dropped_by_alter_table() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("e2e_fk").unwrap();
+    let target = synchdb_testkit::postgres().create_database("e2e_fk").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    my.query_drop(
+        "CREATE TABLE base (id INT, code VARCHAR(10), PRIMARY KEY (id, code)); \
+         INSERT INTO base VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd');",
+    )
+    .await
+    .unwrap();
+    let pg = connect_pg(&target.url()).await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "fk"));
+    let keys = |pg: sqlx::PgPool, db: String| async move {
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE contype = 'f' AND conrelid = '\"{db}\".child'::regclass ORDER BY conname"
+        )))
+        .fetch_all(&pg)
+        .await
+        .unwrap()
+    };
+    let children = |pg: sqlx::PgPool, db: String| async move {
+        sqlx::query_scalar::<_, i32>(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM \"{db}\".child ORDER BY id"
+        )))
+        .fetch_all(&pg)
+        .await
+        .unwrap()
+    };
+
+    // The reported scenario: the key arrives by ALTER TABLE, then the parent row goes.
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE child (id INT PRIMARY KEY, base_id INT, base_code VARCHAR(10))",
+            "INSERT INTO child VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c'), (4, 4, 'd')",
+            "ALTER TABLE child ADD CONSTRAINT fk_child FOREIGN KEY (base_id, base_code) REFERENCES base (id, code) ON DELETE CASCADE",
+            "DELETE FROM base WHERE id = 1",
+        ],
+    )
+    .await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "fk"));
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    assert_eq!(children(pg.clone(), src.name().into()).await, [2, 3, 4]);
+    assert_eq!(
+        keys(pg.clone(), src.name().into()).await,
+        [format!(
+            "fk_child FOREIGN KEY (base_id, base_code) REFERENCES {}.base(id, code) ON DELETE CASCADE \
+             DEFERRABLE INITIALLY DEFERRED",
+            src.name()
+        )]
+    );
+
+    // DROP FOREIGN KEY (and the index MySQL made for the key); an unnamed key gets
+    // InnoDB's generated name, which a later DROP FOREIGN KEY uses; once dropped, a
+    // parent delete no longer cascades.
+    run_workload(
+        &mut my,
+        &[
+            "ALTER TABLE child DROP FOREIGN KEY fk_child",
+            "ALTER TABLE child DROP INDEX fk_child",
+            "ALTER TABLE child ADD FOREIGN KEY (base_id, base_code) REFERENCES base (id, code) ON DELETE CASCADE",
+            "DELETE FROM base WHERE id = 2",
+            "ALTER TABLE child DROP FOREIGN KEY child_ibfk_1",
+            "DELETE FROM base WHERE id = 3",
+        ],
+    )
+    .await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "fk"));
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    assert_eq!(children(pg.clone(), src.name().into()).await, [3, 4], "id 2 cascaded, id 3 did not");
+    assert!(keys(pg.clone(), src.name().into()).await.is_empty());
+}
