@@ -62,7 +62,7 @@ fn rows() -> Vec<Vec<My>> {
                     (i % 60) as u8,
                     (i % 1_000_000) as u32,
                 ),
-                My::Bytes(body[..200].as_bytes().to_vec()),
+                My::Bytes(body.as_bytes()[..200].to_vec()),
                 My::Int(i % 128),
                 My::Double(i as f64 / 7.0),
                 My::Bytes(
