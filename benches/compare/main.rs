@@ -262,14 +262,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Build the release `replicate` example and return its path.
+/// Build the `replicate` example (release settings) and return its path.
 fn build_replicate() -> BenchResult<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    eprintln!("==> cargo build --release --example replicate");
+    // The `bench` profile inherits `release`; building with it reuses what `cargo bench` just built
+    // (building `--release` would rebuild the workspace crates).
+    eprintln!("==> cargo build --profile bench --example replicate");
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "--example", "replicate"])
+        .args(["build", "--profile", "bench", "--example", "replicate"])
         .status()?;
     if !status.success() {
         return Err("building the replicate example failed".into());

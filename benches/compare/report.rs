@@ -96,6 +96,7 @@ pub(crate) struct Machine {
     pub pgloader: String,
     pub chameleon: String,
     pub rustc: String,
+    pub commit: String,
 }
 
 impl Machine {
@@ -140,6 +141,13 @@ impl Machine {
                 .unwrap_or("not installed")
                 .to_string(),
             rustc: output_of("rustc", &["--version"]),
+            commit: std::env::var("SYNCHDB_BENCH_COMMIT").unwrap_or_else(|_| {
+                let root = env!("CARGO_MANIFEST_DIR");
+                let head = output_of("git", &["-C", root, "rev-parse", "--short", "HEAD"]);
+                let dirty = !output_of("git", &["-C", root, "status", "--porcelain", "--untracked-files=no"])
+                    .is_empty();
+                format!("{head}{}", if dirty { " (with uncommitted changes)" } else { "" })
+            }),
         }
     }
 }
@@ -180,7 +188,7 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
         out.push(Check {
             what: "snapshot: pgloader time / synchdb time ≥ 2".into(),
             measured: if s.pgloader.is_empty() {
-                format!("not measured: {}", s.pgloader_error.as_deref().unwrap_or("skipped"))
+                format!("not measured: {}", first_line(s.pgloader_error.as_deref().unwrap_or("skipped")))
             } else {
                 format!("{:.2}x ({pl:.1} s / {sy:.1} s)", pl / sy)
             },
@@ -202,7 +210,7 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
         out.push(Check {
             what: "follow: synchdb changes/s / pg_chameleon changes/s ≥ 10".into(),
             measured: if f.chameleon.is_empty() {
-                format!("not measured: {}", f.chameleon_error.as_deref().unwrap_or("skipped"))
+                format!("not measured: {}", first_line(f.chameleon_error.as_deref().unwrap_or("skipped")))
             } else {
                 format!("{:.1}x ({sy:.0} / {ch:.0} changes/s)", sy / ch)
             },
@@ -268,6 +276,7 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
     let _ = writeln!(s, "| pgloader | {} |", m.pgloader);
     let _ = writeln!(s, "| pg_chameleon | {} |", m.chameleon);
     let _ = writeln!(s, "| rustc | {} |", m.rustc);
+    let _ = writeln!(s, "| synchdb commit | {} |", m.commit);
     let _ = writeln!(s);
 
     let _ = writeln!(s, "### Targets\n\n| target | measured | status |\n|---|---|---|");
@@ -305,7 +314,7 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             let _ = writeln!(
                 s,
                 "| pgloader | – | – | {} | – |",
-                x.pgloader_error.as_deref().unwrap_or("skipped").lines().next().unwrap_or("")
+                first_line(x.pgloader_error.as_deref().unwrap_or("skipped"))
             );
         } else {
             let secs: Vec<f64> = x.pgloader.iter().map(|r| r.secs).collect();
@@ -367,7 +376,7 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             let _ = writeln!(
                 s,
                 "| pg_chameleon | – | {} | – | – | – |",
-                f.chameleon_error.as_deref().unwrap_or("skipped").lines().next().unwrap_or("")
+                first_line(f.chameleon_error.as_deref().unwrap_or("skipped"))
             );
         } else {
             let _ = writeln!(s, "{}", row(&format!("pg_chameleon {}", f.chameleon_version), &f.chameleon));
@@ -524,6 +533,16 @@ pub(crate) fn chart(r: &Results) -> String {
     }
     let _ = writeln!(s, "</svg>");
     s
+}
+
+/// The first line of an error, shortened, for a table cell.
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").replace('|', "/");
+    if l.chars().count() > 160 {
+        format!("{}…", l.chars().take(160).collect::<String>())
+    } else {
+        l
+    }
 }
 
 fn xml(s: &str) -> String {

@@ -241,21 +241,36 @@ fn check_snapshot_target(env: &Env, db: &str) -> BenchResult<()> {
     Ok(())
 }
 
-fn perf_attach(env: &Env, pid: u32, name: &str) -> Option<std::process::Child> {
-    let dir = env.opts.perf.as_ref()?;
-    std::fs::create_dir_all(dir).ok()?;
-    let out = dir.join(format!("{name}.perf.data"));
-    Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()
+/// With `--perf DIR`: a flat cpu-clock profile of `pid` (`DIR/NAME.perf.data`) and one of the whole
+/// machine (`DIR/NAME.system.perf.data`, to see the split between replicate, MariaDB and PostgreSQL).
+fn perf_attach(env: &Env, pid: u32, name: &str) -> Vec<std::process::Child> {
+    let Some(dir) = env.opts.perf.as_ref() else { return Vec::new() };
+    if std::fs::create_dir_all(dir).is_err() {
+        return Vec::new();
+    }
+    let record = |target: &[&str], out: PathBuf| {
+        Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "999"])
+            .args(target)
+            .arg("-o")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+    };
+    let pid = pid.to_string();
+    [
+        record(&["-p", &pid], dir.join(format!("{name}.perf.data"))),
+        record(&["-a"], dir.join(format!("{name}.system.perf.data"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-fn perf_stop(p: Option<std::process::Child>) {
-    if let Some(mut p) = p {
+fn perf_stop(perf: Vec<std::process::Child>) {
+    for mut p in perf {
         let _ = signal(p.id(), "INT");
         let _ = p.wait();
     }
@@ -269,7 +284,7 @@ fn run_synchdb_snapshot(env: &Env, r: usize) -> BenchResult<Run> {
         .stdout(log_file(env, &format!("synchdb_snapshot_{r}.out"))?)
         .stderr(log_file(env, &format!("synchdb_snapshot_{r}.err"))?);
     let w = Watched::spawn(&mut cmd)?;
-    let perf = if r == 0 { perf_attach(env, w.pid(), "snapshot") } else { None };
+    let perf = if r == 0 { perf_attach(env, w.pid(), "snapshot") } else { Vec::new() };
     let res = w.wait();
     perf_stop(perf);
     let (secs, rss) = res.map_err(|e| {
@@ -484,7 +499,7 @@ fn run_synchdb_follow(env: &Env, r: usize) -> BenchResult<FollowRun> {
         .stderr(log_file(env, &format!("synchdb_follow_{r}.err"))?);
     let mut w = Watched::spawn(&mut cmd)?;
     wait_caught_up(env, &mut w, &db, &pipeline, Duration::from_secs(300))?;
-    let perf = if r == 0 { perf_attach(env, w.pid(), "follow") } else { None };
+    let perf = if r == 0 { perf_attach(env, w.pid(), "follow") } else { Vec::new() };
     let txs = follow_txs(env);
     let changes = txs * env.opts.writers as u64 * 100;
     let t0 = Instant::now();
@@ -642,7 +657,13 @@ fn run_chameleon_follow(env: &Env, r: usize) -> BenchResult<FollowRun> {
     let db = format!("cham_{r}");
     env.fresh_pg_db(&db)?;
     let home = env.work.path().join(format!("chameleon_{r}"));
-    for d in [home.clone(), home.join("out"), home.join(".pg_chameleon/configuration")] {
+    for d in [
+        home.clone(),
+        home.join("out"),
+        home.join(".pg_chameleon/configuration"),
+        home.join(".pg_chameleon/pid"),
+        home.join(".pg_chameleon/logs"),
+    ] {
         std::fs::create_dir_all(&d)?;
     }
     Command::new("chown").args(["-R", "postgres:postgres"]).arg(&home).status()?;
