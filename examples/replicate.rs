@@ -67,6 +67,9 @@ struct Args {
     /// Binlog client server id (default: derived from the pipeline id).
     #[arg(long)]
     server_id: Option<u32>,
+    /// Seconds between heartbeats that move the checkpoint when nothing selected changes.
+    #[arg(long)]
+    heartbeat_secs: Option<u64>,
     /// PostgreSQL connection pool size.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
@@ -138,6 +141,9 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
     }
     if let Some(n) = args.chunk_rows {
         options = options.chunk_rows(n);
+    }
+    if let Some(s) = args.heartbeat_secs {
+        options = options.heartbeat_interval(Duration::from_secs(s.max(1)));
     }
     options.validate()?;
     Ok(options)

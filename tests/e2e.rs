@@ -134,12 +134,24 @@ async fn run_workload(my: &mut mysql_async::Conn, statements: &[&str]) {
     }
 }
 
-async fn wait_caught_up(my: &mut mysql_async::Conn, pg: &sqlx::PgPool, pipeline: &str) {
+async fn wait_caught_up(
+    my: &mut mysql_async::Conn,
+    pg: &sqlx::PgPool,
+    pipeline: &str,
+    follower: &mut std::process::Child,
+) {
     let target = master_position(my).await;
-    wait_until("the replica to catch up", Duration::from_secs(90), || async {
-        checkpoint(pg, pipeline).await.is_some_and(|c| c >= target)
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while checkpoint(pg, pipeline).await.is_none_or(|c| c < target) {
+        if let Some(status) = follower.try_wait().unwrap() {
+            panic!("replicate exited while following: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the replica to reach {target:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,9 +171,13 @@ async fn snapshot_then_follow_every_type_and_oltp_workload() {
     assert_replica_equal(&mut my, src.name(), &pg).await;
 
     // Follow while the workload runs; stop gracefully; compare.
-    let mut follower = spawn(replicate(&server.url(), src.name(), &target.url(), "full"));
+    let mut follower = spawn({
+        let mut c = replicate(&server.url(), src.name(), &target.url(), "full");
+        c.args(["--heartbeat-secs", "1"]);
+        c
+    });
     run_workload(&mut my, WORKLOAD).await;
-    wait_caught_up(&mut my, &pg, "full").await;
+    wait_caught_up(&mut my, &pg, "full", &mut follower).await;
     let pid = follower.id().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let status = follower.wait().unwrap();

@@ -48,7 +48,7 @@ pub fn run_until_caught_up(mut cmd: Command) -> String {
 
 /// Spawn `replicate` (follow mode) in the background.
 pub fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn replicate")
+    cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn replicate")
 }
 
 /// SIGKILL a child and reap it.
