@@ -379,7 +379,8 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
                 first_line(f.chameleon_error.as_deref().unwrap_or("skipped"))
             );
         } else {
-            let _ = writeln!(s, "{}", row(&format!("pg_chameleon {}", f.chameleon_version), &f.chameleon));
+            let name = if f.chameleon_version.is_empty() { "pg_chameleon" } else { &f.chameleon_version };
+            let _ = writeln!(s, "{}", row(name, &f.chameleon));
         }
         let _ = writeln!(s, "\npg_chameleon settings: {}.", f.chameleon_settings);
         if let Some(e) = &f.chameleon_error {
@@ -461,7 +462,9 @@ pub(crate) fn chart(r: &Results) -> String {
     let rows = checks(r);
     let (w, left, right, row_h, top) = (900.0, 330.0, 160.0, 44.0, 60.0);
     let h = top + row_h * rows.len() as f64 + 50.0;
-    let (lo, hi) = (0.1f64, 100.0f64);
+    // Log axis from a power of ten below the smallest value (at most 0.1) to 100.
+    let smallest = rows.iter().filter_map(|c| c.value).fold(0.1f64, f64::min).max(1e-4);
+    let (lo, hi) = (10f64.powf(smallest.log10().floor()), 100.0f64);
     let plot = w - left - right;
     let x = |v: f64| left + plot * ((v.clamp(lo, hi).log10() - lo.log10()) / (hi.log10() - lo.log10()));
     let mut s = String::new();
@@ -475,7 +478,8 @@ pub(crate) fn chart(r: &Results) -> String {
         r#"<text x="{}" y="24" font-size="16" font-weight="bold" text-anchor="middle">synchdb: measured ratios (bars) against targets (red marks), log scale</text>"#,
         w / 2.0
     );
-    for t in [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0] {
+    let ticks = [0.0001, 0.001, 0.01, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+    for t in ticks.into_iter().filter(|&t| t >= lo) {
         let xx = x(t);
         let _ = writeln!(
             s,
