@@ -102,6 +102,10 @@ const WORKLOAD: &[&str] = &[
     "UPDATE all_types SET vc = 'changed ✓', biu = 18446744073709551614, tm = '-12:00:00.5', d = '1.5', b10 = b'0101010101' WHERE id = 1",
     "INSERT INTO all_types (id, vl, bin, u, ip6, j, e, s) VALUES (5, 'ÀÉÎÕÜ', X'FF', UUID(), '::1', '{\"k\": true}', 'large', 'b,d')",
     "DELETE FROM all_types WHERE id = 2",
+    // Every type (NULLs and zero dates included) through row events: inserted, updated, deleted.
+    "SET SESSION sql_mode = ''; CREATE TABLE all_types_copy LIKE all_types; \
+     INSERT INTO all_types_copy SELECT * FROM all_types; UPDATE all_types_copy SET id = id + 100, c = 'z'; \
+     DELETE FROM all_types_copy WHERE id = 103; SET SESSION sql_mode = DEFAULT",
     "ALTER TABLE customers ADD COLUMN tier VARCHAR(10) NOT NULL DEFAULT 'basic' AFTER name",
     "UPDATE customers SET tier = 'gold' WHERE balance > 200",
     "ALTER TABLE orders MODIFY total DECIMAL(14,3) NOT NULL",

@@ -1,18 +1,20 @@
 //! Row events (write/update/delete, v1 and v2) into change events.
 //!
-//! mysql_common parses the row images with the table map; every value then
-//! goes through the one decoder, `crate::decode::decode_value`, with the
+//! The row images are walked here with the table map; each value is parsed
+//! by mysql_common's `BinlogValue` and then goes through the one decoder, `crate::decode::decode_value`, with the
 //! tracked column schema. MySQL 8's binary JSON arrives as
 //! `BinlogValue::Jsonb` and is turned into its JSON text here first.
 
 use std::sync::Arc;
 
 use mysql_async::binlog::events::{RowsEventData, TableMapEvent};
-use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType as MyColumnType;
+use mysql_common::io::ParseBuf;
 use synchdb_core::{Error, ErrorKind, Result};
 use synchdb_types::{
-    BinlogPosition, ChangeEvent, DeleteEvent, EventMeta, InsertEvent, Row, TableSchema, UpdateEvent,
+    BinlogPosition, ChangeEvent, ColumnType, DeleteEvent, EventMeta, InsertEvent, Row, TableSchema,
+    UpdateEvent, Value,
 };
 
 use crate::decode::decode_value;
@@ -37,6 +39,13 @@ pub(crate) fn rows_kind(data: &RowsEventData<'_>) -> Option<RowsKind> {
 
 /// Decode every row of a rows event into `out`; `meta` is the template
 /// (its `index` is set per event from `out.len()`).
+///
+/// The row images are walked here rather than through mysql_common's
+/// `BinlogRow`, which builds a full `Column` (five owned byte strings) and
+/// re-reads the table map's optional metadata for every column of every
+/// row; that was the largest cost of following a busy binlog. Each value
+/// still goes through mysql_common's `BinlogValue` parser, with the column
+/// types and metadata read once per event.
 pub(crate) fn decode_rows(
     data: &RowsEventData<'_>,
     tme: &TableMapEvent<'_>,
@@ -50,85 +59,144 @@ pub(crate) fn decode_rows(
             .with_position(meta.position.clone())
     })?;
     let pos = &meta.position;
-    for item in data.rows(tme) {
-        let (before, after) = item.map_err(|e| {
-            Error::new(ErrorKind::SourceValue, "cannot read a row image")
-                .with_table(schema.id.clone())
-                .with_position(pos.clone())
-                .with_source(e)
-        })?;
+    let layout = Layout::new(data, tme, schema, pos)?;
+    // How many columns each image holds (all of them with binlog_row_image=FULL).
+    let before = data.columns_before_image().map(|b| b.count_ones());
+    let after = data.columns_after_image().map(|b| b.count_ones());
+    let mut buf = ParseBuf(data.rows_data());
+    while !buf.is_empty() {
         let mut m = meta.clone();
         m.index = out.len() as u32;
         let event = match kind {
             RowsKind::Write => ChangeEvent::Insert(InsertEvent {
                 table: schema.clone(),
-                row: to_row(image(after, schema, pos)?, schema, pos)?,
+                row: layout.image(&mut buf, after, schema, pos)?,
                 meta: m,
             }),
             RowsKind::Delete => ChangeEvent::Delete(DeleteEvent {
                 table: schema.clone(),
-                row: to_row(image(before, schema, pos)?, schema, pos)?,
+                row: layout.image(&mut buf, before, schema, pos)?,
                 meta: m,
             }),
-            RowsKind::Update => ChangeEvent::Update(UpdateEvent {
-                table: schema.clone(),
-                before: to_row(image(before, schema, pos)?, schema, pos)?,
-                after: to_row(image(after, schema, pos)?, schema, pos)?,
-                meta: m,
-            }),
+            RowsKind::Update => {
+                let before = layout.image(&mut buf, before, schema, pos)?;
+                let after = layout.image(&mut buf, after, schema, pos)?;
+                ChangeEvent::Update(UpdateEvent { table: schema.clone(), before, after, meta: m })
+            }
         };
         out.push(event);
     }
     Ok(())
 }
 
-fn image(row: Option<BinlogRow>, schema: &TableSchema, pos: &BinlogPosition) -> Result<BinlogRow> {
-    row.ok_or_else(|| {
-        Error::new(ErrorKind::SourceValue, "rows event without the expected row image")
-            .with_table(schema.id.clone())
-            .with_position(pos.clone())
-    })
+/// The column types and metadata of one rows event's table, read once.
+struct Layout<'a> {
+    columns: Vec<(MyColumnType, &'a [u8], bool)>,
 }
 
-/// One row image into a [`Row`] aligned with the schema's columns.
-fn to_row(mut row: BinlogRow, schema: &TableSchema, pos: &BinlogPosition) -> Result<Row> {
-    if row.len() != schema.columns.len() {
-        return Err(Error::new(
-            ErrorKind::SourceSetting,
-            format!(
-                "row image has {} of {} columns: the source must run with binlog_row_image=FULL",
-                row.len(),
-                schema.columns.len()
-            ),
-        )
-        .with_table(schema.id.clone())
-        .with_position(pos.clone()));
-    }
-    let mut out = Vec::with_capacity(schema.columns.len());
-    for (i, column) in schema.columns.iter().enumerate() {
+impl<'a> Layout<'a> {
+    fn new(
+        data: &RowsEventData<'_>,
+        tme: &'a TableMapEvent<'a>,
+        schema: &TableSchema,
+        pos: &BinlogPosition,
+    ) -> Result<Self> {
         let fail = |message: String| {
             Error::new(ErrorKind::SourceValue, message)
                 .with_table(schema.id.clone())
-                .with_column(column.name.clone())
                 .with_position(pos.clone())
         };
-        let value = match row.take(i) {
-            Some(BinlogValue::Value(v)) => v,
-            Some(BinlogValue::Jsonb(j)) => mysql_async::Value::Bytes(
-                jsonb_text(j)
-                    .map_err(|e| fail(format!("binary JSON does not convert to text: {e}")))?
-                    .into_bytes(),
-            ),
-            Some(BinlogValue::JsonDiff(_)) => {
-                return Err(fail("partial JSON update (JSON diff) not supported".into()))
-            }
-            None => return Err(fail("value missing from the row image".into())),
-        };
-        let v = decode_value(column, value)
-            .map_err(|e| e.into_error(&schema.id, &column.name).with_position(pos.clone()))?;
-        out.push(v);
+        let count = data.num_columns() as usize;
+        if count != schema.columns.len() || tme.columns_count() as usize != count {
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!(
+                    "the rows event has {count} columns, its table map {}, the tracked schema {}",
+                    tme.columns_count(),
+                    schema.columns.len()
+                ),
+            )
+            .with_table(schema.id.clone())
+            .with_position(pos.clone()));
+        }
+        let mut columns = Vec::with_capacity(count);
+        for (i, column) in schema.columns.iter().enumerate() {
+            let ty = match tme.get_column_type(i) {
+                Ok(Some(ty)) => ty,
+                Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
+                Err(e) => return Err(fail(format!("the table map's type of column {i}: {e}"))),
+            };
+            let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+            let unsigned = matches!(column.column_type, ColumnType::Integer { unsigned: true, .. });
+            columns.push((ty, meta, unsigned));
+        }
+        Ok(Layout { columns })
     }
-    Ok(out)
+
+    /// Read one row image (null bitmap, then the present columns' values).
+    fn image(
+        &self,
+        buf: &mut ParseBuf<'a>,
+        present: Option<usize>,
+        schema: &TableSchema,
+        pos: &BinlogPosition,
+    ) -> Result<Row> {
+        let fail = |column: Option<&str>, message: String| {
+            let e = Error::new(ErrorKind::SourceValue, message)
+                .with_table(schema.id.clone())
+                .with_position(pos.clone());
+            match column {
+                Some(c) => e.with_column(c.to_string()),
+                None => e,
+            }
+        };
+        let in_image =
+            present.ok_or_else(|| fail(None, "rows event without the expected row image".into()))?;
+        let count = self.columns.len();
+        if in_image != count {
+            return Err(Error::new(
+                ErrorKind::SourceSetting,
+                format!(
+                    "row image has {in_image} of {count} columns: the source must run with binlog_row_image=FULL"
+                ),
+            )
+            .with_table(schema.id.clone())
+            .with_position(pos.clone()));
+        }
+        let nulls: &[u8] = buf
+            .parse(count.div_ceil(8))
+            .map_err(|e| fail(None, format!("cannot read a row image's null bitmap: {e}")))?;
+        let mut row = Vec::with_capacity(count);
+        for (i, ((ty, meta, unsigned), column)) in self.columns.iter().zip(&schema.columns).enumerate() {
+            if nulls[i / 8] & (1 << (i % 8)) != 0 {
+                row.push(Value::Null);
+                continue;
+            }
+            let value: BinlogValue<'_> = buf.parse((*ty, *meta, *unsigned, false)).map_err(|e| {
+                fail(Some(&column.name), format!("cannot read the value from the row image: {e}"))
+            })?;
+            let value = match value {
+                BinlogValue::Value(v) => v,
+                BinlogValue::Jsonb(j) => mysql_async::Value::Bytes(
+                    jsonb_text(j)
+                        .map_err(|e| {
+                            fail(Some(&column.name), format!("binary JSON does not convert to text: {e}"))
+                        })?
+                        .into_bytes(),
+                ),
+                BinlogValue::JsonDiff(_) => {
+                    return Err(fail(
+                        Some(&column.name),
+                        "partial JSON update (JSON diff) not supported".into(),
+                    ))
+                }
+            };
+            let v = decode_value(column, value)
+                .map_err(|e| e.into_error(&schema.id, &column.name).with_position(pos.clone()))?;
+            row.push(v);
+        }
+        Ok(row)
+    }
 }
 
 /// MySQL's binary JSON as JSON text.
@@ -139,7 +207,6 @@ pub(crate) fn jsonb_text(value: mysql_async::binlog::jsonb::Value<'_>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mysql_common::io::ParseBuf;
 
     fn parse(bytes: &[u8]) -> mysql_async::binlog::jsonb::Value<'_> {
         ParseBuf(bytes).parse(()).unwrap()
