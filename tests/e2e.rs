@@ -102,6 +102,15 @@ const WORKLOAD: &[&str] = &[
     "UPDATE all_types SET vc = 'changed ✓', biu = 18446744073709551614, tm = '-12:00:00.5', d = '1.5', b10 = b'0101010101' WHERE id = 1",
     "INSERT INTO all_types (id, vl, bin, u, ip6, j, e, s) VALUES (5, 'ÀÉÎÕÜ', X'FF', UUID(), '::1', '{\"k\": true}', 'large', 'b,d')",
     "DELETE FROM all_types WHERE id = 2",
+    // Every TIME precision, negative fractions included (each fsp has its own binlog layout).
+    "CREATE TABLE times (id INT PRIMARY KEY, t0 TIME, t1 TIME(1), t2 TIME(2), t3 TIME(3), t4 TIME(4), t5 TIME(5), t6 TIME(6))",
+    "INSERT INTO times VALUES (1, '-12:30:00', '-12:30:00.5', '-12:30:00.5', '-12:30:00.5', '-12:30:00.5', '-12:30:00.5', '-12:30:00.5'), \
+     (2, '-838:59:59', '-838:59:59.9', '-838:59:59.99', '-838:59:59.999', '-838:59:59.9999', '-838:59:59.99999', '-838:59:59.999999'), \
+     (3, '838:59:59', '838:59:59.9', '838:59:59.99', '838:59:59.999', '838:59:59.9999', '838:59:59.99999', '838:59:59.999999'), \
+     (4, '-00:00:01', '-00:00:00.1', '-00:00:00.01', '-00:00:00.001', '-00:00:00.0001', '-00:00:00.00001', '-00:00:00.000001'), \
+     (5, '00:00:00', '00:00:00', '00:00:00', '00:00:00', '00:00:00', '00:00:00', '00:00:00'), \
+     (6, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "UPDATE times SET t2 = '-01:00:00.75', t1 = '-01:00:00.2' WHERE id = 5",
     // Every type (NULLs and zero dates included) through row events: inserted, updated, deleted.
     "SET SESSION sql_mode = ''; CREATE TABLE all_types_copy LIKE all_types; \
      INSERT INTO all_types_copy SELECT * FROM all_types; UPDATE all_types_copy SET id = id + 100, c = 'z'; \

@@ -172,9 +172,15 @@ impl<'a> Layout<'a> {
                 row.push(Value::Null);
                 continue;
             }
-            let value: BinlogValue<'_> = buf.parse((*ty, *meta, *unsigned, false)).map_err(|e| {
+            let read_error = |e: std::io::Error| {
                 fail(Some(&column.name), format!("cannot read the value from the row image: {e}"))
-            })?;
+            };
+            let value: BinlogValue<'_> =
+                if *ty == MyColumnType::MYSQL_TYPE_TIME2 && matches!(meta.first(), Some(1 | 2)) {
+                    BinlogValue::Value(time2_hundredths(buf.parse(4).map_err(read_error)?))
+                } else {
+                    buf.parse((*ty, *meta, *unsigned, false)).map_err(read_error)?
+                };
             let value = match value {
                 BinlogValue::Value(v) => v,
                 BinlogValue::Jsonb(j) => mysql_async::Value::Bytes(
@@ -199,6 +205,23 @@ impl<'a> Layout<'a> {
     }
 }
 
+/// A TIME(1) or TIME(2) value of a row image (3 bytes of offset-binary
+/// `hh:mm:ss`, 1 byte of hundredths).
+///
+/// Decoded here because mysql_common 0.37 computes the negative fraction in
+/// a `u32` (`frac -= 0x100`), which wraps: `-12:30:00.5` arrived as
+/// `612:34:19.277216` (and panics in builds with overflow checks).
+fn time2_hundredths(b: &[u8]) -> mysql_async::Value {
+    let mut int_part = (i64::from(b[0]) << 16 | i64::from(b[1]) << 8 | i64::from(b[2])) - 0x80_0000;
+    let mut frac = i64::from(b[3]);
+    if int_part < 0 && frac > 0 {
+        // A negative value with a fraction: the integer part was rounded down.
+        int_part += 1;
+        frac -= 0x100;
+    }
+    mysql_common::binlog::misc::time_from_packed(int_part * (1 << 24) + frac * 10_000)
+}
+
 /// MySQL's binary JSON as JSON text.
 pub(crate) fn jsonb_text(value: mysql_async::binlog::jsonb::Value<'_>) -> Result<String, String> {
     serde_json::Value::try_from(value).map(|j| j.to_string()).map_err(|e| e.to_string())
@@ -210,6 +233,34 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> mysql_async::binlog::jsonb::Value<'_> {
         ParseBuf(bytes).parse(()).unwrap()
+    }
+
+    /// The bytes MySQL writes for TIME(2) (`my_time_packed_to_binary`).
+    fn time2_bytes(negative: bool, h: i64, m: i64, s: i64, hundredths: i64) -> [u8; 4] {
+        let hms = (h << 12) | (m << 6) | s;
+        let (mut int_part, mut frac) = if negative { (-hms, -hundredths) } else { (hms, hundredths) };
+        if int_part <= 0 && frac < 0 {
+            int_part -= 1;
+            frac += 0x100;
+        }
+        let v = (int_part + 0x80_0000) as u32;
+        [(v >> 16) as u8, (v >> 8) as u8, v as u8, frac as u8]
+    }
+
+    #[test]
+    fn time2_with_hundredths_keeps_negative_fractions() {
+        use mysql_async::Value::Time;
+        let cases = [
+            ((true, 12, 30, 0, 50), Time(true, 0, 12, 30, 0, 500_000)),
+            ((true, 0, 0, 0, 1), Time(true, 0, 0, 0, 0, 10_000)),
+            ((true, 838, 59, 59, 99), Time(true, 34, 22, 59, 59, 990_000)),
+            ((true, 1, 0, 0, 0), Time(true, 0, 1, 0, 0, 0)),
+            ((false, 100, 0, 0, 25), Time(false, 4, 4, 0, 0, 250_000)),
+            ((false, 0, 0, 0, 0), Time(false, 0, 0, 0, 0, 0)),
+        ];
+        for ((neg, h, m, s, f), want) in cases {
+            assert_eq!(time2_hundredths(&time2_bytes(neg, h, m, s, f)), want, "{neg} {h}:{m}:{s}.{f}");
+        }
     }
 
     #[test]
