@@ -170,8 +170,25 @@ impl PgSink {
     async fn apply_events(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<u64> {
         let opts = &self.inner.opts;
         let mut applier = Applier::new(conn, opts.get_apply_mode(), opts.get_zero_dates());
+        // Row changes leave deferred foreign-key checks pending, and PostgreSQL
+        // refuses ALTER TABLE and TRUNCATE of a table with pending trigger
+        // events. A DDL statement is a source transaction of its own, so the
+        // checks can run before it, as they would at a commit.
+        let mut checks_pending = false;
         for tx in &batch.transactions {
             for event in &tx.events {
+                if matches!(event, ChangeEvent::Truncate(_) | ChangeEvent::Schema(_)) && checks_pending {
+                    applier.flush().await?;
+                    let cx = Context::data(event.table_id(), Some(&event.meta().position));
+                    applier
+                        .conn
+                        .execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+                        .await
+                        .map_err(|err| sqlx_error(err, &cx))?;
+                    checks_pending = false;
+                }
+                checks_pending |=
+                    matches!(event, ChangeEvent::Insert(_) | ChangeEvent::Update(_) | ChangeEvent::Delete(_));
                 match event {
                     ChangeEvent::Insert(e) => applier.row_event(self.entry(&e.table)?, event).await?,
                     ChangeEvent::Update(e) => applier.row_event(self.entry(&e.table)?, event).await?,

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use synchdb_core::Sink;
+use synchdb_core::{ChangeBatch, Sink, StateUpdate};
 use synchdb_postgres::ApplyMode;
 use synchdb_types::*;
 
@@ -119,6 +119,41 @@ async fn foreign_keys_redo_innodb_cascades_and_never_fail_on_apply_order() {
     // A batch that leaves a dangling reference still fails, at commit.
     let e = s.apply("fk", &batch(13, vec![ins(&child, c(31, 99), 13)])).await.unwrap_err();
     assert_eq!(e.kind(), synchdb_core::ErrorKind::SinkApply, "{e}");
+}
+
+#[tokio::test]
+async fn ddl_and_truncate_after_row_changes_in_one_batch() {
+    // Row changes leave deferred foreign-key checks pending; PostgreSQL refuses
+    // ALTER TABLE and TRUNCATE of such a table until they have run.
+    let db = db("pg_fk_ddl");
+    let s = sink(&db, |o| o).await;
+    let (parent, child, orphan) = parent_child();
+    let p = |id: i64| vec![Value::Int(id), Value::Text(format!("p{id}"))];
+    let c = |id: i64, pid: i64| vec![Value::Int(id), Value::Int(pid)];
+    snapshot(
+        &s,
+        "fk",
+        &[(parent.clone(), vec![p(1)]), (child.clone(), vec![c(10, 1)]), (orphan.clone(), vec![])],
+    )
+    .await;
+    let add = SchemaChange::AddColumn {
+        table: child.id.clone(),
+        column: int("extra", IntWidth::Int, false),
+        position: ColumnPosition::Last,
+    };
+    let b = ChangeBatch {
+        transactions: vec![
+            tx(20, 20, vec![ins(&child, c(11, 1), 20), upd(&child, c(10, 1), c(10, 1), 20)]),
+            tx(21, 21, vec![ddl(add, None, 21)]),
+            tx(22, 22, vec![ins(&orphan, c(40, 1), 22)]),
+            tx(23, 23, vec![ChangeEvent::Truncate(TruncateEvent { table: orphan.clone(), meta: meta(23) })]),
+            tx(24, 24, vec![ins(&orphan, c(41, 1), 24)]),
+        ],
+        state: StateUpdate { position: Some(pos(24)), ..Default::default() },
+    };
+    s.apply("fk", &b).await.unwrap();
+    assert_eq!(query(&db, "SELECT id, coalesce(extra, -1) FROM fk.child ORDER BY id"), ["10|-1", "11|-1"]);
+    assert_eq!(query(&db, "SELECT id FROM fk.orphan"), ["41"]);
 }
 
 trait RestrictExt {
