@@ -130,6 +130,9 @@ pub(crate) enum AlterOp {
     RenameTable { to: TableId },
     /// `CONVERT TO CHARACTER SET cs [COLLATE c]`: every textual column changes charset.
     ConvertCharset { charset: String, collation: Option<String> },
+    /// `TRUNCATE|DROP|EXCHANGE PARTITION ...`: removes or swaps rows without
+    /// logging them, so a replica cannot follow it (an error when applied).
+    DropsRows { clause: String },
 }
 
 /// A DDL statement that could not be parsed.
@@ -250,6 +253,11 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
     if first.first().map(String::as_str) == Some("ALTER") {
         return parse_alter(&tokens, default_db).map(Some);
     }
+    let tokens = if first.first().map(String::as_str) == Some("CREATE") {
+        without_partitioning(tokens)
+    } else {
+        tokens
+    };
     let stmt = parse_tokens(tokens.clone())?;
     let db = |name: &ObjectName| table_id(name, default_db);
     Ok(match stmt {
@@ -378,6 +386,33 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         out.push(t);
     }
     Ok(out)
+}
+
+/// `CREATE TABLE ... PARTITION BY ...`: the partitioning clause (which
+/// sqlparser does not read) ends the statement and does not change the
+/// table's shape, so it is cut off.
+fn without_partitioning(mut tokens: Vec<Token>) -> Vec<Token> {
+    let mut depth = 0i32;
+    let mut seen_columns = false;
+    for i in 0..tokens.len() {
+        match &tokens[i] {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                seen_columns |= depth == 0;
+            }
+            _ if depth == 0
+                && seen_columns
+                && is_word(tokens.get(i), "PARTITION")
+                && is_word(tokens.get(i + 1), "BY") =>
+            {
+                tokens.truncate(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    tokens
 }
 
 fn parse_tokens(tokens: Vec<Token>) -> Result<Statement, DdlError> {
@@ -535,6 +570,11 @@ fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result<Vec<AlterO
     let mut op: Vec<Token> = op.to_vec();
     let mut if_flag = false;
     match w.as_slice() {
+        // Rows removed or swapped inside the storage engine, never logged as row events.
+        ["TRUNCATE" | "DROP" | "EXCHANGE", "PARTITION", ..] => {
+            let clause = op.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
+            return Ok(vec![AlterOp::DropsRows { clause }]);
+        }
         // Table options, partitioning, ordering, locks: no shape change.
         [first, ..]
             if !matches!(*first, "ADD" | "DROP" | "MODIFY" | "CHANGE" | "RENAME" | "ALTER" | "CONVERT") =>
@@ -1170,6 +1210,40 @@ mod tests {
         assert_eq!(classify("# comment\nRENAME TABLE a TO b"), QueryKind::TableDdl);
         assert_eq!(classify("XA START 'x'"), QueryKind::Begin);
         assert_eq!(parse_ddl("CREATE VIEW v AS SELECT 1", "db").unwrap(), None);
+        assert_eq!(
+            parse_ddl("ALTER TABLE p TRUNCATE PARTITION p0, p1", "db").unwrap(),
+            Some(Ddl::AlterTable {
+                table: TableId::new("db", "p"),
+                ops: vec![AlterOp::DropsRows { clause: "TRUNCATE PARTITION p0".into() }]
+            })
+        );
+        for sql in ["ALTER TABLE p DROP PARTITION p0", "ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE q"] {
+            assert!(
+                matches!(parse_ddl(sql, "db").unwrap(), Some(Ddl::AlterTable { ops, .. }) if matches!(ops[..], [AlterOp::DropsRows { .. }])),
+                "{sql}"
+            );
+        }
+        for sql in [
+            "ALTER TABLE p REORGANIZE PARTITION p0 INTO (PARTITION a VALUES LESS THAN (5))",
+            "ALTER TABLE p PARTITION BY HASH (id) PARTITIONS 4",
+            "ALTER TABLE p REMOVE PARTITIONING",
+        ] {
+            assert_eq!(
+                parse_ddl(sql, "db").unwrap(),
+                Some(Ddl::AlterTable { table: TableId::new("db", "p"), ops: vec![] }),
+                "{sql}"
+            );
+        }
+        let Some(Ddl::CreateTable { schema, .. }) = parse_ddl(
+            "CREATE TABLE p (id INT NOT NULL, v INT, PRIMARY KEY (id)) ENGINE=InnoDB PARTITION BY RANGE (id) \
+             (PARTITION p0 VALUES LESS THAN (100), PARTITION p1 VALUES LESS THAN MAXVALUE)",
+            "db",
+        )
+        .unwrap() else {
+            panic!("a partitioned CREATE TABLE parses")
+        };
+        assert_eq!(schema.columns.len(), 2);
+        assert_eq!(schema.primary_key, vec!["id".to_string()]);
     }
 
     #[test]

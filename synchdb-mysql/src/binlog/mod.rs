@@ -629,7 +629,26 @@ impl<'a> Follower<'a> {
             .with_position(at.clone()));
         };
         let mut out = Vec::new();
-        let selected: Vec<TableId> = tables.into_iter().filter(|t| self.schemas.is_selected(t)).collect();
+        let creates = upper_first_word(sql).as_deref() == Some("CREATE");
+        let new_tables: Vec<TableId> = tables
+            .iter()
+            .filter(|t| creates && !self.schemas.is_selected(t) && self.schemas.concerns(&[(*t).clone()]))
+            .cloned()
+            .collect();
+        for id in &new_tables {
+            // A new table in a form the parser does not read: take its definition from
+            // information_schema, checked against the next table map like any fallback.
+            warn!(table = %id, at = %at, error = why, "CREATE TABLE not parsed; definition read from information_schema");
+            let created = self
+                .schemas
+                .apply(crate::ddl::Ddl::CreateTableSelect { table: id.clone() }, &mut self.side)
+                .await
+                .map_err(|e| add_ddl_context(e, sql, at))?;
+            out.extend(created);
+            self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
+        }
+        let selected: Vec<TableId> =
+            tables.into_iter().filter(|t| self.schemas.is_selected(t) && !new_tables.contains(t)).collect();
         for id in &selected {
             let fresh = schema::Lookup::discover(&mut self.side, id).await?;
             let Some(fresh) = fresh else {
@@ -651,6 +670,16 @@ impl<'a> Follower<'a> {
         }
         Ok(out)
     }
+}
+
+/// The first keyword of a statement, upper-cased, after leading comments.
+fn upper_first_word(sql: &str) -> Option<String> {
+    let mut rest = sql.trim_start();
+    while let Some(r) = rest.strip_prefix("/*") {
+        rest = r.split_once("*/").map(|(_, after)| after.trim_start())?;
+    }
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    (!word.is_empty()).then(|| word.to_ascii_uppercase())
 }
 
 fn add_ddl_context(e: Error, sql: &str, at: &BinlogPosition) -> Error {

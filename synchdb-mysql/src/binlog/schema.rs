@@ -374,6 +374,15 @@ impl Schemas {
                 AlterOp::RenameTable { to } => {
                     rename_to = Some(to);
                 }
+                AlterOp::DropsRows { clause } => {
+                    return Err(schema_error(
+                        format!(
+                            "ALTER TABLE ... {clause} removes rows that the binlog does not list, so the \
+                             replica cannot follow it; re-snapshot the table (or exclude it) to go on"
+                        ),
+                        &table,
+                    ));
+                }
                 AlterOp::ConvertCharset { charset, collation } => {
                     for i in 0..s.columns.len() {
                         if !s.columns[i].column_type.is_textual()
