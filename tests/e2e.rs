@@ -10,16 +10,6 @@ use std::time::Duration;
 use common::*;
 use mysql_async::prelude::Queryable;
 
-async fn connect_my(url: &str) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::from_url(url).await.expect("connect MariaDB");
-    c.query_drop("SET NAMES utf8mb4").await.unwrap();
-    c
-}
-
-async fn connect_pg(url: &str) -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.expect("connect PostgreSQL")
-}
-
 const TYPES_SCHEMA: &str = r#"
 CREATE TABLE all_types (
   id INT PRIMARY KEY,
@@ -140,32 +130,6 @@ const WORKLOAD: &[&str] = &[
     "UPDATE tags SET title = 'Hot!' WHERE code = 'hot'",
     "INSERT INTO customers (email, name, tier) VALUES ('late@example.com', 'Late', 'silver')",
 ];
-
-async fn run_workload(my: &mut mysql_async::Conn, statements: &[&str]) {
-    for sql in statements {
-        my.query_drop(*sql).await.unwrap_or_else(|e| panic!("workload statement failed: {sql}: {e}"));
-    }
-}
-
-async fn wait_caught_up(
-    my: &mut mysql_async::Conn,
-    pg: &sqlx::PgPool,
-    pipeline: &str,
-    follower: &mut std::process::Child,
-) {
-    let target = master_position(my).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while checkpoint(pg, pipeline).await.is_none_or(|c| c < target) {
-        if let Some(status) = follower.try_wait().unwrap() {
-            panic!("replicate exited while following: {status}");
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for the replica to reach {target:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_follow_every_type_and_oltp_workload() {

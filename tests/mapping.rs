@@ -20,16 +20,6 @@ use synchdb::types::Value;
 
 const KEY: &str = "e2e-mask-key";
 
-async fn connect_my(url: &str) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::from_url(url).await.expect("connect MariaDB");
-    c.query_drop("SET NAMES utf8mb4").await.unwrap();
-    c
-}
-
-async fn connect_pg(url: &str) -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.expect("connect PostgreSQL")
-}
-
 fn write_file(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("synchdb-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();

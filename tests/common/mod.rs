@@ -46,15 +46,111 @@ pub fn run_until_caught_up(mut cmd: Command) -> String {
     stdout
 }
 
+/// A `replicate` process running in the background, SIGKILLed when dropped
+/// (so a failing test leaves no follower behind).
+pub struct Follower(Child);
+
+impl std::ops::Deref for Follower {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Follower {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Spawn `replicate` (follow mode) in the background.
-pub fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn replicate")
+pub fn spawn(mut cmd: Command) -> Follower {
+    Follower(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn replicate"))
 }
 
 /// SIGKILL a child and reap it.
 pub fn kill9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A MariaDB connection speaking utf8mb4.
+pub async fn connect_my(url: &str) -> mysql_async::Conn {
+    let mut c = mysql_async::Conn::from_url(url).await.expect("connect MariaDB");
+    c.query_drop("SET NAMES utf8mb4").await.unwrap();
+    c
+}
+
+/// A small PostgreSQL pool.
+pub async fn connect_pg(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.expect("connect PostgreSQL")
+}
+
+/// Run each statement (a string may hold several) in order; panic naming the one that fails.
+pub async fn run_workload<S: AsRef<str>>(my: &mut mysql_async::Conn, statements: &[S]) {
+    for sql in statements {
+        let sql = sql.as_ref();
+        my.query_drop(sql).await.unwrap_or_else(|e| panic!("workload statement failed: {sql}: {e}"));
+    }
+}
+
+/// Split a mysql client script into statements, honouring `DELIMITER` lines
+/// (as dumps and sample databases use for triggers and routines).
+pub fn split_script(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut delimiter = ";".to_string();
+    let mut current = String::new();
+    for line in script.lines() {
+        let trimmed = line.trim();
+        if let Some(d) = trimmed.strip_prefix("DELIMITER ") {
+            delimiter = d.trim().to_string();
+            continue;
+        }
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with("--")) {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if trimmed.ends_with(delimiter.as_str()) {
+            let stmt = current.trim_end().trim_end_matches(delimiter.as_str()).trim().to_string();
+            if !stmt.is_empty() {
+                out.push(stmt);
+            }
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+/// Wait until the pipeline's checkpoint reaches the source's current binlog
+/// position; panic if the follower exits meanwhile.
+pub async fn wait_caught_up(
+    my: &mut mysql_async::Conn,
+    pg: &sqlx::PgPool,
+    pipeline: &str,
+    follower: &mut Child,
+) {
+    let target = master_position(my).await;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while checkpoint(pg, pipeline).await.is_none_or(|c| c < target) {
+        if let Some(status) = follower.try_wait().unwrap() {
+            panic!("replicate exited while following: {status}");
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the replica to reach {target:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Poll `f` until it returns true or `timeout` passes.
