@@ -112,3 +112,79 @@ async fn truncate_partition_stops_with_a_clear_error() {
             .unwrap();
     assert_eq!(n, 2);
 }
+
+/// Dumps and bulk loads run with `FOREIGN_KEY_CHECKS=0`: InnoDB then neither
+/// checks nor cascades, and the replica must do the same, whatever the batch
+/// boundaries (a child row may commit long before its parent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_key_checks_off_loads_deletes_and_truncates() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("fkoff").unwrap();
+    let target = synchdb_testkit::postgres().create_database("fkoff").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(10))",
+            "CREATE TABLE child (id INT PRIMARY KEY, pid INT, \
+             CONSTRAINT fk_parent FOREIGN KEY (pid) REFERENCES parent (id) ON DELETE CASCADE ON UPDATE CASCADE)",
+            "INSERT INTO parent VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+            "INSERT INTO child VALUES (10, 1), (11, 2), (12, 3)",
+            // A dangling reference already in the source: the snapshot keeps it.
+            "SET FOREIGN_KEY_CHECKS = 0; INSERT INTO child VALUES (13, 99); SET FOREIGN_KEY_CHECKS = 1",
+        ],
+    )
+    .await;
+    let pg = connect_pg(&target.url()).await;
+    let cmd = || {
+        let mut c = replicate(&server.url(), src.name(), &target.url(), "fkoff");
+        c.args(["--heartbeat-secs", "1"]);
+        c
+    };
+    run_until_caught_up(cmd());
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+
+    let mut follower = spawn(cmd());
+    let child_rows = |pg: sqlx::PgPool, name: String| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{name}\".child")))
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+    };
+    run_workload(&mut my, &["SET FOREIGN_KEY_CHECKS = 0", "INSERT INTO child VALUES (20, 100), (21, 100)"])
+        .await;
+    // The child rows are applied (and committed) before their parent exists.
+    wait_until("the child rows on the replica", Duration::from_secs(30), || {
+        let (pg, name) = (pg.clone(), src.name().to_string());
+        async move { child_rows(pg, name).await == 6 }
+    })
+    .await;
+    run_workload(
+        &mut my,
+        &[
+            "INSERT INTO parent VALUES (100, 'late')",
+            // No cascade with checks off: the children stay.
+            "DELETE FROM parent WHERE id = 1",
+            "UPDATE parent SET id = 200 WHERE id = 2",
+            "SET FOREIGN_KEY_CHECKS = 1",
+            // With checks on, InnoDB cascades and so does the replica.
+            "DELETE FROM parent WHERE id = 3",
+            "SET FOREIGN_KEY_CHECKS = 0",
+            "TRUNCATE TABLE parent",
+            "INSERT INTO parent VALUES (7, 'new')",
+            "SET FOREIGN_KEY_CHECKS = 1",
+            "INSERT INTO child VALUES (30, 7)",
+        ],
+    )
+    .await;
+    wait_caught_up(&mut my, &pg, "fkoff", &mut follower).await;
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    let kept: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM \"{}\".child ORDER BY id",
+        src.name()
+    )))
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(kept, [10, 11, 13, 20, 21, 30], "no cascade where the source had checks off");
+}

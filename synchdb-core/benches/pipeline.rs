@@ -129,6 +129,7 @@ fn transactions(t: &Arc<TableSchema>) -> Vec<Transaction> {
                     4 + ((n + 1) * TX_EVENTS * 100) as u64,
                 )),
                 events,
+                foreign_key_checks: true,
             }
         })
         .collect()

@@ -642,6 +642,7 @@ async fn handle_message(
                 commit_time: source_time.unwrap_or_else(chrono::Utc::now),
                 end_position: position,
                 events: vec![],
+                foreign_key_checks: true,
             };
             pending.push(Converted { tx, schemas: vec![] });
             Ok(1)
@@ -749,7 +750,7 @@ async fn convert_transaction(
     if converters.is_empty() {
         return Ok(tx);
     }
-    let Transaction { sequence, gtid, commit_time, end_position, events } = tx;
+    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks } = tx;
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         let original = matches!(ctx.policy, ErrorPolicy::Skip(_)).then(|| event.clone());
@@ -786,7 +787,7 @@ async fn convert_transaction(
             (Some(err), None) => return Err(err),
         }
     }
-    Ok(Transaction { sequence, gtid, commit_time, end_position, events: out })
+    Ok(Transaction { sequence, gtid, commit_time, end_position, events: out, foreign_key_checks })
 }
 
 /// The applier: one batch at a time, under the error policy.
@@ -853,7 +854,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
         Err(e) => return Err(e),
     }
     let Converted { tx, schemas } = item;
-    let Transaction { sequence, gtid, commit_time, end_position, events } = tx;
+    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks } = tx;
     let last = events.len() - 1;
     for (i, ev) in events.into_iter().enumerate() {
         let single = Transaction {
@@ -862,6 +863,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
             commit_time,
             end_position: end_position.clone(),
             events: vec![ev],
+            foreign_key_checks,
         };
         let mut state = StateUpdate::default();
         if i == last {

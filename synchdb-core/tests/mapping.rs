@@ -91,6 +91,7 @@ fn tx(n: u64, events: Vec<ChangeEvent>) -> Transaction {
         commit_time: chrono::Utc::now(),
         end_position: pos(n * 100),
         events,
+        foreign_key_checks: true,
     }
 }
 

@@ -52,6 +52,7 @@ fn transactions(count: u64, per: u64) -> Vec<Transaction> {
                     })
                 })
                 .collect(),
+            foreign_key_checks: true,
         })
         .collect()
 }

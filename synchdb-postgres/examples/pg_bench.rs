@@ -208,6 +208,7 @@ async fn main() {
                             commit_time: chrono::Utc::now(),
                             end_position: Position::new(BinlogPosition::new("mysql-bin.000001", n)),
                             events,
+                            foreign_key_checks: true,
                         });
                     }
                     let state = StateUpdate {

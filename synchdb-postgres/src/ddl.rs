@@ -255,13 +255,17 @@ fn action(a: ReferentialAction) -> &'static str {
     }
 }
 
-/// `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ... DEFERRABLE INITIALLY DEFERRED`.
+/// `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ... DEFERRABLE INITIALLY DEFERRED NOT VALID`.
+///
+/// `NOT VALID`: the rows already there are the source's, which InnoDB may
+/// hold with dangling references (loaded with `FOREIGN_KEY_CHECKS=0`); the
+/// replica keeps them as they are and checks (and cascades) what follows.
 pub(crate) fn foreign_key_sql(pt: &PgTable, fk: &ForeignKey, opts: &PgSinkOptions) -> String {
     let cols: Vec<String> = fk.columns.iter().map(|c| quote(c)).collect();
     let refs: Vec<String> = fk.referenced_columns.iter().map(|c| quote(c)).collect();
     format!(
         "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON UPDATE {} ON DELETE {} \
-         DEFERRABLE INITIALLY DEFERRED",
+         DEFERRABLE INITIALLY DEFERRED NOT VALID",
         pt.qualified,
         quote(&bounded(&fk.name)),
         cols.join(", "),

@@ -15,8 +15,15 @@
 //! What the replica does about things the binlog does not say:
 //! - foreign keys are created `DEFERRABLE INITIALLY DEFERRED` with the source's
 //!   ON UPDATE / ON DELETE actions, so InnoDB cascades (not in the binlog) are redone by
-//!   PostgreSQL, and apply order inside a batch never fails a correct batch;
+//!   PostgreSQL, and apply order inside a batch never fails a correct batch; they are
+//!   `NOT VALID`, so rows the source already holds with dangling references are kept;
+//! - a source transaction run with `FOREIGN_KEY_CHECKS=0` ([`Transaction::foreign_key_checks`])
+//!   is applied with `session_replication_role = replica`: no checks and no cascades, as
+//!   InnoDB did (needs a superuser or `GRANT SET ON PARAMETER session_replication_role`);
+//!   `TRUNCATE` of a referenced table becomes `DELETE` the same way;
 //! - no triggers are created: source triggers' effects are in the binlog already.
+//!
+//! [`Transaction::foreign_key_checks`]: synchdb_types::Transaction::foreign_key_checks
 //!
 //! ```no_run
 //! use synchdb_postgres::{PgSink, PgSinkOptions};

@@ -10,7 +10,7 @@ use synchdb_core::{
     ChangeBatch, ChunkDone, ChunkInfo, Error, ErrorKind, PipelineState, Result, RowStream, Sink,
     SnapshotUpdate, StateUpdate,
 };
-use synchdb_types::{ChangeEvent, Position, TableId, TableSchema};
+use synchdb_types::{ChangeEvent, Position, TableId, TableSchema, Transaction};
 use tracing::{debug, info};
 
 use crate::apply::{Applier, Statements, TableEntry};
@@ -176,6 +176,12 @@ impl PgSink {
         // checks can run before it, as they would at a commit.
         let mut checks_pending = false;
         for tx in &batch.transactions {
+            if !tx.foreign_key_checks {
+                // FOREIGN_KEY_CHECKS=0 at the source: InnoDB neither checked nor
+                // cascaded, so PostgreSQL's foreign-key triggers must not fire either.
+                applier.flush().await?;
+                set_replica_role(applier.conn, true, tx).await?;
+            }
             for event in &tx.events {
                 if matches!(event, ChangeEvent::Truncate(_) | ChangeEvent::Schema(_)) && checks_pending {
                     applier.flush().await?;
@@ -195,9 +201,39 @@ impl PgSink {
                     ChangeEvent::Delete(e) => applier.row_event(self.entry(&e.table)?, event).await?,
                     ChangeEvent::Truncate(e) => {
                         applier.flush().await?;
-                        let sql = format!("TRUNCATE {}", self.target_table(&e.table.id));
+                        let target = self.target_table(&e.table.id);
                         let cx = Context::data(&e.table.id, Some(&e.meta.position));
-                        applier.conn.execute(AssertSqlSafe(sql)).await.map_err(|err| sqlx_error(err, &cx))?;
+                        let referenced: bool = sqlx::query_scalar(
+                            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass)",
+                        )
+                        .bind(&target)
+                        .fetch_one(&mut *applier.conn)
+                        .await
+                        .map_err(|err| sqlx_error(err, &cx))?;
+                        if referenced {
+                            // InnoDB truncates a referenced table only with FOREIGN_KEY_CHECKS=0,
+                            // leaving the referencing rows as they are; PostgreSQL refuses TRUNCATE
+                            // there, so the rows are deleted with foreign-key triggers off.
+                            if tx.foreign_key_checks {
+                                set_replica_role(applier.conn, true, tx).await?;
+                            }
+                            let sql = format!("DELETE FROM {target}");
+                            applier
+                                .conn
+                                .execute(AssertSqlSafe(sql))
+                                .await
+                                .map_err(|err| sqlx_error(err, &cx))?;
+                            if tx.foreign_key_checks {
+                                set_replica_role(applier.conn, false, tx).await?;
+                            }
+                        } else {
+                            let sql = format!("TRUNCATE {target}");
+                            applier
+                                .conn
+                                .execute(AssertSqlSafe(sql))
+                                .await
+                                .map_err(|err| sqlx_error(err, &cx))?;
+                        }
                     }
                     ChangeEvent::Schema(e) => {
                         applier.flush().await?;
@@ -212,10 +248,40 @@ impl PgSink {
                     }
                 }
             }
+            if !tx.foreign_key_checks {
+                applier.flush().await?;
+                set_replica_role(applier.conn, false, tx).await?;
+            }
         }
         applier.flush().await?;
         Ok(applier.changed)
     }
+}
+
+/// Turn foreign-key (and all other) triggers off or on for the rest of the
+/// PostgreSQL transaction (`session_replication_role`, which needs a
+/// superuser or, from PostgreSQL 15, `GRANT SET ON PARAMETER`).
+async fn set_replica_role(conn: &mut PgConnection, replica: bool, tx: &Transaction) -> Result<()> {
+    let sql = if replica {
+        "SET LOCAL session_replication_role = replica"
+    } else {
+        "SET LOCAL session_replication_role = origin"
+    };
+    conn.execute(sql).await.map_err(|e| {
+        let mut err = Error::new(
+            synchdb_core::ErrorKind::SinkApply,
+            "the source ran this transaction with FOREIGN_KEY_CHECKS=0; applying it the same way needs \
+             session_replication_role (a PostgreSQL superuser, or GRANT SET ON PARAMETER \
+             session_replication_role TO the sink's user)",
+        )
+        .with_position(tx.end_position.binlog.clone())
+        .with_source(e);
+        if let Some(t) = tx.events.first().map(ChangeEvent::table_id) {
+            err = err.with_table(t.clone());
+        }
+        err
+    })?;
+    Ok(())
 }
 
 async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {

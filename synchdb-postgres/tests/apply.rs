@@ -336,8 +336,8 @@ async fn follow_mode_adds_and_drops_foreign_keys_on_tables_with_rows() {
     assert_eq!(
         defs,
         [
-            "child_ibfk_1|t|t|a|a|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) DEFERRABLE INITIALLY DEFERRED",
-            "fk_child|t|t|n|c|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) ON UPDATE SET NULL ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED",
+            "child_ibfk_1|t|t|a|a|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) DEFERRABLE INITIALLY DEFERRED NOT VALID",
+            "fk_child|t|t|n|c|FOREIGN KEY (base_id, base_code) REFERENCES fd.base(id, code) ON UPDATE SET NULL ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED NOT VALID",
         ],
         "the key to a table that is not replicated is skipped"
     );

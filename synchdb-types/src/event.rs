@@ -288,6 +288,15 @@ pub struct Transaction {
     pub end_position: Position,
     /// The changes, in source order.
     pub events: Vec<ChangeEvent>,
+    /// `false` when the source ran the transaction with `FOREIGN_KEY_CHECKS=0`
+    /// (as dumps and bulk loads do): MySQL then neither checked nor cascaded
+    /// foreign keys for its changes, and a sink must apply them the same way.
+    #[serde(default = "checks_on")]
+    pub foreign_key_checks: bool,
+}
+
+fn checks_on() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use mysql_async::binlog::events::{
-    Event, EventData, GtidEvent, OptionalMetaExtractor, QueryEvent, RotateEvent, TableMapEvent,
+    Event, EventData, GtidEvent, OptionalMetaExtractor, QueryEvent, RotateEvent, StatusVarVal, TableMapEvent,
 };
 use mysql_async::binlog::EventType;
+use mysql_async::consts::Flags2;
 use mysql_async::BinlogStream;
+use mysql_common::binlog::consts::{RowsEventFlags, StatusVarKey};
 use synchdb_core::{Error, ErrorKind, Result, SourceContext, SourceMessage};
 use synchdb_types::{
     BinlogPosition, ChangeEvent, EventMeta, GtidSet, MariaGtid, Position, SchemaChange, SchemaChangeEvent,
@@ -71,6 +73,8 @@ pub(crate) async fn follow(
 #[derive(Debug, Default)]
 struct PendingTx {
     events: Vec<ChangeEvent>,
+    /// A rows event was written with `FOREIGN_KEY_CHECKS=0`.
+    no_fk_checks: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -347,7 +351,8 @@ impl<'a> Follower<'a> {
                     QueryKind::TableDdl => {
                         let db = q.schema().into_owned();
                         let sql = sql.into_owned();
-                        return self.ddl(&sql, &db, begin, end, time).await;
+                        let fk_checks = foreign_key_checks(&q);
+                        return self.ddl(&sql, &db, fk_checks, (begin, end), time).await;
                     }
                     QueryKind::Other => {
                         if self.tx.is_none() {
@@ -392,6 +397,7 @@ impl<'a> Follower<'a> {
                 })?;
                 let meta = EventMeta { position: at, commit_time: time, tx: 0, index: 0 };
                 let tx = self.tx.get_or_insert_with(PendingTx::default);
+                tx.no_fk_checks |= data.flags().contains(RowsEventFlags::NO_FOREIGN_KEY_CHECKS);
                 rows::decode_rows(&data, tme, &schema, &meta, &mut tx.events)?;
             }
             x if x == EventType::HEARTBEAT_EVENT as u8
@@ -467,7 +473,7 @@ impl<'a> Follower<'a> {
     async fn commit(&mut self, end: u64, time: DateTime<Utc>) -> Result<Flow> {
         let tx = self.tx.take().unwrap_or_default();
         let gtid = self.take_gtid();
-        self.finish(tx.events, gtid, end, time).await
+        self.finish(tx.events, !tx.no_fk_checks, gtid, end, time).await
     }
 
     fn take_gtid(&mut self) -> Option<String> {
@@ -490,6 +496,7 @@ impl<'a> Follower<'a> {
     async fn finish(
         &mut self,
         mut events: Vec<ChangeEvent>,
+        foreign_key_checks: bool,
         gtid: Option<String>,
         end: u64,
         time: DateTime<Utc>,
@@ -508,7 +515,14 @@ impl<'a> Follower<'a> {
                 m.commit_time = time;
             }
         }
-        let tx = Transaction { sequence: self.sequence, gtid, commit_time: time, end_position, events };
+        let tx = Transaction {
+            sequence: self.sequence,
+            gtid,
+            commit_time: time,
+            end_position,
+            events,
+            foreign_key_checks,
+        };
         if !self.send(SourceMessage::Transaction(tx)).await {
             return Ok(Flow::Stop);
         }
@@ -549,13 +563,20 @@ impl<'a> Follower<'a> {
     }
 
     /// A DDL statement: its own transaction.
-    async fn ddl(&mut self, sql: &str, db: &str, begin: u64, end: u64, time: DateTime<Utc>) -> Result<Flow> {
+    async fn ddl(
+        &mut self,
+        sql: &str,
+        db: &str,
+        fk_checks: bool,
+        (begin, end): (u64, u64),
+        time: DateTime<Utc>,
+    ) -> Result<Flow> {
         let at = self.position(begin);
         if let Some(open) = self.tx.take() {
             // DDL commits implicitly: an open transaction ends here.
             if !open.events.is_empty() {
                 let gtid = self.take_gtid();
-                if let Flow::Stop = self.finish(open.events, gtid, begin, time).await? {
+                if let Flow::Stop = self.finish(open.events, !open.no_fk_checks, gtid, begin, time).await? {
                     return Ok(Flow::Stop);
                 }
             }
@@ -563,7 +584,7 @@ impl<'a> Follower<'a> {
         let gtid = self.take_gtid();
         if let Some(tables) = quick_tables(sql, db) {
             if !self.schemas.concerns(&tables) {
-                return self.finish(Vec::new(), gtid, end, time).await;
+                return self.finish(Vec::new(), true, gtid, end, time).await;
             }
         }
         let meta = EventMeta { position: at.clone(), commit_time: time, tx: 0, index: 0 };
@@ -608,7 +629,7 @@ impl<'a> Follower<'a> {
                 }
             })
             .collect();
-        self.finish(events, gtid, end, time).await
+        self.finish(events, fk_checks, gtid, end, time).await
     }
 
     /// A DDL statement about selected tables that does not parse: read the
@@ -670,6 +691,14 @@ impl<'a> Follower<'a> {
         }
         Ok(out)
     }
+}
+
+/// Whether a query event ran with foreign key checks on (its `Flags2` status variable).
+fn foreign_key_checks(q: &QueryEvent<'_>) -> bool {
+    let off = q.status_vars().get_status_var(StatusVarKey::Flags2).is_some_and(|v| {
+        matches!(v.get_value(), Ok(StatusVarVal::Flags2(f)) if f.get().contains(Flags2::OPTION_NO_FOREIGN_KEY_CHECKS))
+    });
+    !off
 }
 
 /// The first keyword of a statement, upper-cased, after leading comments.

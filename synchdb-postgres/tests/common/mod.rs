@@ -92,6 +92,7 @@ pub fn tx(seq: u64, end: u64, events: Vec<ChangeEvent>) -> Transaction {
         commit_time: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         end_position: pos(end),
         events,
+        foreign_key_checks: true,
     }
 }
 
