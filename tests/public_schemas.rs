@@ -73,6 +73,49 @@ async fn rental_store_snapshot_workload_ddl_and_kills() {
     assert_replica_equal(&mut my, src.name(), &pg).await;
 }
 
+/// The same store loaded while `replicate` follows an empty database, as a dump
+/// restore does: tables in name order with FOREIGN_KEY_CHECKS=0 (children
+/// before their parents), triggers, routines, then the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rental_store_restored_while_following() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("restore").unwrap();
+    let target = synchdb_testkit::postgres().create_database("restore").unwrap();
+    let pg = connect_pg(&target.url()).await;
+    let cmd = || {
+        let mut c = replicate(&server.url(), src.name(), &target.url(), "restore");
+        c.args(["--heartbeat-secs", "1"]);
+        c
+    };
+    run_until_caught_up(cmd());
+    let mut follower = spawn(cmd());
+    let mut my = connect_my(&src.url()).await;
+    run_workload(&mut my, &split_script(SCHEMA)).await;
+    run_workload(&mut my, &split_script(WORKLOAD)).await;
+    wait_caught_up(&mut my, &pg, "restore", &mut follower).await;
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    // Every foreign key the source has now, whatever the creation order.
+    let source_fks: i64 = {
+        use mysql_async::prelude::Queryable;
+        my.exec_first(
+            "SELECT count(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ?",
+            (src.name(),),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    let fks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE n.nspname = $1 AND c.contype = 'f'",
+    )
+    .bind(src.name())
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(fks, source_fks, "every foreign key is on the replica");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_partition_stops_with_a_clear_error() {
     let server = synchdb_testkit::mariadb();

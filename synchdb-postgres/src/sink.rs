@@ -210,29 +210,21 @@ impl PgSink {
                         .fetch_one(&mut *applier.conn)
                         .await
                         .map_err(|err| sqlx_error(err, &cx))?;
-                        if referenced {
-                            // InnoDB truncates a referenced table only with FOREIGN_KEY_CHECKS=0,
-                            // leaving the referencing rows as they are; PostgreSQL refuses TRUNCATE
-                            // there, so the rows are deleted with foreign-key triggers off.
-                            if tx.foreign_key_checks {
-                                set_replica_role(applier.conn, true, tx).await?;
-                            }
-                            let sql = format!("DELETE FROM {target}");
-                            applier
-                                .conn
-                                .execute(AssertSqlSafe(sql))
-                                .await
-                                .map_err(|err| sqlx_error(err, &cx))?;
-                            if tx.foreign_key_checks {
-                                set_replica_role(applier.conn, false, tx).await?;
-                            }
+                        // InnoDB truncates a referenced table only with FOREIGN_KEY_CHECKS=0,
+                        // leaving the referencing rows as they are; PostgreSQL refuses TRUNCATE
+                        // there, so the rows are deleted with foreign-key triggers off.
+                        let switch_role = referenced && tx.foreign_key_checks;
+                        if switch_role {
+                            set_replica_role(applier.conn, true, tx).await?;
+                        }
+                        let sql = if referenced {
+                            format!("DELETE FROM {target}")
                         } else {
-                            let sql = format!("TRUNCATE {target}");
-                            applier
-                                .conn
-                                .execute(AssertSqlSafe(sql))
-                                .await
-                                .map_err(|err| sqlx_error(err, &cx))?;
+                            format!("TRUNCATE {target}")
+                        };
+                        applier.conn.execute(AssertSqlSafe(sql)).await.map_err(|err| sqlx_error(err, &cx))?;
+                        if switch_role {
+                            set_replica_role(applier.conn, false, tx).await?;
                         }
                     }
                     ChangeEvent::Schema(e) => {

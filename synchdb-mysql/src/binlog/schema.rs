@@ -161,7 +161,19 @@ impl Schemas {
     fn create(&mut self, schema: TableSchema, out: &mut Vec<Applied>) {
         let a = Arc::new(schema);
         self.tables.insert(a.id.clone(), a.clone());
-        out.push(Applied::Schema(SchemaChange::CreateTable { schema: (*a).clone() }, Some(a)));
+        out.push(Applied::Schema(SchemaChange::CreateTable { schema: (*a).clone() }, Some(a.clone())));
+        // Tables created before the one they reference (dumps create them in name order
+        // with FOREIGN_KEY_CHECKS=0): their keys could not be made then; they can now.
+        let mut waiting: Vec<&Arc<TableSchema>> = self.tables.values().filter(|t| t.id != a.id).collect();
+        waiting.sort_by(|x, y| x.id.cmp(&y.id));
+        for t in waiting {
+            for fk in t.foreign_keys.iter().filter(|fk| fk.referenced_table == a.id) {
+                out.push(Applied::Schema(
+                    SchemaChange::AddForeignKey { table: t.id.clone(), foreign_key: fk.clone() },
+                    Some(t.clone()),
+                ));
+            }
+        }
     }
 
     fn drop_table(&mut self, id: &TableId, out: &mut Vec<Applied>) {
@@ -569,6 +581,28 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_table_created_after_its_referencing_tables_gets_their_keys() {
+        // mysqldump order with FOREIGN_KEY_CHECKS=0: the child first, its parent later.
+        let mut s = tracked();
+        let out = run(
+            &mut s,
+            "CREATE TABLE a_child (id INT PRIMARY KEY, p_id INT, CONSTRAINT fk_p FOREIGN KEY (p_id) REFERENCES p (id))",
+        )
+        .await;
+        assert_eq!(out.len(), 1, "no parent yet: {out:?}");
+        let out = run(&mut s, "CREATE TABLE p (id INT PRIMARY KEY)").await;
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            matches!(&out[0], Applied::Schema(SchemaChange::CreateTable { schema }, _) if schema.id.table == "p")
+        );
+        let Applied::Schema(SchemaChange::AddForeignKey { table, foreign_key }, Some(after)) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((table.table.as_str(), foreign_key.name.as_str()), ("a_child", "fk_p"));
+        assert_eq!(after.id.table, "a_child");
     }
 
     #[tokio::test]
