@@ -483,6 +483,15 @@ pub(crate) fn translate_default(
     if pg.identity {
         return Ok(None);
     }
+    if let (C::Bit { .. }, ColumnDefault::Literal(v) | ColumnDefault::Expression(v)) = (&col.column_type, d) {
+        // b'0101', 0b0101, 5 (MySQL's spellings of a BIT value) as the bits PostgreSQL takes.
+        let w = pg.bit_width.unwrap_or(1) as usize;
+        let bits = bit_literal_digits(v).ok_or_else(|| format!("bit default {v:?} not translated"))?;
+        if bits.len() > w {
+            return Err(format!("bit default {v:?} wider than the column"));
+        }
+        return Ok(Some(format!("{}::{}", literal(&format!("{bits:0>w$}")), pg.sql_type)));
+    }
     match d {
         ColumnDefault::Null => Ok(None),
         ColumnDefault::Expression(e) => {
@@ -527,17 +536,27 @@ pub(crate) fn translate_default(
                     }
                 }
                 C::Time { .. } | C::Uuid | C::Inet4 | C::Inet6 => cast(s),
-                C::Bit { .. } if !s.is_empty() && s.bytes().all(|b| b == b'0' || b == b'1') => {
-                    let w = pg.bit_width.unwrap_or(1) as usize;
-                    if s.len() > w {
-                        return Err(format!("bit default {s:?} wider than the column"));
-                    }
-                    cast(&format!("{s:0>w$}"))
-                }
                 _ => Err(format!("literal default {s:?} of {} not translated", col.column_type)),
             }
         }
         _ => Err("unknown default kind".into()),
+    }
+}
+
+/// The binary digits of a BIT default: `b'0101'`, `B'0101'`, `0b0101`, or a
+/// number (`DEFAULT 5` is MySQL's decimal five, `101`).
+fn bit_literal_digits(v: &str) -> Option<String> {
+    let v = v.trim();
+    let is_bits = |d: &str| !d.is_empty() && d.bytes().all(|b| b == b'0' || b == b'1');
+    let inner = v
+        .strip_prefix("b'")
+        .or_else(|| v.strip_prefix("B'"))
+        .and_then(|r| r.strip_suffix('\''))
+        .or_else(|| v.strip_prefix("0b"));
+    match inner {
+        Some(d) if is_bits(d) => Some(d.to_string()),
+        Some(_) => None,
+        None => v.parse::<u64>().ok().map(|n| format!("{n:b}")),
     }
 }
 
@@ -708,5 +727,12 @@ mod tests {
         c.default = Some(ColumnDefault::Literal("it's".into()));
         let pg = map_column(&TableId::new("d", "t"), &c, &PgSinkOptions::new(), false).unwrap();
         assert_eq!(translate_default(&c, &pg, ZeroDatePolicy::Error).unwrap().unwrap(), "'it''s'");
+        assert_eq!(bit_literal_digits("b'0101'").as_deref(), Some("0101"));
+        assert_eq!(bit_literal_digits("B'1'").as_deref(), Some("1"));
+        assert_eq!(bit_literal_digits("0b11").as_deref(), Some("11"));
+        assert_eq!(bit_literal_digits("10").as_deref(), Some("1010"));
+        assert_eq!(bit_literal_digits("5").as_deref(), Some("101"));
+        assert_eq!(bit_literal_digits("b'012'"), None);
+        assert_eq!(bit_literal_digits("x'0f'"), None);
     }
 }
