@@ -231,3 +231,43 @@ async fn foreign_key_checks_off_loads_deletes_and_truncates() {
     .unwrap();
     assert_eq!(kept, [10, 11, 13, 20, 21, 30], "no cascade where the source had checks off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_versioned_table_is_a_clear_error_unless_excluded() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("versioned").unwrap();
+    let target = synchdb_testkit::postgres().create_database("versioned").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(&mut my, &["CREATE TABLE plain (id INT PRIMARY KEY)"]).await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "versioned"));
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE hist (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
+            "INSERT INTO hist VALUES (1, 1)",
+            "INSERT INTO plain VALUES (1)",
+        ],
+    )
+    .await;
+    let out = replicate(&server.url(), src.name(), &target.url(), "versioned")
+        .arg("--until-caught-up")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replicate must stop: {stderr}");
+    assert!(
+        stderr.contains("system-versioned") && stderr.contains(&format!("{}.hist", src.name())),
+        "the error names the table: {stderr}"
+    );
+    // Excluded, the rest replicates.
+    let mut cmd = replicate(&server.url(), src.name(), &target.url(), "versioned");
+    cmd.args(["--tables", &format!("!{}.hist", src.name())]);
+    run_until_caught_up(cmd);
+    let pg = connect_pg(&target.url()).await;
+    let n: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{}\".plain", src.name())))
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+}

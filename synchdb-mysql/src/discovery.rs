@@ -137,6 +137,21 @@ async fn load(conn: &mut Conn, databases: &[String], table: Option<&str>) -> Res
         schema.comment = get(&mut r, 2).unwrap_or_default();
         tables.insert(id, schema);
     }
+    // MariaDB system-versioned tables log hidden row_start/row_end columns that
+    // information_schema does not show: not replicated, and said so.
+    for mut r in select(
+        conn,
+        &format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE {where_} AND TABLE_TYPE = 'SYSTEM VERSIONED'"
+        ),
+        params.clone(),
+    )
+    .await?
+    {
+        let id = TableId::new(get(&mut r, 0).unwrap_or_default(), get(&mut r, 1).unwrap_or_default());
+        tracing::warn!(table = %id, "system-versioned table not replicated (unsupported)");
+    }
     if tables.is_empty() {
         return Ok(Vec::new());
     }
