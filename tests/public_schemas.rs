@@ -19,6 +19,18 @@ use common::*;
 const SCHEMA: &str = include_str!("fixtures/rentals.sql");
 const WORKLOAD: &str = include_str!("fixtures/rentals_workload.sql");
 
+/// Foreign keys in one target schema.
+async fn foreign_keys(pg: &sqlx::PgPool, schema: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE n.nspname = $1 AND c.contype = 'f'",
+    )
+    .bind(schema)
+    .fetch_one(pg)
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rental_store_snapshot_workload_ddl_and_kills() {
     let server = synchdb_testkit::mariadb();
@@ -37,14 +49,7 @@ async fn rental_store_snapshot_workload_ddl_and_kills() {
     assert!(out.contains("snapshot"), "summary printed: {out}");
     assert_replica_equal(&mut my, src.name(), &pg).await;
     // The replica keeps the source's keys and indexes (the spatial one needs PostGIS).
-    let fks: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
-         WHERE n.nspname = $1 AND c.contype = 'f'",
-    )
-    .bind(src.name())
-    .fetch_one(&pg)
-    .await
-    .unwrap();
+    let fks = foreign_keys(&pg, src.name()).await;
     assert_eq!(fks, 23, "every foreign key is on the replica");
     let fulltext: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'film_text_idx_title_description'",
@@ -105,14 +110,7 @@ async fn rental_store_restored_while_following() {
         .unwrap()
         .unwrap()
     };
-    let fks: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
-         WHERE n.nspname = $1 AND c.contype = 'f'",
-    )
-    .bind(src.name())
-    .fetch_one(&pg)
-    .await
-    .unwrap();
+    let fks = foreign_keys(&pg, src.name()).await;
     assert_eq!(fks, source_fks, "every foreign key is on the replica");
 }
 
