@@ -80,6 +80,12 @@ pub(crate) async fn discover_tables(conn: &mut Conn, filter: &TableFilter) -> Re
     }
     let mut tables = load(conn, &databases, None).await?;
     tables.retain(|t| filter.matches(&t.id));
+    for db in &databases {
+        if !tables.iter().any(|t| &t.id.database == db) {
+            // Not an error: tables created later are picked up in follow mode.
+            tracing::warn!(database = %db, "no selected tables in this database (does it exist?)");
+        }
+    }
     Ok(tables)
 }
 
