@@ -269,3 +269,56 @@ async fn system_versioned_table_is_a_clear_error_unless_excluded() {
             .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_based_row_changes_stop_with_a_clear_error() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("stmt").unwrap();
+    let other = server.create_database("stmt_other").unwrap();
+    let target = synchdb_testkit::postgres().create_database("stmt").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT)".to_string(),
+            format!("CREATE TABLE `{}`.u (id INT PRIMARY KEY)", other.name()),
+        ],
+    )
+    .await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "stmt"));
+    // Statement-based writes to a table that is not replicated are no concern.
+    run_workload(
+        &mut my,
+        &[
+            "SET SESSION binlog_format = 'STATEMENT'".to_string(),
+            format!("INSERT INTO `{}`.u VALUES (1)", other.name()),
+            "SET SESSION binlog_format = 'ROW'".to_string(),
+            "INSERT INTO t VALUES (1, 1)".to_string(),
+        ],
+    )
+    .await;
+    let out = run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "stmt"));
+    assert!(out.contains("applied 1 transactions: 1 inserts"), "{out}");
+    // To a replicated table they cannot be replayed: a typed error, the checkpoint stays.
+    run_workload(
+        &mut my,
+        &[
+            "SET SESSION binlog_format = 'STATEMENT'",
+            "UPDATE t SET v = 2 WHERE id = 1",
+            "SET SESSION binlog_format = 'ROW'",
+        ],
+    )
+    .await;
+    let out = replicate(&server.url(), src.name(), &target.url(), "stmt")
+        .arg("--until-caught-up")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replicate must stop: {stderr}");
+    assert!(
+        stderr.contains("binlog_format=ROW")
+            && stderr.contains(&format!("{}.t", src.name()))
+            && stderr.contains("mysql-bin."),
+        "the error names the setting, the table and the position: {stderr}"
+    );
+}

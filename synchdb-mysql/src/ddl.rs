@@ -167,6 +167,9 @@ pub(crate) enum QueryKind {
     Rollback,
     /// A statement that may change a table's shape (parse it).
     TableDdl,
+    /// Row changes as SQL text (statement-based logging: a session with
+    /// `binlog_format=STATEMENT`, or MariaDB emptying a MEMORY table).
+    Dml,
     /// Anything else (SAVEPOINT, GRANT, SET, CREATE VIEW, ...): ignored.
     Other,
 }
@@ -187,6 +190,7 @@ pub(crate) fn classify(sql: &str) -> QueryKind {
         ["DROP", "TABLE" | "INDEX" | "DATABASE" | "SCHEMA", ..] => QueryKind::TableDdl,
         ["DROP", "TEMPORARY", ..] => QueryKind::Other,
         ["RENAME", "TABLE", ..] | ["TRUNCATE", ..] => QueryKind::TableDdl,
+        ["INSERT" | "REPLACE" | "UPDATE" | "DELETE", ..] | ["LOAD", "DATA" | "XML", ..] => QueryKind::Dml,
         _ => QueryKind::Other,
     }
 }
@@ -1098,6 +1102,78 @@ pub(crate) fn add_key(schema: &mut TableSchema, key: IndexDef) -> Option<IndexSc
 /// Names of the tables a DDL statement may touch, from its tokens only (no
 /// full parse): used to ignore statements about unselected tables cheaply.
 /// `None` when the names cannot be told (the caller then parses).
+/// The tables a DML statement writes (`INSERT|REPLACE INTO t`, `UPDATE t [, u]`,
+/// `DELETE FROM t`, `DELETE t FROM ...`, `LOAD DATA ... INTO TABLE t`), or `None`
+/// when they cannot be told from the text.
+pub(crate) fn dml_tables(sql: &str, default_db: &str) -> Option<Vec<TableId>> {
+    let tokens = tokenize(sql).ok()?;
+    let name_at = |i: usize| -> Option<(TableId, usize)> {
+        match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
+            (Some(Token::Word(d)), Some(Token::Period), Some(Token::Word(t))) => {
+                Some((TableId::new(d.value.clone(), t.value.clone()), i + 3))
+            }
+            (Some(Token::Word(t)), _, _) if !default_db.is_empty() => {
+                Some((TableId::new(default_db, t.value.clone()), i + 1))
+            }
+            _ => None,
+        }
+    };
+    let modifiers = ["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "QUICK", "CONCURRENT", "LOCAL"];
+    let skip = |mut i: usize| {
+        while modifiers.iter().any(|m| is_word(tokens.get(i), m)) {
+            i += 1;
+        }
+        i
+    };
+    let first = upper_words(&tokens, 1).into_iter().next()?;
+    let mut out = Vec::new();
+    match first.as_str() {
+        "INSERT" | "REPLACE" => {
+            let mut i = skip(1);
+            if is_word(tokens.get(i), "INTO") {
+                i += 1;
+            }
+            out.push(name_at(i)?.0);
+        }
+        "UPDATE" => {
+            // UPDATE t [alias] [, u [alias]] SET ...: every listed table may be written.
+            let set = tokens.iter().position(|t| is_word(Some(t), "SET"))?;
+            let mut i = skip(1);
+            while i < set {
+                let (id, next) = name_at(i)?;
+                out.push(id);
+                i = next;
+                while i < set && !matches!(tokens.get(i), Some(Token::Comma)) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            if tokens[1..set].iter().any(|t| is_word(Some(t), "JOIN")) {
+                return None;
+            }
+        }
+        "DELETE" => {
+            let i = skip(1);
+            let from = tokens.iter().position(|t| is_word(Some(t), "FROM"))?;
+            if from == i {
+                out.push(name_at(from + 1)?.0);
+                if tokens.iter().any(|t| is_word(Some(t), "USING") || is_word(Some(t), "JOIN")) {
+                    return None;
+                }
+            } else {
+                // Multi-table DELETE t1, t2 FROM ...: aliases cannot be resolved here.
+                return None;
+            }
+        }
+        "LOAD" => {
+            let t = tokens.iter().position(|t| is_word(Some(t), "TABLE"))?;
+            out.push(name_at(t + 1)?.0);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
 pub(crate) fn quick_tables(sql: &str, default_db: &str) -> Option<Vec<TableId>> {
     let tokens = tokenize(sql).ok()?;
     let words = upper_words(&tokens, 2);
@@ -1203,6 +1279,21 @@ mod tests {
         assert_eq!(classify("GRANT ALL ON *.* TO u"), QueryKind::Other);
         assert_eq!(classify("FLUSH PRIVILEGES"), QueryKind::Other);
         assert_eq!(classify("ANALYZE TABLE t"), QueryKind::Other);
+        assert_eq!(classify("INSERT INTO t VALUES (1)"), QueryKind::Dml);
+        assert_eq!(classify("/* x */ DELETE FROM `db`.`mem`"), QueryKind::Dml);
+        assert_eq!(classify("LOAD DATA INFILE 'f' INTO TABLE t"), QueryKind::Dml);
+        let t = |d: &str, n: &str| TableId::new(d, n);
+        assert_eq!(dml_tables("INSERT IGNORE INTO a.t (x) VALUES (1)", "db"), Some(vec![t("a", "t")]));
+        assert_eq!(dml_tables("REPLACE t SELECT * FROM u", "db"), Some(vec![t("db", "t")]));
+        assert_eq!(dml_tables("UPDATE LOW_PRIORITY t SET x = 1", "db"), Some(vec![t("db", "t")]));
+        assert_eq!(
+            dml_tables("UPDATE t a, b.u c SET a.x = c.x", "db"),
+            Some(vec![t("db", "t"), t("b", "u")])
+        );
+        assert_eq!(dml_tables("UPDATE t JOIN u ON t.id = u.id SET t.x = 1", "db"), None);
+        assert_eq!(dml_tables("DELETE QUICK FROM `db`.`mem`", "x"), Some(vec![t("db", "mem")]));
+        assert_eq!(dml_tables("DELETE t FROM t JOIN u", "db"), None);
+        assert_eq!(dml_tables("LOAD DATA LOCAL INFILE 'f' INTO TABLE t", "db"), Some(vec![t("db", "t")]));
         assert_eq!(classify("SET @a = 1"), QueryKind::Other);
         assert_eq!(classify("DROP TEMPORARY TABLE IF EXISTS t"), QueryKind::Other);
         assert_eq!(classify("DROP TABLE `t` /* generated by server */"), QueryKind::TableDdl);

@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 use self::mariadb_events as maria;
 use self::schema::{Applied, Schemas};
 use self::stream::{ServerInfo, SideConn, StreamStart};
-use crate::ddl::{classify, parse_ddl, quick_tables, QueryKind};
+use crate::ddl::{classify, dml_tables, parse_ddl, quick_tables, QueryKind};
 use crate::options::MySqlSourceOptions;
 
 /// How long reconnecting may keep failing before follow mode gives up.
@@ -353,6 +353,35 @@ impl<'a> Follower<'a> {
                         let sql = sql.into_owned();
                         let fk_checks = foreign_key_checks(&q);
                         return self.ddl(&sql, &db, fk_checks, (begin, end), time).await;
+                    }
+                    QueryKind::Dml => {
+                        // Row changes as SQL text cannot be replayed exactly: stop rather
+                        // than let the replica drift when they touch a replicated table.
+                        let db = q.schema();
+                        let hit = match dml_tables(&sql, &db) {
+                            Some(tables) => tables.into_iter().find(|t| self.schemas.is_selected(t)),
+                            None if self.schemas.tracks_database(&db) => Some(TableId::new(db.as_ref(), "")),
+                            None => None,
+                        };
+                        if let Some(table) = hit {
+                            let mut e = Error::new(
+                                ErrorKind::SourceSetting,
+                                format!(
+                                    "statement-based row changes in the binlog ({:?}): every session writing \
+                                     replicated tables must use binlog_format=ROW (a MEMORY table emptied by a \
+                                     server restart logs this too); re-snapshot the table to go on",
+                                    short(&sql)
+                                ),
+                            )
+                            .with_position(at);
+                            if !table.table.is_empty() {
+                                e = e.with_table(table);
+                            }
+                            return Err(e);
+                        }
+                        if self.tx.is_none() {
+                            return self.commit(end, time).await;
+                        }
                     }
                     QueryKind::Other => {
                         if self.tx.is_none() {
