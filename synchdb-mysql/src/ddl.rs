@@ -389,7 +389,57 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         }
         out.push(t);
     }
-    Ok(out)
+    Ok(without_attributes(out))
+}
+
+/// Drop the attributes sqlparser does not read and that do not change what
+/// the replica stores: `VARCHAR(n) BINARY` (a binary collation), an index's
+/// `USING BTREE|HASH` before its column list, `WITH PARSER p`, and MariaDB's
+/// `IGNORED` / `NOT IGNORED` index flag.
+fn without_attributes(tokens: Vec<Token>) -> Vec<Token> {
+    const TEXT_TYPES: [&str; 6] = ["CHAR", "VARCHAR", "TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT"];
+    let word = |t: Option<&Token>, kw: &str| is_word(t, kw);
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let next = tokens.get(i + 1);
+        if word(Some(t), "BINARY") && !matches!(next, Some(Token::LParen)) {
+            let after_text_type = match out.last() {
+                Some(Token::RParen) => true,
+                Some(Token::Word(w)) => {
+                    w.quote_style.is_none() && TEXT_TYPES.iter().any(|k| w.value.eq_ignore_ascii_case(k))
+                }
+                _ => false,
+            };
+            if after_text_type {
+                i += 1;
+                continue;
+            }
+        }
+        if word(Some(t), "USING")
+            && (word(next, "BTREE") || word(next, "HASH"))
+            && matches!(tokens.get(i + 2), Some(Token::LParen))
+        {
+            i += 2;
+            continue;
+        }
+        if word(Some(t), "WITH") && word(next, "PARSER") {
+            i += 3;
+            continue;
+        }
+        if word(Some(t), "IGNORED") && matches!(out.last(), Some(Token::RParen)) {
+            i += 1;
+            continue;
+        }
+        if word(Some(t), "NOT") && word(next, "IGNORED") && matches!(out.last(), Some(Token::RParen)) {
+            i += 2;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    out
 }
 
 /// `CREATE TABLE ... PARTITION BY ...`: the partitioning clause (which
@@ -1280,6 +1330,21 @@ mod tests {
         assert_eq!(classify("FLUSH PRIVILEGES"), QueryKind::Other);
         assert_eq!(classify("ANALYZE TABLE t"), QueryKind::Other);
         assert_eq!(classify("INSERT INTO t VALUES (1)"), QueryKind::Dml);
+        for sql in [
+            "ALTER TABLE t MODIFY c VARCHAR(20) BINARY NOT NULL",
+            "ALTER TABLE t ADD PRIMARY KEY USING BTREE (id)",
+            "ALTER TABLE t ADD FULLTEXT KEY ft (a, b) WITH PARSER ngram",
+            "ALTER TABLE t ADD INDEX k2 (a) IGNORED, ADD INDEX k3 (b) NOT IGNORED",
+            "CREATE TABLE t2 (id BINARY(16) PRIMARY KEY, p VARCHAR(40) BINARY, q TEXT BINARY, KEY k USING HASH (p))",
+        ] {
+            assert!(matches!(parse_ddl(sql, "db"), Ok(Some(_))), "{sql}: {:?}", parse_ddl(sql, "db"));
+        }
+        let Ok(Some(Ddl::CreateTable { schema, .. })) =
+            parse_ddl("CREATE TABLE t2 (id BINARY(16) PRIMARY KEY, p VARCHAR(40) BINARY)", "db")
+        else {
+            panic!()
+        };
+        assert_eq!(schema.columns[0].column_type, ColumnType::Binary { length: 16 });
         assert_eq!(classify("/* x */ DELETE FROM `db`.`mem`"), QueryKind::Dml);
         assert_eq!(classify("LOAD DATA INFILE 'f' INTO TABLE t"), QueryKind::Dml);
         let t = |d: &str, n: &str| TableId::new(d, n);
