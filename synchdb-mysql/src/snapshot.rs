@@ -712,7 +712,18 @@ struct Worker {
 
 impl Worker {
     /// `Ok(true)` when the queue is empty, `Ok(false)` when stopped early.
+    /// Read chunks until the queue is empty; however that ends, end the
+    /// snapshot transaction here, so the metadata locks it holds are released
+    /// now (an ALTER TABLE on the source waits for them), not whenever the
+    /// runtime gets to clean up a dropped connection.
     async fn run(mut self) -> Result<bool> {
+        let result = self.read_chunks().await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.conn.query_drop("ROLLBACK")).await;
+        result
+    }
+
+    async fn read_chunks(&mut self) -> Result<bool> {
         loop {
             if *self.shutdown.borrow() {
                 return Ok(false);
