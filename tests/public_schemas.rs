@@ -19,6 +19,14 @@ use common::*;
 const SCHEMA: &str = include_str!("fixtures/rentals.sql");
 const WORKLOAD: &str = include_str!("fixtures/rentals_workload.sql");
 
+/// Rows of one target table.
+async fn count_rows(pg: &sqlx::PgPool, schema: &str, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{schema}\".\"{table}\"")))
+        .fetch_one(pg)
+        .await
+        .unwrap()
+}
+
 /// Foreign keys in one target schema.
 async fn foreign_keys(pg: &sqlx::PgPool, schema: &str) -> i64 {
     sqlx::query_scalar(
@@ -146,11 +154,7 @@ async fn truncate_partition_stops_with_a_clear_error() {
     );
     // The checkpoint stays before the statement: nothing after it was applied.
     let pg = connect_pg(&target.url()).await;
-    let n: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{}\".p", src.name())))
-            .fetch_one(&pg)
-            .await
-            .unwrap();
+    let n = count_rows(&pg, src.name(), "p").await;
     assert_eq!(n, 2);
 }
 
@@ -186,18 +190,12 @@ async fn foreign_key_checks_off_loads_deletes_and_truncates() {
     assert_replica_equal(&mut my, src.name(), &pg).await;
 
     let mut follower = spawn(cmd());
-    let child_rows = |pg: sqlx::PgPool, name: String| async move {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{name}\".child")))
-            .fetch_one(&pg)
-            .await
-            .unwrap()
-    };
     run_workload(&mut my, &["SET FOREIGN_KEY_CHECKS = 0", "INSERT INTO child VALUES (20, 100), (21, 100)"])
         .await;
     // The child rows are applied (and committed) before their parent exists.
     wait_until("the child rows on the replica", Duration::from_secs(30), || {
         let (pg, name) = (pg.clone(), src.name().to_string());
-        async move { child_rows(pg, name).await == 6 }
+        async move { count_rows(&pg, &name, "child").await == 6 }
     })
     .await;
     run_workload(
@@ -262,11 +260,7 @@ async fn system_versioned_table_is_a_clear_error_unless_excluded() {
     cmd.args(["--tables", &format!("!{}.hist", src.name())]);
     run_until_caught_up(cmd);
     let pg = connect_pg(&target.url()).await;
-    let n: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{}\".plain", src.name())))
-            .fetch_one(&pg)
-            .await
-            .unwrap();
+    let n = count_rows(&pg, src.name(), "plain").await;
     assert_eq!(n, 1);
 }
 

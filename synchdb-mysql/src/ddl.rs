@@ -1152,22 +1152,26 @@ pub(crate) fn add_key(schema: &mut TableSchema, key: IndexDef) -> Option<IndexSc
 /// Names of the tables a DDL statement may touch, from its tokens only (no
 /// full parse): used to ignore statements about unselected tables cheaply.
 /// `None` when the names cannot be told (the caller then parses).
+/// The table named at `tokens[i]` (`db.t` or `t` in the default database) and
+/// the index after it.
+fn table_name_at(tokens: &[Token], i: usize, default_db: &str) -> Option<(TableId, usize)> {
+    match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
+        (Some(Token::Word(d)), Some(Token::Period), Some(Token::Word(t))) => {
+            Some((TableId::new(d.value.clone(), t.value.clone()), i + 3))
+        }
+        (Some(Token::Word(t)), _, _) if !default_db.is_empty() => {
+            Some((TableId::new(default_db, t.value.clone()), i + 1))
+        }
+        _ => None,
+    }
+}
+
 /// The tables a DML statement writes (`INSERT|REPLACE INTO t`, `UPDATE t [, u]`,
 /// `DELETE FROM t`, `DELETE t FROM ...`, `LOAD DATA ... INTO TABLE t`), or `None`
 /// when they cannot be told from the text.
 pub(crate) fn dml_tables(sql: &str, default_db: &str) -> Option<Vec<TableId>> {
     let tokens = tokenize(sql).ok()?;
-    let name_at = |i: usize| -> Option<(TableId, usize)> {
-        match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
-            (Some(Token::Word(d)), Some(Token::Period), Some(Token::Word(t))) => {
-                Some((TableId::new(d.value.clone(), t.value.clone()), i + 3))
-            }
-            (Some(Token::Word(t)), _, _) if !default_db.is_empty() => {
-                Some((TableId::new(default_db, t.value.clone()), i + 1))
-            }
-            _ => None,
-        }
-    };
+    let name_at = |i: usize| table_name_at(&tokens, i, default_db);
     let modifiers = ["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "QUICK", "CONCURRENT", "LOCAL"];
     let skip = |mut i: usize| {
         while modifiers.iter().any(|m| is_word(tokens.get(i), m)) {
@@ -1228,17 +1232,7 @@ pub(crate) fn quick_tables(sql: &str, default_db: &str) -> Option<Vec<TableId>> 
     let tokens = tokenize(sql).ok()?;
     let words = upper_words(&tokens, 2);
     let mut names = Vec::new();
-    let read_name = |i: usize| -> Option<(TableId, usize)> {
-        match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
-            (Some(Token::Word(d)), Some(Token::Period), Some(Token::Word(t))) => {
-                Some((TableId::new(d.value.clone(), t.value.clone()), i + 3))
-            }
-            (Some(Token::Word(t)), _, _) if !default_db.is_empty() => {
-                Some((TableId::new(default_db, t.value.clone()), i + 1))
-            }
-            _ => None,
-        }
-    };
+    let read_name = |i: usize| table_name_at(&tokens, i, default_db);
     let skip_if = |mut i: usize| {
         if is_word(tokens.get(i), "IF") {
             i += if is_word(tokens.get(i + 1), "NOT") { 3 } else { 2 };
