@@ -31,14 +31,6 @@ fn with_mapping(mut cmd: Command, path: &PathBuf) -> Command {
     cmd
 }
 
-/// Run `replicate --until-caught-up`, expecting failure; returns stdout + stderr.
-fn run_failing(mut cmd: Command) -> String {
-    let out = cmd.arg("--until-caught-up").output().expect("run replicate");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "replicate should fail:\n{text}");
-    text
-}
-
 fn hash(s: &str) -> Option<String> {
     match hash_value(KEY.as_bytes(), &Value::Text(s.into())) {
         Value::Text(h) => Some(h),

@@ -140,12 +140,7 @@ async fn truncate_partition_stops_with_a_clear_error() {
     run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "parts"));
     // Rows removed inside the storage engine, not in the binlog: the replica cannot follow.
     run_workload(&mut my, &["ALTER TABLE p TRUNCATE PARTITION p0", "INSERT INTO p VALUES (2, 3)"]).await;
-    let out = replicate(&server.url(), src.name(), &target.url(), "parts")
-        .arg("--until-caught-up")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "replicate must stop: {stderr}");
+    let stderr = run_failing(replicate(&server.url(), src.name(), &target.url(), "parts"));
     assert!(
         stderr.contains("TRUNCATE PARTITION")
             && stderr.contains(&format!("{}.p", src.name()))
@@ -245,12 +240,7 @@ async fn system_versioned_table_is_a_clear_error_unless_excluded() {
         ],
     )
     .await;
-    let out = replicate(&server.url(), src.name(), &target.url(), "versioned")
-        .arg("--until-caught-up")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "replicate must stop: {stderr}");
+    let stderr = run_failing(replicate(&server.url(), src.name(), &target.url(), "versioned"));
     assert!(
         stderr.contains("system-versioned") && stderr.contains(&format!("{}.hist", src.name())),
         "the error names the table: {stderr}"
@@ -303,12 +293,7 @@ async fn statement_based_row_changes_stop_with_a_clear_error() {
         ],
     )
     .await;
-    let out = replicate(&server.url(), src.name(), &target.url(), "stmt")
-        .arg("--until-caught-up")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "replicate must stop: {stderr}");
+    let stderr = run_failing(replicate(&server.url(), src.name(), &target.url(), "stmt"));
     assert!(
         stderr.contains("binlog_format=ROW")
             && stderr.contains(&format!("{}.t", src.name()))

@@ -213,7 +213,7 @@ fn is_create_table_or_index(rest: &[&str]) -> bool {
 
 /// The first `n` words of `sql`, upper-cased, skipping comments (`/* */`,
 /// `-- `, `#`); MariaDB's executable comments `/*! ... */` are read as code.
-fn leading_words(sql: &str, n: usize) -> Vec<String> {
+pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
     let b = sql.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();

@@ -711,7 +711,6 @@ struct Worker {
 }
 
 impl Worker {
-    /// `Ok(true)` when the queue is empty, `Ok(false)` when stopped early.
     /// Read chunks until the queue is empty; however that ends, end the
     /// snapshot transaction here, so the metadata locks it holds are released
     /// now (an ALTER TABLE on the source waits for them), not whenever the
@@ -723,6 +722,7 @@ impl Worker {
         result
     }
 
+    /// `Ok(true)` when the queue is empty, `Ok(false)` when stopped early.
     async fn read_chunks(&mut self) -> Result<bool> {
         loop {
             if *self.shutdown.borrow() {

@@ -46,6 +46,14 @@ pub fn run_until_caught_up(mut cmd: Command) -> String {
     stdout
 }
 
+/// Run `replicate --until-caught-up`, expecting failure; returns stdout + stderr.
+pub fn run_failing(mut cmd: Command) -> String {
+    let out = cmd.arg("--until-caught-up").output().expect("run replicate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "replicate should fail:\n{text}");
+    text
+}
+
 /// A `replicate` process running in the background, SIGKILLed when dropped
 /// (so a failing test leaves no follower behind).
 pub struct Follower(Child);

@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 use self::mariadb_events as maria;
 use self::schema::{Applied, Schemas};
 use self::stream::{ServerInfo, SideConn, StreamStart};
-use crate::ddl::{classify, dml_tables, parse_ddl, quick_tables, QueryKind};
+use crate::ddl::{classify, dml_tables, leading_words, parse_ddl, quick_tables, QueryKind};
 use crate::options::MySqlSourceOptions;
 
 /// How long reconnecting may keep failing before follow mode gives up.
@@ -358,10 +358,12 @@ impl<'a> Follower<'a> {
                         // Row changes as SQL text cannot be replayed exactly: stop rather
                         // than let the replica drift when they touch a replicated table.
                         let db = q.schema();
-                        let hit = match dml_tables(&sql, &db) {
-                            Some(tables) => tables.into_iter().find(|t| self.schemas.is_selected(t)),
-                            None if self.schemas.tracks_database(&db) => Some(TableId::new(db.as_ref(), "")),
-                            None => None,
+                        // `Some(None)`: the tables cannot be told, but the default database is replicated.
+                        let hit: Option<Option<TableId>> = match dml_tables(&sql, &db) {
+                            Some(tables) => {
+                                tables.into_iter().find(|t| self.schemas.is_selected(t)).map(Some)
+                            }
+                            None => self.schemas.tracks_database(&db).then_some(None),
                         };
                         if let Some(table) = hit {
                             let mut e = Error::new(
@@ -374,7 +376,7 @@ impl<'a> Follower<'a> {
                                 ),
                             )
                             .with_position(at);
-                            if !table.table.is_empty() {
+                            if let Some(table) = table {
                                 e = e.with_table(table);
                             }
                             return Err(e);
@@ -679,25 +681,27 @@ impl<'a> Follower<'a> {
             .with_position(at.clone()));
         };
         let mut out = Vec::new();
-        let creates = upper_first_word(sql).as_deref() == Some("CREATE");
+        let creates = leading_words(sql, 1).first().map(String::as_str) == Some("CREATE");
         let new_tables: Vec<TableId> = tables
             .iter()
             .filter(|t| creates && !self.schemas.is_selected(t) && self.schemas.concerns(&[(*t).clone()]))
             .cloned()
             .collect();
+        if let Some(id) =
+            new_tables.first().filter(|_| sql.to_ascii_uppercase().contains("SYSTEM VERSIONING"))
+        {
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!(
+                    "system-versioned tables are not supported (their hidden row_start/row_end columns \
+                     are in the binlog, not in information_schema): exclude the table to go on ({:?})",
+                    short(sql)
+                ),
+            )
+            .with_table(id.clone())
+            .with_position(at.clone()));
+        }
         for id in &new_tables {
-            if sql.to_ascii_uppercase().contains("SYSTEM VERSIONING") {
-                return Err(Error::new(
-                    ErrorKind::SourceSchema,
-                    format!(
-                        "system-versioned tables are not supported (their hidden row_start/row_end columns \
-                         are in the binlog, not in information_schema): exclude the table to go on ({:?})",
-                        short(sql)
-                    ),
-                )
-                .with_table(id.clone())
-                .with_position(at.clone()));
-            }
             // A new table in a form the parser does not read: take its definition from
             // information_schema, checked against the next table map like any fallback.
             warn!(table = %id, at = %at, error = why, "CREATE TABLE not parsed; definition read from information_schema");
@@ -740,16 +744,6 @@ fn foreign_key_checks(q: &QueryEvent<'_>) -> bool {
         matches!(v.get_value(), Ok(StatusVarVal::Flags2(f)) if f.get().contains(Flags2::OPTION_NO_FOREIGN_KEY_CHECKS))
     });
     !off
-}
-
-/// The first keyword of a statement, upper-cased, after leading comments.
-fn upper_first_word(sql: &str) -> Option<String> {
-    let mut rest = sql.trim_start();
-    while let Some(r) = rest.strip_prefix("/*") {
-        rest = r.split_once("*/").map(|(_, after)| after.trim_start())?;
-    }
-    let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    (!word.is_empty()).then(|| word.to_ascii_uppercase())
 }
 
 fn add_ddl_context(e: Error, sql: &str, at: &BinlogPosition) -> Error {

@@ -1,9 +1,10 @@
 //! Row events (write/update/delete, v1 and v2) into change events.
 //!
 //! The row images are walked here with the table map; each value is parsed
-//! by mysql_common's `BinlogValue` and then goes through the one decoder, `crate::decode::decode_value`, with the
-//! tracked column schema. MySQL 8's binary JSON arrives as
-//! `BinlogValue::Jsonb` and is turned into its JSON text here first.
+//! by mysql_common's `BinlogValue` and then goes through the one decoder,
+//! `crate::decode::decode_value`, with the tracked column schema. MySQL 8's
+//! binary JSON arrives as `BinlogValue::Jsonb` and is turned into its JSON
+//! text here first.
 
 use std::sync::Arc;
 
