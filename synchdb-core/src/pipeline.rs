@@ -618,6 +618,15 @@ async fn handle_message(
             ctx.after_durable(&done).await?;
             Ok(0)
         }
+        SourceMessage::FollowStarted { tables, position } => {
+            let update = StateUpdate {
+                position: Some(position),
+                snapshot: Some(SnapshotUpdate::Finished),
+                schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+            };
+            ctx.with_retry("store the follow start", || ctx.save_state(&update)).await?;
+            Ok(0)
+        }
         SourceMessage::Transaction(tx) => {
             let schemas = schema_updates(&tx);
             let converted = convert_transaction(ctx, converters, tx).await?;

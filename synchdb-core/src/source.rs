@@ -143,6 +143,16 @@ pub enum SourceMessage {
         /// Where follow mode starts.
         position: Position,
     },
+    /// Follow mode starts at `position` without a snapshot (snapshot mode
+    /// `never` on a pipeline with no stored state): the pipeline stores these
+    /// source schemas and the position, so that a restart decodes the binlog
+    /// with the schemas of its checkpoint. No table is created.
+    FollowStarted {
+        /// The tracked source tables at `position`.
+        tables: Vec<Arc<TableSchema>>,
+        /// Where follow mode starts.
+        position: Position,
+    },
     /// One committed source transaction.
     Transaction(Transaction),
     /// No change, but the source has read up to here (keeps the checkpoint and lag current).

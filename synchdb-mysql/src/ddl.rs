@@ -28,10 +28,11 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use synchdb_types::{
-    ColumnDefault, ColumnPosition, ColumnSchema, ColumnType, ForeignKey, IndexColumn, IndexKind, IndexSchema,
+    ColumnPosition, ColumnSchema, ColumnType, ForeignKey, IndexColumn, IndexKind, IndexSchema,
     ReferentialAction, TableId, TableSchema,
 };
 
+use crate::defaults::{normalize as normalize_default, RawDefault};
 use crate::discovery::parse_column_type;
 
 /// A parsed table DDL statement. Table names are resolved against the
@@ -64,6 +65,41 @@ pub(crate) enum Ddl {
 }
 
 impl Ddl {
+    /// Rewrite every table name the statement holds (`lower_case_table_names`).
+    pub(crate) fn map_tables(&mut self, f: &dyn Fn(&mut TableId)) {
+        match self {
+            Ddl::CreateTable { schema, .. } => {
+                f(&mut schema.id);
+                for fk in &mut schema.foreign_keys {
+                    f(&mut fk.referenced_table);
+                }
+            }
+            Ddl::CreateTableLike { table, like, .. } => {
+                f(table);
+                f(like);
+            }
+            Ddl::CreateTableSelect { table } | Ddl::Truncate { table } => f(table),
+            Ddl::DropTables { tables } => tables.iter_mut().for_each(f),
+            Ddl::DropDatabase { .. } => {}
+            Ddl::RenameTables { pairs } => {
+                for (a, b) in pairs {
+                    f(a);
+                    f(b);
+                }
+            }
+            Ddl::AlterTable { table, ops } => {
+                f(table);
+                for op in ops {
+                    match op {
+                        AlterOp::RenameTable { to } => f(to),
+                        AlterOp::AddForeignKey { foreign_key, .. } => f(&mut foreign_key.referenced_table),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// The tables the statement touches (old and new names).
     pub(crate) fn tables(&self) -> Vec<&TableId> {
         match self {
@@ -111,8 +147,9 @@ pub(crate) enum AlterOp {
     },
     /// `RENAME COLUMN a TO b`.
     RenameColumn { from: String, to: String },
-    /// `ALTER [COLUMN] c SET DEFAULT v` (`Some`) / `DROP DEFAULT` (`None`).
-    SetDefault { column: String, default: Option<ColumnDefault> },
+    /// `ALTER [COLUMN] c SET DEFAULT v` (`Some`) / `DROP DEFAULT` (`None`): converted
+    /// to the column's type when applied.
+    SetDefault { column: String, default: Option<RawDefault> },
     /// `ADD INDEX|KEY|UNIQUE|FULLTEXT|SPATIAL|PRIMARY KEY ...`.
     AddIndex(IndexDef),
     /// `DROP INDEX|KEY [IF EXISTS] name` (`PRIMARY` drops the primary key).
@@ -389,7 +426,79 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         }
         out.push(t);
     }
-    Ok(without_attributes(out))
+    Ok(national_types(without_attributes(out)))
+}
+
+/// MySQL's national character types, which sqlparser does not read, as the
+/// plain types with MySQL's national charset (`utf8mb3`, as
+/// information_schema shows them): `NATIONAL VARCHAR(n)`, `NCHAR VARCHAR(n)`,
+/// `NATIONAL CHARACTER VARYING(n)`, `NCHAR VARYING(n)`, `NVARCHAR(n)` are
+/// `VARCHAR(n) CHARACTER SET utf8mb3`; `NATIONAL CHAR[ACTER](n)`, `NCHAR(n)`
+/// are `CHAR(n) CHARACTER SET utf8mb3`. A double-quoted string (a comment,
+/// a default) is a string in MySQL unless `ANSI_QUOTES` is set, which DDL in
+/// the binlog practically never has: it becomes single-quoted.
+fn national_types(tokens: Vec<Token>) -> Vec<Token> {
+    let word = |t: Option<&Token>, kw: &str| is_word(t, kw);
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let at = |k: usize| tokens.get(i + k);
+        // (words consumed, varying)
+        let national = if word(at(0), "NATIONAL") {
+            match () {
+                _ if word(at(1), "VARCHAR") => Some((2, true)),
+                _ if (word(at(1), "CHARACTER") || word(at(1), "CHAR")) && word(at(2), "VARYING") => {
+                    Some((3, true))
+                }
+                _ if word(at(1), "CHARACTER") || word(at(1), "CHAR") => Some((2, false)),
+                _ => None,
+            }
+        } else if word(at(0), "NCHAR") {
+            if word(at(1), "VARCHAR") || word(at(1), "VARYING") {
+                Some((2, true))
+            } else {
+                Some((1, false))
+            }
+        } else if word(at(0), "NVARCHAR") {
+            Some((1, true))
+        } else {
+            None
+        };
+        // Only in a column definition: after the column's name.
+        let after_name = matches!(out.last(), Some(Token::Word(_)));
+        match national {
+            Some((n, varying)) if after_name => {
+                out.push(Token::make_keyword(if varying { "VARCHAR" } else { "CHAR" }));
+                i += n;
+                if matches!(tokens.get(i), Some(Token::LParen)) {
+                    while i < tokens.len() {
+                        let t = tokens[i].clone();
+                        i += 1;
+                        let end = matches!(t, Token::RParen);
+                        out.push(t);
+                        if end {
+                            break;
+                        }
+                    }
+                }
+                out.push(Token::make_keyword("CHARACTER"));
+                out.push(Token::make_keyword("SET"));
+                out.push(Token::make_word("utf8mb3", None));
+            }
+            _ => {
+                let t = match &tokens[i] {
+                    Token::DoubleQuotedString(s) => Token::SingleQuotedString(s.clone()),
+                    Token::Word(w) if w.quote_style == Some('"') => {
+                        Token::SingleQuotedString(w.value.clone())
+                    }
+                    t => t.clone(),
+                };
+                out.push(t);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Drop the attributes sqlparser does not read and that do not change what
@@ -855,7 +964,12 @@ fn column_def_of(c: &ColumnDef) -> Result<(ColumnSchema, Vec<IndexDef>), DdlErro
         match &o.option {
             ColumnOption::Null => col.nullable = true,
             ColumnOption::NotNull => col.nullable = false,
-            ColumnOption::Default(e) => col.default = Some(default_of(e)),
+            ColumnOption::Default(e) => {
+                let raw = default_of(e);
+                let value = normalize_default(&col.column_type, &raw)
+                    .map_err(|why| err(format!("column {}: default {raw:?}: {why}", c.name.value)))?;
+                col.default = Some(value);
+            }
             ColumnOption::PrimaryKey(_) => {
                 col.nullable = false;
                 keys.push(IndexDef::Primary(vec![col.name.clone()]));
@@ -912,24 +1026,44 @@ fn expr_text(e: &Expr) -> String {
     s
 }
 
-fn default_of(e: &Expr) -> ColumnDefault {
+fn default_of(e: &Expr) -> RawDefault {
     use sqlparser::ast::Value as V;
     match e {
         Expr::Value(v) => match &v.value {
-            V::Null => ColumnDefault::Null,
-            V::SingleQuotedString(s) | V::DoubleQuotedString(s) => ColumnDefault::Literal(s.clone()),
-            V::Number(n, _) => ColumnDefault::Literal(n.to_string()),
-            V::Boolean(b) => ColumnDefault::Literal(if *b { "1".into() } else { "0".into() }),
-            V::SingleQuotedByteStringLiteral(s) => ColumnDefault::Literal(format!("b'{s}'")),
-            V::HexStringLiteral(s) => ColumnDefault::Literal(format!("0x{s}")),
-            other => ColumnDefault::Literal(other.to_string()),
+            V::Null => RawDefault::Null,
+            V::SingleQuotedString(s) | V::DoubleQuotedString(s) => RawDefault::Str(s.clone()),
+            V::Number(n, _) => RawDefault::Num(n.to_string()),
+            V::Boolean(b) => RawDefault::Num(if *b { "1".into() } else { "0".into() }),
+            V::SingleQuotedByteStringLiteral(s) => RawDefault::Bits(s.clone()),
+            V::HexStringLiteral(s) => RawDefault::Hex(s.clone()),
+            other => RawDefault::Expr(other.to_string()),
         },
         Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => match default_of(expr) {
-            ColumnDefault::Literal(s) => ColumnDefault::Literal(format!("-{s}")),
-            _ => ColumnDefault::Expression(e.to_string()),
+            RawDefault::Num(s) => RawDefault::Num(match s.strip_prefix('-') {
+                Some(pos) => pos.to_string(),
+                None => format!("-{s}"),
+            }),
+            _ => RawDefault::Expr(e.to_string()),
         },
-        Expr::Nested(inner) => default_of(inner),
-        other => ColumnDefault::Expression(expr_text(other)),
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Plus, expr } => default_of(expr),
+        Expr::Nested(inner) => match default_of(inner) {
+            RawDefault::Expr(_) => RawDefault::Expr(expr_text(e)),
+            literal => literal,
+        },
+        other => {
+            let text = expr_text(other);
+            // `0b0101` and `0x1F` may come through as words.
+            let lower = text.to_ascii_lowercase();
+            match (lower.strip_prefix("0b"), lower.strip_prefix("0x")) {
+                (Some(b), _) if !b.is_empty() && b.bytes().all(|c| c == b'0' || c == b'1') => {
+                    RawDefault::Bits(b.to_string())
+                }
+                (_, Some(h)) if !h.is_empty() && h.bytes().all(|c| c.is_ascii_hexdigit()) => {
+                    RawDefault::Hex(h.to_string())
+                }
+                _ => RawDefault::Expr(text),
+            }
+        }
     }
 }
 
@@ -1102,6 +1236,14 @@ fn foreign_key(fk: &sqlparser::ast::ForeignKeyConstraint, default_db: &str) -> R
 /// Add a foreign key to a schema, naming an unnamed one as MySQL does
 /// (`<table>_ibfk_<n>`, `n` one past the highest such number). Returns it as added.
 pub(crate) fn add_foreign_key(schema: &mut TableSchema, mut fk: ForeignKey) -> ForeignKey {
+    for c in &mut fk.columns {
+        *c = column_spelling(schema, c);
+    }
+    if fk.referenced_table == schema.id {
+        for c in &mut fk.referenced_columns {
+            *c = column_spelling(schema, c);
+        }
+    }
     if fk.name.is_empty() {
         let table = &schema.id.table;
         let n = schema.foreign_keys.iter().filter_map(|k| generated_fk_number(&k.name, table)).max();
@@ -1120,7 +1262,33 @@ pub(crate) fn generated_fk_number(name: &str, table: &str) -> Option<u64> {
 
 /// Add a key to a schema, naming an unnamed index as MySQL does (after its
 /// first column, `_2`, `_3`, ... when taken). Returns the index as added.
+/// The position of column `name` in `schema`, compared as MySQL compares
+/// column names: without regard to case (the exact spelling first).
+pub(crate) fn find_column(schema: &TableSchema, name: &str) -> Option<usize> {
+    schema.column_index(name).or_else(|| {
+        let folded = name.to_lowercase();
+        schema.columns.iter().position(|c| c.name.to_lowercase() == folded)
+    })
+}
+
+/// `name` as the column of `schema` spells it (unchanged when there is no such column).
+pub(crate) fn column_spelling(schema: &TableSchema, name: &str) -> String {
+    find_column(schema, name).map(|i| schema.columns[i].name.clone()).unwrap_or_else(|| name.to_string())
+}
+
 pub(crate) fn add_key(schema: &mut TableSchema, key: IndexDef) -> Option<IndexSchema> {
+    // Key columns are named in any case; the replica's keys use the columns' own spelling.
+    let key = match key {
+        IndexDef::Primary(cols) => {
+            IndexDef::Primary(cols.iter().map(|c| column_spelling(schema, c)).collect())
+        }
+        IndexDef::Index { name, kind, mut columns } => {
+            for c in &mut columns {
+                c.name = column_spelling(schema, &c.name);
+            }
+            IndexDef::Index { name, kind, columns }
+        }
+    };
     match key {
         IndexDef::Primary(cols) => {
             for c in &cols {
@@ -1288,6 +1456,7 @@ pub(crate) fn quick_tables(sql: &str, default_db: &str) -> Option<Vec<TableId>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use synchdb_types::ColumnDefault;
     use synchdb_types::IntWidth;
 
     fn parse(sql: &str) -> Ddl {
@@ -1445,6 +1614,37 @@ mod tests {
     }
 
     #[test]
+    fn national_types_and_double_quoted_strings() {
+        let sql = "CREATE TABLE b (id INT PRIMARY KEY, a NATIONAL VARCHAR(5), b NCHAR(2), c NVARCHAR(3), \
+            d NCHAR VARCHAR(4), e NATIONAL CHARACTER VARYING(6), f NATIONAL CHAR(2), g NCHAR VARYING(3), \
+            h NATIONAL CHAR VARYING(3) NOT NULL COMMENT \"dq\" DEFAULT \"x\") ENGINE=MyISAM COMMENT=\"t\"";
+        let Ddl::CreateTable { schema, .. } = parse(sql) else { panic!() };
+        let types: Vec<(String, Option<String>)> =
+            schema.columns[1..].iter().map(|c| (c.column_type.to_string(), c.charset.clone())).collect();
+        let want = [
+            "varchar(5)",
+            "char(2)",
+            "varchar(3)",
+            "varchar(4)",
+            "varchar(6)",
+            "char(2)",
+            "varchar(3)",
+            "varchar(3)",
+        ];
+        for ((t, cs), w) in types.iter().zip(want) {
+            assert_eq!((t.as_str(), cs.as_deref()), (w, Some("utf8mb3")), "{types:?}");
+        }
+        let h = &schema.columns[8];
+        assert!(!h.nullable);
+        assert_eq!((h.comment.as_str(), h.default.clone()), ("dq", Some(ColumnDefault::Literal("x".into()))));
+        // `NCHAR` as a column name is still a name.
+        let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE n (nchar INT, national INT)") else {
+            panic!()
+        };
+        assert_eq!(schema.columns[0].name, "nchar");
+    }
+
+    #[test]
     fn type_spellings_follow_information_schema() {
         for (sql, ct) in [
             ("INT", "int(11)"),
@@ -1534,7 +1734,7 @@ mod tests {
         assert_eq!(o[4], AlterOp::RenameColumn { from: "a".into(), to: "b".into() });
         assert_eq!(
             o[5],
-            AlterOp::SetDefault { column: "c".into(), default: Some(ColumnDefault::Literal("5".into())) }
+            AlterOp::SetDefault { column: "c".into(), default: Some(RawDefault::Num("5".into())) }
         );
         assert_eq!(o[6], AlterOp::SetDefault { column: "c".into(), default: None });
     }

@@ -27,6 +27,7 @@ mod binlog;
 mod charset;
 mod ddl;
 mod decode;
+mod defaults;
 mod discovery;
 mod filter;
 mod options;

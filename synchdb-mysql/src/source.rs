@@ -66,7 +66,11 @@ enum Plan {
 fn decide(mode: SnapshotMode, state: Option<&PipelineState>) -> Plan {
     let stored_pos = state.and_then(|s| s.position.clone());
     let snapshot = state.map(|s| &s.snapshot);
-    let stored_schemas = || state.map(|s| s.schemas.clone());
+    // The stored schemas are those of the checkpoint once a snapshot finished or
+    // follow mode started (even none: a database with no tables yet); a state
+    // without that mark (an older `never` pipeline) had them read at each start.
+    let stored_schemas =
+        || state.filter(|s| matches!(s.snapshot, SnapshotStatus::Done)).map(|s| s.schemas.clone());
     let has_state =
         state.is_some_and(|s| s.position.is_some() || !matches!(s.snapshot, SnapshotStatus::NotStarted));
     match mode {
@@ -156,14 +160,28 @@ impl Source for MySqlSource {
                         preflight::check_position_available(&mut conn, &p, what).await?;
                         drop(conn);
                         let schemas = match schemas {
-                            Some(s) if !s.is_empty() => s,
-                            _ => snapshot::schemas_and_position(opts, &info).await?.0,
+                            Some(s) => s,
+                            None => {
+                                let tables = snapshot::schemas_and_position(opts, &info).await?.0;
+                                ctx.send(SourceMessage::FollowStarted {
+                                    tables: tables.iter().cloned().map(std::sync::Arc::new).collect(),
+                                    position: p.clone(),
+                                })
+                                .await?;
+                                tables
+                            }
                         };
                         (p, schemas)
                     }
                     (None, _) => {
                         drop(conn);
-                        snapshot::schemas_and_position(opts, &info).await.map(|(t, p)| (p, t))?
+                        let (tables, position) = snapshot::schemas_and_position(opts, &info).await?;
+                        ctx.send(SourceMessage::FollowStarted {
+                            tables: tables.iter().cloned().map(std::sync::Arc::new).collect(),
+                            position: position.clone(),
+                        })
+                        .await?;
+                        (position, tables)
                     }
                 };
                 info!(position = %start, tables = schemas.len(), "following the binlog");

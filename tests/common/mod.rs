@@ -221,18 +221,20 @@ fn pg_expr(c: &Column) -> String {
     let n = q_pg(&c.name);
     match c.data_type.as_str() {
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
-        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
+        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" => {
             format!("upper(encode({n}, 'hex'))")
         }
         "time" => format!("extract(epoch from {n})::text"),
+        // Zero dates (any zero part) are -infinity on the replica (the default policy).
         "datetime" => format!(
-            "CASE WHEN {n} = '-infinity' THEN '0000-00-00 00:00:00' ELSE to_char({n}, 'YYYY-MM-DD HH24:MI:SS.US') END"
+            "CASE WHEN {n} = '-infinity' THEN 'zero date' ELSE to_char({n}, 'YYYY-MM-DD HH24:MI:SS.US') END"
         ),
         "timestamp" => format!(
-            "CASE WHEN {n} = '-infinity' THEN '0000-00-00 00:00:00' \
+            "CASE WHEN {n} = '-infinity' THEN 'zero date' \
              ELSE to_char({n} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') END"
         ),
-        "date" => format!("CASE WHEN {n} = '-infinity' THEN '0000-00-00' ELSE {n}::text END"),
+        "date" => format!("CASE WHEN {n} = '-infinity' THEN 'zero date' ELSE {n}::text END"),
         "inet4" | "inet6" => format!("host({n})"),
         _ => format!("{n}::text"),
     }
@@ -241,7 +243,13 @@ fn pg_expr(c: &Column) -> String {
 /// Canonical form of one value, whichever side it comes from.
 fn normalize(c: &Column, v: Option<String>, from_pg: bool) -> Option<String> {
     let v = v?;
+    let zero_parts = |v: &str| {
+        let date = v.split(' ').next().unwrap_or("");
+        date.starts_with("0000") || date.split('-').skip(1).any(|p| p == "00")
+    };
     Some(match c.data_type.as_str() {
+        "date" | "datetime" | "timestamp" if !from_pg && zero_parts(&v) => "zero date".into(),
+        "year" => v.parse::<i32>().map(|y| y.to_string()).unwrap_or(v),
         "float" => format!("{:.6e}", v.parse::<f32>().unwrap_or(f32::NAN)),
         "double" => format!("{:.15e}", v.parse::<f64>().unwrap_or(f64::NAN)),
         "datetime" | "timestamp" => match v.parse::<DateTime>() {

@@ -274,6 +274,14 @@ impl<'a> Follower<'a> {
         }
     }
 
+    /// Table names from statement text as the server names the tables (`lower_case_table_names`).
+    fn fold_tables(&self, mut tables: Vec<TableId>) -> Vec<TableId> {
+        for t in &mut tables {
+            self.info.fold_table(t, &|id| self.schemas.find_ci(id));
+        }
+        tables
+    }
+
     fn caught_up(&self) -> bool {
         self.stop_at.as_ref().is_some_and(|t| !self.resume.binlog.file.is_empty() && self.resume.binlog >= *t)
     }
@@ -359,12 +367,13 @@ impl<'a> Follower<'a> {
                         // than let the replica drift when they touch a replicated table.
                         let db = q.schema();
                         // `Some(None)`: the tables cannot be told, but the default database is replicated.
-                        let hit: Option<Option<TableId>> = match dml_tables(&sql, &db) {
-                            Some(tables) => {
-                                tables.into_iter().find(|t| self.schemas.is_selected(t)).map(Some)
-                            }
-                            None => self.schemas.tracks_database(&db).then_some(None),
-                        };
+                        let hit: Option<Option<TableId>> =
+                            match dml_tables(&sql, &db).map(|t| self.fold_tables(t)) {
+                                Some(tables) => {
+                                    tables.into_iter().find(|t| self.schemas.is_selected(t)).map(Some)
+                                }
+                                None => self.schemas.tracks_database(&db).then_some(None),
+                            };
                         if let Some(table) = hit {
                             let mut e = Error::new(
                                 ErrorKind::SourceSetting,
@@ -613,7 +622,7 @@ impl<'a> Follower<'a> {
             }
         }
         let gtid = self.take_gtid();
-        if let Some(tables) = quick_tables(sql, db) {
+        if let Some(tables) = quick_tables(sql, db).map(|t| self.fold_tables(t)) {
             if !self.schemas.concerns(&tables) {
                 return self.finish(Vec::new(), true, gtid, end, time).await;
             }
@@ -621,7 +630,12 @@ impl<'a> Follower<'a> {
         let meta = EventMeta { position: at.clone(), commit_time: time, tx: 0, index: 0 };
         let applied = match parse_ddl(sql, db) {
             Ok(None) => Vec::new(),
-            Ok(Some(ddl)) => {
+            Ok(Some(mut ddl)) => {
+                let (info, schemas) = (&self.info, &self.schemas);
+                ddl.map_tables(&|t: &mut TableId| info.fold_table(t, &|id| schemas.find_ci(id)));
+                if let crate::ddl::Ddl::DropDatabase { database } = &mut ddl {
+                    *database = self.info.fold_database(database);
+                }
                 let concerns = self.schemas.concerns(&ddl.tables().into_iter().cloned().collect::<Vec<_>>())
                     || matches!(&ddl, crate::ddl::Ddl::DropDatabase { database } if self.schemas.tracks_database(database));
                 if !concerns {
@@ -673,7 +687,7 @@ impl<'a> Follower<'a> {
         at: &BinlogPosition,
         why: &str,
     ) -> Result<Vec<Applied>> {
-        let Some(tables) = quick_tables(sql, db) else {
+        let Some(tables) = quick_tables(sql, db).map(|t| self.fold_tables(t)) else {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
                 format!("cannot parse the DDL statement {:?}: {why}", short(sql)),

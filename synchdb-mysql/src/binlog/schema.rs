@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use synchdb_core::{Error, ErrorKind, Result};
 use synchdb_types::{ColumnPosition, ColumnSchema, IndexSchema, SchemaChange, TableId, TableSchema};
 
-use crate::ddl::{add_foreign_key, add_key, generated_fk_number, AlterOp, Ddl, IndexDef};
+use crate::ddl::{
+    add_foreign_key, add_key, column_spelling, find_column, generated_fk_number, AlterOp, Ddl, IndexDef,
+};
 use crate::filter::TableFilter;
 
 /// What applying a statement produced, in order.
@@ -60,6 +62,12 @@ impl Schemas {
         let a = Arc::new(schema);
         self.tables.insert(a.id.clone(), a.clone());
         a
+    }
+
+    /// The tracked table named `id` without regard to case (`lower_case_table_names=2`).
+    pub(crate) fn find_ci(&self, id: &TableId) -> Option<TableId> {
+        let (db, t) = (id.database.to_lowercase(), id.table.to_lowercase());
+        self.tables.keys().find(|k| k.database.to_lowercase() == db && k.table.to_lowercase() == t).cloned()
     }
 
     /// Whether rows of this table are replicated.
@@ -158,7 +166,21 @@ impl Schemas {
         Ok(out)
     }
 
-    fn create(&mut self, schema: TableSchema, out: &mut Vec<Applied>) {
+    /// Name a foreign key's referenced columns as the tracked referenced table spells them.
+    fn spell_referenced(&self, fk: &mut synchdb_types::ForeignKey) {
+        if let Some(parent) = self.tables.get(&fk.referenced_table) {
+            for c in &mut fk.referenced_columns {
+                *c = column_spelling(parent, c);
+            }
+        }
+    }
+
+    fn create(&mut self, mut schema: TableSchema, out: &mut Vec<Applied>) {
+        let mut fks = std::mem::take(&mut schema.foreign_keys);
+        for fk in &mut fks {
+            self.spell_referenced(fk);
+        }
+        schema.foreign_keys = fks;
         let a = Arc::new(schema);
         self.tables.insert(a.id.clone(), a.clone());
         out.push(Applied::Schema(SchemaChange::CreateTable { schema: (*a).clone() }, Some(a.clone())));
@@ -248,7 +270,7 @@ impl Schemas {
             let before = changes.len();
             match op {
                 AlterOp::AddColumn { mut column, position, if_not_exists, keys } => {
-                    if s.column_index(&column.name).is_some() {
+                    if find_column(&s, &column.name).is_some() {
                         if if_not_exists {
                             continue;
                         }
@@ -258,6 +280,7 @@ impl Schemas {
                         ));
                     }
                     fill_charset(std::slice::from_mut(&mut column), table_cs.as_deref());
+                    let position = spell_position(&s, position);
                     let at = insert_at(&s, &position)
                         .ok_or_else(|| missing("column", &format!("{position:?}")))?;
                     s.columns.insert(at, column.clone());
@@ -267,13 +290,13 @@ impl Schemas {
                     continue;
                 }
                 AlterOp::DropColumn { name, if_exists } => {
-                    let Some(i) = s.column_index(&name) else {
+                    let Some(i) = find_column(&s, &name) else {
                         if if_exists {
                             continue;
                         }
                         return Err(missing("column", &name));
                     };
-                    s.columns.remove(i);
+                    let name = s.columns.remove(i).name;
                     s.primary_key.retain(|c| *c != name);
                     for ix in &mut s.indexes {
                         ix.columns.retain(|c| c.name != name);
@@ -283,14 +306,16 @@ impl Schemas {
                     changes.push(SchemaChange::DropColumn { table: table.clone(), name });
                 }
                 AlterOp::ModifyColumn { old_name, mut column, position, keys } => {
-                    let i = s.column_index(&old_name).ok_or_else(|| missing("column", &old_name))?;
+                    let i = find_column(&s, &old_name).ok_or_else(|| missing("column", &old_name))?;
                     let old = s.columns[i].clone();
+                    let old_name = old.name.clone();
                     fill_charset(std::slice::from_mut(&mut column), table_cs.as_deref());
                     if s.primary_key.contains(&old_name) {
                         column.nullable = false;
                     }
                     column.target_type = old.target_type.clone();
                     s.columns.remove(i);
+                    let position = position.map(|p| spell_position(&s, p));
                     let at = match &position {
                         Some(p) => insert_at(&s, p).ok_or_else(|| missing("column", &format!("{p:?}")))?,
                         None => i,
@@ -308,15 +333,25 @@ impl Schemas {
                     continue;
                 }
                 AlterOp::RenameColumn { from, to } => {
-                    let i = s.column_index(&from).ok_or_else(|| missing("column", &from))?;
-                    s.columns[i].name = to.clone();
+                    let i = find_column(&s, &from).ok_or_else(|| missing("column", &from))?;
+                    let from = std::mem::replace(&mut s.columns[i].name, to.clone());
                     rename_in_keys(&mut s, &from, &to);
                     changes.push(SchemaChange::RenameColumn { table: table.clone(), from, to });
                 }
                 AlterOp::SetDefault { column, default } => {
-                    let i = s.column_index(&column).ok_or_else(|| missing("column", &column))?;
+                    let i = find_column(&s, &column).ok_or_else(|| missing("column", &column))?;
                     let old = s.columns[i].clone();
-                    s.columns[i].default = default;
+                    s.columns[i].default = match default {
+                        None => None,
+                        Some(raw) => {
+                            Some(crate::defaults::normalize(&old.column_type, &raw).map_err(|why| {
+                                schema_error(
+                                    format!("default {raw:?} of column {:?}: {why}", old.name),
+                                    &table,
+                                )
+                            })?)
+                        }
+                    };
                     let new = s.columns[i].clone();
                     changes.push(SchemaChange::ModifyColumn {
                         table: table.clone(),
@@ -370,7 +405,11 @@ impl Schemas {
                         // The source accepted the name: the tracked key is stale.
                         s.foreign_keys.retain(|k| !same(k));
                     }
-                    let foreign_key = add_foreign_key(&mut s, foreign_key);
+                    let mut foreign_key = add_foreign_key(&mut s, foreign_key);
+                    self.spell_referenced(&mut foreign_key);
+                    if let Some(k) = s.foreign_keys.iter_mut().find(|k| k.name == foreign_key.name) {
+                        *k = foreign_key.clone();
+                    }
                     changes.push(SchemaChange::AddForeignKey { table: table.clone(), foreign_key });
                 }
                 AlterOp::DropForeignKey { name, if_exists } => {
@@ -474,10 +513,17 @@ fn fill_charset(columns: &mut [ColumnSchema], charset: Option<&str>) {
     }
 }
 
+fn spell_position(s: &TableSchema, p: ColumnPosition) -> ColumnPosition {
+    match p {
+        ColumnPosition::After(c) => ColumnPosition::After(column_spelling(s, &c)),
+        other => other,
+    }
+}
+
 fn insert_at(s: &TableSchema, p: &ColumnPosition) -> Option<usize> {
     match p {
         ColumnPosition::First => Some(0),
-        ColumnPosition::After(c) => s.column_index(c).map(|i| i + 1),
+        ColumnPosition::After(c) => find_column(s, c).map(|i| i + 1),
         _ => Some(s.columns.len()),
     }
 }
@@ -581,6 +627,46 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn column_names_resolve_without_regard_to_case() {
+        let mut s = tracked();
+        let out = run(&mut s, "CREATE TABLE T (id INT NOT NULL, v INT, PRIMARY KEY (ID), KEY kv (V))").await;
+        let Applied::Schema(SchemaChange::CreateTable { schema }, _) = &out[0] else { panic!() };
+        assert_eq!(schema.primary_key, vec!["id".to_string()]);
+        assert!(!schema.columns[0].nullable);
+        assert_eq!(schema.indexes[0].columns[0].name, "v");
+        run(&mut s, "ALTER TABLE T CHANGE V w INT, ADD COLUMN x INT AFTER ID").await;
+        let out =
+            run(&mut s, "ALTER TABLE T MODIFY W BIGINT, ALTER COLUMN X SET DEFAULT 3, RENAME COLUMN X TO y")
+                .await;
+        let Applied::Schema(SchemaChange::ModifyColumn { old, new, .. }, _) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((old.name.as_str(), new.name.as_str()), ("w", "W"), "MODIFY names the column anew");
+        let Applied::Schema(SchemaChange::RenameColumn { from, to, .. }, _) = &out[2] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((from.as_str(), to.as_str()), ("x", "y"));
+        let t = s.get(&TableId::new("db", "T")).unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "y", "W"]);
+        assert_eq!(t.indexes[0].columns[0].name, "W", "the index follows the column's spelling");
+        let out = run(&mut s, "CREATE INDEX iy ON T (Y)").await;
+        let Applied::Schema(SchemaChange::CreateIndex { index, .. }, _) = &out[0] else { panic!() };
+        assert_eq!(index.columns[0].name, "y");
+        let out = run(
+            &mut s,
+            "CREATE TABLE c (ID INT PRIMARY KEY, T_ID INT, CONSTRAINT fk FOREIGN KEY (t_id) REFERENCES T (ID))",
+        )
+        .await;
+        let Applied::Schema(SchemaChange::CreateTable { schema }, _) = &out[0] else { panic!() };
+        assert_eq!(schema.primary_key, vec!["ID".to_string()]);
+        assert_eq!(schema.foreign_keys[0].columns, vec!["T_ID".to_string()]);
+        assert_eq!(schema.foreign_keys[0].referenced_columns, vec!["id".to_string()]);
+        let out = run(&mut s, "ALTER TABLE T DROP COLUMN Y").await;
+        assert!(matches!(&out[0], Applied::Schema(SchemaChange::DropColumn { name, .. }, _) if name == "y"));
     }
 
     #[tokio::test]

@@ -18,6 +18,38 @@ pub(crate) struct ServerInfo {
     pub(crate) mariadb: bool,
     /// Whether events carry a checksum (`binlog_checksum` is not `NONE`).
     pub(crate) checksum: bool,
+    /// `lower_case_table_names`: 0 names are case-sensitive, 1 stored in lower
+    /// case, 2 stored as given and compared in lower case.
+    pub(crate) lower_case_table_names: u8,
+}
+
+impl ServerInfo {
+    /// A table name from statement text as the server names the table:
+    /// lower case under `lower_case_table_names=1`; under `2`, the tracked
+    /// table of the same name in another case (`known`), if any.
+    pub(crate) fn fold_table(&self, id: &mut TableId, known: &dyn Fn(&TableId) -> Option<TableId>) {
+        match self.lower_case_table_names {
+            1 => {
+                id.database = id.database.to_lowercase();
+                id.table = id.table.to_lowercase();
+            }
+            2 => {
+                if let Some(k) = known(id) {
+                    *id = k;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A database name from statement text as the server names it.
+    pub(crate) fn fold_database(&self, db: &str) -> String {
+        if self.lower_case_table_names == 1 {
+            db.to_lowercase()
+        } else {
+            db.to_string()
+        }
+    }
 }
 
 /// Where to start the stream.
@@ -56,14 +88,15 @@ pub(crate) async fn open(
     heartbeat: Duration,
 ) -> Result<(BinlogStream, ServerInfo)> {
     let mut conn = opts.connect().await?;
-    let (version, checksum): (String, String) = conn
-        .query_first("SELECT VERSION(), @@global.binlog_checksum")
+    let (version, checksum, lctn): (String, String, u8) = conn
+        .query_first("SELECT VERSION(), @@global.binlog_checksum, @@lower_case_table_names")
         .await
         .map_err(|e| conn_error("cannot read the server version", e))?
         .unwrap_or_default();
     let info = ServerInfo {
         mariadb: version.to_ascii_lowercase().contains("mariadb"),
         checksum: !checksum.eq_ignore_ascii_case("NONE"),
+        lower_case_table_names: lctn,
     };
     let mut setup = vec![
         "SET @master_binlog_checksum = @@global.binlog_checksum".to_string(),
