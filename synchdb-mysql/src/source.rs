@@ -83,7 +83,7 @@ fn decide(mode: SnapshotMode, state: Option<&PipelineState>) -> Plan {
                 Some(SnapshotStatus::InProgress(p)) => Plan::Snapshot {
                     start: Start::Resume {
                         progress: p.clone(),
-                        stored: stored_schemas().unwrap_or_default(),
+                        stored: state.map(|s| s.schemas.clone()).unwrap_or_default(),
                     },
                     stop_after,
                 },
