@@ -139,3 +139,86 @@ async fn literal_defaults_as_the_server_converts_them() {
     )
     .await;
 }
+
+/// Item 5: a row filter on a referenced table leaves out the foreign keys
+/// that point to it (said by `--explain`), so rows leaving the filter never
+/// stop the pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_filter_on_a_referenced_table_drops_its_foreign_keys() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("fkfilter").unwrap();
+    let target = synchdb_testkit::postgres().create_database("fkfilter").unwrap();
+    let db = src.name().to_string();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE customer (customer_id INT PRIMARY KEY, store_id INT NOT NULL, active TINYINT NOT NULL)",
+            "CREATE TABLE rental (rental_id INT PRIMARY KEY, customer_id INT NOT NULL, \
+             CONSTRAINT fk_rental_customer FOREIGN KEY (customer_id) REFERENCES customer (customer_id) \
+             ON DELETE RESTRICT ON UPDATE CASCADE)",
+            "INSERT INTO customer VALUES (1, 1, 1), (2, 1, 1), (3, 2, 1)",
+            "INSERT INTO rental VALUES (10, 1), (20, 2), (30, 3)",
+        ],
+    )
+    .await;
+    let mapping = std::env::temp_dir().join(format!("synchdb-fkfilter-{}.toml", std::process::id()));
+    std::fs::write(
+        &mapping,
+        format!("[tables.\"{db}.customer\"]\nfilter = \"store_id = 1 AND active = 1\"\n"),
+    )
+    .unwrap();
+    let cmd = || {
+        let mut c = replicate(&server.url(), &db, &target.url(), "fkfilter");
+        c.arg("--mapping").arg(&mapping);
+        c
+    };
+    let mut explain = cmd();
+    explain.arg("--explain");
+    let out = explain.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("foreign key fk_rental_customer left out"), "{text}");
+    run_until_caught_up(cmd());
+    run_workload(
+        &mut my,
+        &[
+            "UPDATE customer SET active = 0 WHERE customer_id = 1",
+            "INSERT INTO rental VALUES (40, 1)",
+            "CREATE TABLE payment (payment_id INT PRIMARY KEY, customer_id INT, \
+             FOREIGN KEY (customer_id) REFERENCES customer (customer_id))",
+            "INSERT INTO payment VALUES (100, 1), (200, 3)",
+            "ALTER TABLE rental ADD CONSTRAINT fk2 FOREIGN KEY (customer_id) REFERENCES customer (customer_id)",
+            "INSERT INTO customer VALUES (4, 1, 1)",
+            "DELETE FROM customer WHERE customer_id = 4",
+            "UPDATE customer SET active = 0 WHERE customer_id = 2",
+        ],
+    )
+    .await;
+    run_until_caught_up(cmd());
+    let pg = connect_pg(&target.url()).await;
+    let fks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE c.contype = 'f' AND n.nspname = $1",
+    )
+    .bind(&db)
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(fks, 0, "no foreign key to the filtered table");
+    let customers: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT customer_id FROM \"{db}\".customer ORDER BY 1"
+    )))
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(customers, Vec::<i32>::new(), "1 and 2 left the filter, 4 was deleted, 3 never passed it");
+    let rentals: Vec<i32> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT rental_id FROM \"{db}\".rental ORDER BY 1")))
+            .fetch_all(&pg)
+            .await
+            .unwrap();
+    let source: Vec<i32> = my.query("SELECT rental_id FROM rental ORDER BY 1").await.unwrap();
+    assert_eq!(rentals, source);
+    let _ = std::fs::remove_file(&mapping);
+}

@@ -425,31 +425,55 @@ impl Mapping {
         Ok(TablePlan { target: Some(Arc::new(out)), columns, filter, rows_unchanged })
     }
 
-    /// A foreign key with both ends mapped; `None` (logged) when an end is excluded
-    /// or the two ends are masked differently (their values could not match).
+    /// A foreign key with both ends mapped; `None` (logged) when it is left out.
     fn map_foreign_key(
         &self,
         table: &TableId,
         fk: &synchdb_types::ForeignKey,
     ) -> Result<Option<synchdb_types::ForeignKey>> {
-        let Some(ref_table) = self.target_table(&fk.referenced_table)? else { return Ok(None) };
+        Ok(match self.foreign_key_target(table, fk)? {
+            Ok(fk) => Some(fk),
+            Err(why) => {
+                warn!(table = %table, foreign_key = %fk.name, "foreign key left out: {why}");
+                None
+            }
+        })
+    }
+
+    /// A foreign key with both ends mapped, or why it is left out: an end is
+    /// excluded, the two ends are masked differently (their values could not
+    /// match), or the referenced table has a row filter (rows that leave the
+    /// filter are deleted on the replica while rows referencing them stay).
+    fn foreign_key_target(
+        &self,
+        table: &TableId,
+        fk: &synchdb_types::ForeignKey,
+    ) -> Result<std::result::Result<synchdb_types::ForeignKey, String>> {
+        let Some(ref_table) = self.target_table(&fk.referenced_table)? else {
+            return Ok(Err(format!("the referenced table {} is excluded", fk.referenced_table)));
+        };
+        if self.table_rule(&fk.referenced_table).is_some_and(|r| r.filter.is_some()) {
+            return Ok(Err(format!(
+                "the referenced table {} has a row filter, so references to filtered-out rows dangle",
+                fk.referenced_table
+            )));
+        }
         let mut out = fk.clone();
         out.referenced_table = ref_table;
         for (i, (c, r)) in fk.columns.iter().zip(&fk.referenced_columns).enumerate() {
             let (Some(cn), Some(rn)) =
                 (self.column_name(table, c), self.column_name(&fk.referenced_table, r))
             else {
-                return Ok(None);
+                return Ok(Err("a column at one end is excluded".into()));
             };
             let mask = |t: &TableId, n: &str| self.column_rule(t, n).and_then(|r| r.mask.clone());
             if mask(table, c) != mask(&fk.referenced_table, r) {
-                warn!(table = %table, foreign_key = %fk.name, "foreign key dropped: its columns are masked differently at both ends");
-                return Ok(None);
+                return Ok(Err("its columns are masked differently at both ends".into()));
             }
             out.columns[i] = cn;
             out.referenced_columns[i] = rn;
         }
-        Ok(Some(out))
+        Ok(Ok(out))
     }
 
     fn plan(&self, table: &Arc<TableSchema>) -> Result<Arc<TablePlan>> {
@@ -642,7 +666,16 @@ impl Mapping {
                     }
                 })
                 .collect();
+            let mut left_out_foreign_keys = Vec::new();
+            if plan.target.is_some() {
+                for fk in &t.foreign_keys {
+                    if let Err(why) = self.foreign_key_target(&t.id, fk)? {
+                        left_out_foreign_keys.push((fk.name.clone(), why));
+                    }
+                }
+            }
             out.push(TableMappingView {
+                left_out_foreign_keys,
                 source: t.id.clone(),
                 target: plan.target.as_ref().map(|s| s.id.clone()),
                 filter: rule.and_then(|r| r.filter.as_ref()).map(ToString::to_string),

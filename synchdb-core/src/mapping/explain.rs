@@ -45,6 +45,8 @@ pub struct TableMappingView {
     pub target_schema: Option<Arc<TableSchema>>,
     /// Every source column, in source order.
     pub columns: Vec<ColumnMappingView>,
+    /// Foreign keys of the source table that the replica does not get, with the reason.
+    pub left_out_foreign_keys: Vec<(String, String)>,
 }
 
 impl TableMappingView {
@@ -104,6 +106,9 @@ impl fmt::Display for TableMappingView {
                     writeln!(f, "{}", line.trim_end())?;
                 }
             }
+        }
+        for (name, why) in &self.left_out_foreign_keys {
+            writeln!(f, "  foreign key {name} left out: {why}")?;
         }
         Ok(())
     }

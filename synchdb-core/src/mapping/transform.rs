@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use synchdb_types::{ChangeEvent, Row, TableId, TableSchema, Value};
+use synchdb_types::{ChangeEvent, Row, SchemaChange, SchemaChangeEvent, TableId, TableSchema, Value};
 
 use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
@@ -154,6 +154,8 @@ pub struct RowFilter {
     name: String,
     table: TableMatch,
     f: Box<RowPredicateFn>,
+    /// Schemas with the foreign keys to filtered tables left out, by source schema address.
+    stripped: Mutex<HashMap<usize, (Arc<TableSchema>, Arc<TableSchema>)>>,
 }
 
 impl RowFilter {
@@ -162,7 +164,12 @@ impl RowFilter {
         table: &str,
         f: impl Fn(&TableSchema, &Row) -> Result<bool> + Send + Sync + 'static,
     ) -> Result<Self> {
-        Ok(RowFilter { name: format!("filter {table}"), table: TableMatch::parse(table)?, f: Box::new(f) })
+        Ok(RowFilter {
+            name: format!("filter {table}"),
+            table: TableMatch::parse(table)?,
+            f: Box::new(f),
+            stripped: Default::default(),
+        })
     }
 
     /// Filter the rows of `table` with a typed predicate on its column names.
@@ -188,6 +195,33 @@ impl Converter for RowFilter {
         &self.name
     }
 
+    /// Foreign keys that reference a filtered table are left out: the rows
+    /// the filter drops would leave references to them dangling.
+    fn convert_table(&self, table: &Arc<TableSchema>) -> Result<Option<Arc<TableSchema>>> {
+        if !table.foreign_keys.iter().any(|fk| self.table.matches(&fk.referenced_table)) {
+            return Ok(Some(table.clone()));
+        }
+        let key = Arc::as_ptr(table) as usize;
+        let mut cache = self.stripped.lock().expect("filter cache poisoned");
+        if let Some((_, out)) = cache.get(&key) {
+            return Ok(Some(out.clone()));
+        }
+        let mut out = (**table).clone();
+        out.foreign_keys.retain(|fk| {
+            let keep = !self.table.matches(&fk.referenced_table);
+            if !keep {
+                tracing::warn!(table = %table.id, foreign_key = %fk.name, "foreign key left out: the referenced table has a row filter");
+            }
+            keep
+        });
+        let out = Arc::new(out);
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(key, (table.clone(), out.clone()));
+        Ok(Some(out))
+    }
+
     fn convert_row(&self, table: &Arc<TableSchema>, row: Row) -> Result<Option<Row>> {
         Ok(self.keep(table, &row)?.then_some(row))
     }
@@ -207,6 +241,23 @@ impl Converter for RowFilter {
             ChangeEvent::Update(e) => {
                 let (b, a) = (self.keep(&e.table, &e.before)?, self.keep(&e.table, &e.after)?);
                 out.extend(filtered_update(e, b, a));
+            }
+            ChangeEvent::Schema(e) => {
+                if let SchemaChange::AddForeignKey { foreign_key, .. } = &e.change {
+                    if self.table.matches(&foreign_key.referenced_table) {
+                        return Ok(());
+                    }
+                }
+                let schema_after =
+                    e.schema_after.as_ref().map(|t| self.convert_table(t)).transpose()?.flatten();
+                let change = match e.change {
+                    SchemaChange::CreateTable { mut schema } => {
+                        schema.foreign_keys.retain(|fk| !self.table.matches(&fk.referenced_table));
+                        SchemaChange::CreateTable { schema }
+                    }
+                    other => other,
+                };
+                out.push(ChangeEvent::Schema(Box::new(SchemaChangeEvent { change, schema_after, ..*e })));
             }
             other => out.push(other),
         }
