@@ -73,6 +73,9 @@ struct Args {
     /// PostgreSQL connection pool size.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
+    /// NUL (0x00) characters in text, which PostgreSQL cannot store: error, strip or replace (U+FFFD).
+    #[arg(long, default_value = "error")]
+    text_nul: synchdb::types::TextNul,
     /// Mapping rules (renames, exclusions, types, transforms, masks, filters): a .toml or .json file.
     #[arg(long)]
     mapping: Option<PathBuf>,
@@ -164,7 +167,7 @@ fn explain(
 
 async fn run(args: Args) -> synchdb::core::Result<()> {
     let options = source_options(&args)?;
-    let target: PgSinkOptions = args.target.parse()?;
+    let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul);
     let mapping = match &args.mapping {
         Some(path) => Some(Arc::new(Mapping::new(MappingRules::load(path)?)?)),
         None => None,

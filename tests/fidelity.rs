@@ -222,3 +222,109 @@ async fn row_filter_on_a_referenced_table_drops_its_foreign_keys() {
     assert_eq!(rentals, source);
     let _ = std::fs::remove_file(&mapping);
 }
+
+/// Item 6: NUL characters in text. With the default policy the pipeline
+/// stops with a clear error; `--error-policy skip` records the event in the
+/// dead letter (losslessly) and goes on; `--text-nul strip|replace` and the
+/// per-column `text_nul` rule store the text, in the snapshot and in follow mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_in_text() {
+    let server = synchdb_testkit::mariadb();
+    let pg_server = synchdb_testkit::postgres();
+    let setup = [
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20), w TEXT, j JSON)",
+        "INSERT INTO t VALUES (1, CONCAT('a', CHAR(0), 'b'), CONCAT(CHAR(0), 'x'), '{\"k\": \"a\\\\u0000b\"}')",
+    ];
+    let follow = [
+        "INSERT INTO t VALUES (2, CONCAT('a', CHAR(0), 'b'), 'plain', NULL)",
+        "INSERT INTO t VALUES (3, 'fine', 'fine', '[1]')",
+        "UPDATE t SET w = CONCAT('y', CHAR(0)) WHERE id = 3",
+    ];
+    // Default policy: a clear error naming table, column and position; skip records and goes on.
+    let src = server.create_database("nul_skip").unwrap();
+    let target = pg_server.create_database("nul_skip").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(&mut my, &["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"]).await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "nul"));
+    run_workload(
+        &mut my,
+        &["INSERT INTO t VALUES (2, CONCAT('a', CHAR(0), 'b'))", "INSERT INTO t VALUES (3, 'after')"],
+    )
+    .await;
+    let text = run_failing(replicate(&server.url(), src.name(), &target.url(), "nul"));
+    assert!(
+        text.contains("NUL")
+            && text.contains(&format!("table {}.t", src.name()))
+            && text.contains("column v"),
+        "{text}"
+    );
+    let mut skip = replicate(&server.url(), src.name(), &target.url(), "nul");
+    skip.args(["--error-policy", "skip"]);
+    run_until_caught_up(skip);
+    let pg = connect_pg(&target.url()).await;
+    let ids: Vec<i32> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM \"{}\".t ORDER BY 1", src.name())))
+            .fetch_all(&pg)
+            .await
+            .unwrap();
+    assert_eq!(ids, vec![3], "the NUL row is skipped, the next one applied");
+    let (event, event_text): (Option<serde_json::Value>, String) = sqlx::query_as(
+        "SELECT event, event_text FROM synchdb.dead_letter WHERE pipeline_id = 'nul' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert!(event.is_none(), "jsonb cannot hold the NUL");
+    let back: synchdb::types::ChangeEvent = serde_json::from_str(&event_text).unwrap();
+    let synchdb::types::ChangeEvent::Insert(ins) = back else { panic!("{event_text}") };
+    assert_eq!(
+        ins.row[1],
+        synchdb::types::Value::Text("a\0b".into()),
+        "the dead letter keeps the value exactly"
+    );
+
+    // strip and replace, as the pipeline policy (column v) and as the other
+    // columns' rule (the opposite one, which wins), snapshot and follow.
+    for (name, policy, rule) in [("nul_strip", "strip", "replace"), ("nul_replace", "replace", "strip")] {
+        let src = server.create_database(name).unwrap();
+        let target = pg_server.create_database(name).unwrap();
+        let mut my = connect_my(&src.url()).await;
+        run_workload(&mut my, &setup).await;
+        let mapping = std::env::temp_dir().join(format!("synchdb-{name}-{}.toml", std::process::id()));
+        std::fs::write(
+            &mapping,
+            format!(
+                "[tables.\"{}.t\".columns]\nw = {{ text_nul = \"{rule}\" }}\nj = {{ text_nul = \"{rule}\" }}\n",
+                src.name()
+            ),
+        )
+        .unwrap();
+        let cmd = || {
+            let mut c = replicate(&server.url(), src.name(), &target.url(), name);
+            c.args(["--text-nul", policy]).arg("--mapping").arg(&mapping);
+            c
+        };
+        run_until_caught_up(cmd());
+        run_workload(&mut my, &follow).await;
+        run_until_caught_up(cmd());
+        let pg = connect_pg(&target.url()).await;
+        let rows: Vec<(i32, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("SELECT id, v, w, j::text FROM \"{}\".t ORDER BY 1", src.name())),
+        )
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+        let sub = |p: &str| if p == "strip" { "" } else { "\u{FFFD}" };
+        let (p, r) = (sub(policy), sub(rule));
+        let j = format!(r#"{{"k": "a{r}b"}}"#);
+        assert_eq!(
+            rows,
+            vec![
+                (1, Some(format!("a{p}b")), Some(format!("{r}x")), Some(j)),
+                (2, Some(format!("a{p}b")), Some("plain".into()), None),
+                (3, Some("fine".into()), Some(format!("y{r}")), Some("[1]".into())),
+            ]
+        );
+        let _ = std::fs::remove_file(&mapping);
+    }
+}

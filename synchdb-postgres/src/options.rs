@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use synchdb_core::{Error, Result};
-use synchdb_types::TableId;
+use synchdb_types::{TableId, TextNul};
 
 /// Default connection URL.
 pub const DEFAULT_URL: &str = "postgres://postgres@localhost:5432/postgres";
@@ -138,6 +138,7 @@ pub struct PgSinkOptions {
     schema_naming: SchemaNaming,
     state_schema: String,
     zero_dates: ZeroDatePolicy,
+    text_nul: TextNul,
     column_types: BTreeMap<String, String>,
     source_types: BTreeMap<String, String>,
     apply_mode: ApplyMode,
@@ -168,6 +169,7 @@ impl Default for PgSinkOptions {
             schema_naming: SchemaNaming::SameAsDatabase,
             state_schema: DEFAULT_STATE_SCHEMA.into(),
             zero_dates: ZeroDatePolicy::MinusInfinity,
+            text_nul: TextNul::Error,
             column_types: BTreeMap::new(),
             source_types: BTreeMap::new(),
             apply_mode: ApplyMode::SetBased,
@@ -239,6 +241,16 @@ impl PgSinkOptions {
         self
     }
 
+    /// What to do with NUL (0x00) characters in text, which PostgreSQL text
+    /// cannot hold: a typed error (the default), strip them, or replace each
+    /// with U+FFFD. A column's mapping rule ([`ColumnSchema::text_nul`]) overrides it.
+    ///
+    /// [`ColumnSchema::text_nul`]: synchdb_types::ColumnSchema::text_nul
+    pub fn text_nul(mut self, policy: TextNul) -> Self {
+        self.text_nul = policy;
+        self
+    }
+
     /// Use this PostgreSQL type for one column, `db.table.column` (exact case).
     /// A mapping converter's [`ColumnSchema::target_type`](synchdb_types::ColumnSchema) wins over it.
     pub fn column_type(mut self, column: impl Into<String>, pg_type: impl Into<String>) -> Self {
@@ -298,6 +310,11 @@ impl PgSinkOptions {
     /// The zero-date policy.
     pub fn get_zero_dates(&self) -> ZeroDatePolicy {
         self.zero_dates
+    }
+
+    /// The NUL-character policy.
+    pub fn get_text_nul(&self) -> TextNul {
+        self.text_nul
     }
 
     pub(crate) fn get_acquire_timeout(&self) -> Duration {

@@ -392,15 +392,20 @@ impl Sink for PgSink {
     }
 
     async fn dead_letter(&self, pipeline: &str, event: &ChangeEvent, error: &Error) -> Result<()> {
-        let json =
-            serde_json::to_value(event).map_err(|e| Error::internal("event to JSON").with_source(e))?;
+        // JSON escapes every character (a NUL becomes \u0000), so the text form holds any
+        // event; jsonb refuses \u0000, so that column is left NULL for such events.
+        let text =
+            serde_json::to_string(event).map_err(|e| Error::internal("event to JSON").with_source(e))?;
+        let json: Option<serde_json::Value> =
+            if text.contains("\\u0000") { None } else { serde_json::from_str(&text).ok() };
         sqlx::query(AssertSqlSafe(self.inner.state.insert_dead_letter.clone()))
             .bind(pipeline)
             .bind(event.table_id().to_string())
             .bind(event.operation())
             .bind(event.meta().position.to_string())
             .bind(json)
-            .bind(error.to_string())
+            .bind(error.to_string().replace('\0', "\\0"))
+            .bind(text)
             .execute(&self.inner.pool)
             .await
             .map_err(|e| sqlx_error(e, &Context::state()))?;

@@ -5,7 +5,9 @@
 //!                   pos_file_seq, pos_offset)   -- the last two order positions
 //! <state>.snapshot_chunks(pipeline_id, table_id, chunk, rows, read_at, PK(pipeline_id, table_id, chunk))
 //! <state>.schemas(pipeline_id, table_id, schema jsonb, PK(pipeline_id, table_id))
-//! <state>.dead_letter(id bigserial, pipeline_id, table_id, operation, position, event jsonb, error, at)
+//! <state>.dead_letter(id bigserial, pipeline_id, table_id, operation, position, event jsonb, error, at,
+//!                     event_text)  -- the event's JSON as text: always there, lossless; `event` is
+//!                                  -- NULL when jsonb cannot hold it (a NUL in a string)
 //! ```
 
 use std::sync::Arc;
@@ -63,8 +65,8 @@ impl StateSql {
             ).into(),
             delete_schema: format!("DELETE FROM {s}.schemas WHERE pipeline_id = $1 AND table_id = $2").into(),
             insert_dead_letter: format!(
-                "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
+                "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error, event_text) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ).into(),
             select_pipeline: format!("SELECT position, snapshot FROM {s}.pipelines WHERE pipeline_id = $1").into(),
             select_chunks: format!(
@@ -90,7 +92,8 @@ impl StateSql {
                schema jsonb NOT NULL, PRIMARY KEY (pipeline_id, table_id));
              CREATE TABLE IF NOT EXISTS {s}.dead_letter (id bigserial PRIMARY KEY, pipeline_id text NOT NULL,
                table_id text, operation text, position text, event jsonb, error text,
-               at timestamptz NOT NULL DEFAULT now());"
+               at timestamptz NOT NULL DEFAULT now());
+             ALTER TABLE {s}.dead_letter ADD COLUMN IF NOT EXISTS event_text text;"
         );
         let cx = Context::state();
         conn.execute("BEGIN").await.map_err(|e| checkpoint(e, &cx))?;

@@ -33,6 +33,7 @@ use synchdb_core::{Error, ErrorKind, Result};
 use synchdb_types::{ColumnDefault, ColumnSchema, ColumnType, IntWidth, TableId, Value, ZeroDates};
 
 use crate::options::{PgSinkOptions, ZeroDatePolicy};
+use synchdb_types::TextNul;
 
 /// How a PostgreSQL column takes its values (decides casts and encodings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub(crate) struct PgColumn {
     pub transform: Option<String>,
     /// The column's own zero-date policy (from [`ColumnSchema::zero_dates`]).
     pub zero: Option<ZeroDatePolicy>,
+    /// What NUL characters in text become (the column's rule, else the sink's policy).
+    pub nul: TextNul,
 }
 
 impl PgColumn {
@@ -85,6 +88,7 @@ impl PgColumn {
             default_mapping: true,
             transform: None,
             zero: None,
+            nul: TextNul::Error,
         }
     }
 
@@ -251,7 +255,65 @@ pub(crate) fn map_column(
         default_mapping,
         transform: col.target_expr.clone(),
         zero: col.zero_dates.map(ZeroDatePolicy::from),
+        nul: col.text_nul.unwrap_or(opts.get_text_nul()),
     })
+}
+
+/// Text with its NUL characters handled by `policy` (PostgreSQL text cannot hold them).
+pub(crate) fn without_nul(s: &str, policy: TextNul) -> std::result::Result<Cow<'_, str>, ValueError> {
+    if !s.contains('\0') {
+        return Ok(Cow::Borrowed(s));
+    }
+    match policy {
+        TextNul::Strip => Ok(Cow::Owned(s.replace('\0', ""))),
+        TextNul::Replace => Ok(Cow::Owned(s.replace('\0', "\u{FFFD}"))),
+        _ => Err(ValueError(
+            "text contains a NUL (0x00) character, which PostgreSQL text cannot hold \
+             (policy error; a text_nul policy of strip or replace stores it)"
+                .into(),
+        )),
+    }
+}
+
+/// A JSON document whose strings may hold NUL as a raw character or as the
+/// escape `\u0000`, which `jsonb` refuses: handled by `policy` like text.
+pub(crate) fn json_without_nul(s: &str, policy: TextNul) -> std::result::Result<Cow<'_, str>, ValueError> {
+    let s = without_nul(s, policy)?;
+    if !s.contains("\\u0000") {
+        return Ok(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices().peekable();
+    let mut changed = false;
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        if s[i..].starts_with("\\u0000") {
+            changed = true;
+            match policy {
+                TextNul::Strip => {}
+                TextNul::Replace => out.push_str("\\ufffd"),
+                _ => {
+                    return Err(ValueError(
+                        "JSON text holds the escape \\u0000 (a NUL), which jsonb cannot hold (policy error)"
+                            .into(),
+                    ))
+                }
+            }
+            for _ in 0..5 {
+                chars.next();
+            }
+        } else {
+            // Any other escape: copy it whole (an escaped backslash must not start a new one).
+            out.push(c);
+            if let Some((_, n)) = chars.next() {
+                out.push(n);
+            }
+        }
+    }
+    Ok(if changed { Cow::Owned(out) } else { s })
 }
 
 /// A value that cannot be stored: the caller adds table, column and position.
@@ -298,30 +360,24 @@ pub(crate) fn write_value(
             }
             out.push_str(&s);
         }
-        Value::Text(s) | Value::Enum(s) | Value::Json(s) => {
-            if s.contains('\0') {
-                return err("text contains a NUL (0x00) character, which PostgreSQL text cannot hold".into());
-            }
-            match col.family {
-                Family::Bytea => write_hex(s.as_bytes(), true, out),
-                _ => out.push_str(s),
-            }
-        }
+        Value::Text(s) | Value::Enum(s) | Value::Json(s) => match col.family {
+            Family::Bytea => write_hex(s.as_bytes(), true, out),
+            Family::Json => out.push_str(&json_without_nul(s, col.nul)?),
+            _ => out.push_str(&without_nul(s, col.nul)?),
+        },
         Value::Set(members) => {
             for (i, m) in members.iter().enumerate() {
-                if m.contains('\0') {
-                    return err("SET member contains a NUL (0x00) character".into());
-                }
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(m);
+                out.push_str(&without_nul(m, col.nul)?);
             }
         }
         Value::Bytes(b) => match col.family {
             Family::Text | Family::Json => match std::str::from_utf8(b) {
-                Ok(s) if !s.contains('\0') => out.push_str(s),
-                _ => return err("bytes are not NUL-free UTF-8 text for a text column".into()),
+                Ok(s) if col.family == Family::Json => out.push_str(&json_without_nul(s, col.nul)?),
+                Ok(s) => out.push_str(&without_nul(s, col.nul)?),
+                Err(_) => return err("bytes are not UTF-8 text for a text column".into()),
             },
             _ => write_hex(b, true, out),
         },

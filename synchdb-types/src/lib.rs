@@ -43,6 +43,6 @@ pub use event::{
 pub use position::{BinlogPosition, GtidInterval, GtidSet, MariaGtid, Position};
 pub use schema::{
     ColumnDefault, ColumnSchema, ColumnType, ForeignKey, IndexColumn, IndexKind, IndexSchema, IntWidth,
-    LobSize, ReferentialAction, TableId, TableSchema, ZeroDates,
+    LobSize, ReferentialAction, TableId, TableSchema, TextNul, ZeroDates,
 };
 pub use value::{Bits, Date, DateTime, Decimal, Geometry, Time, Timestamp, Value};

@@ -325,6 +325,48 @@ pub struct ColumnSchema {
     /// `None` follows the sink's policy.
     #[serde(default)]
     pub zero_dates: Option<ZeroDates>,
+    /// What to do with NUL (0x00) characters in this column's text, set by a
+    /// mapping rule; `None` follows the sink's policy.
+    #[serde(default)]
+    pub text_nul: Option<TextNul>,
+}
+
+/// What to do with NUL (0x00) characters in text, which MySQL text may
+/// contain and PostgreSQL text cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TextNul {
+    /// A typed error naming table, column and position (the default).
+    #[default]
+    Error,
+    /// Remove the NUL characters.
+    Strip,
+    /// Replace each NUL with U+FFFD (the replacement character).
+    Replace,
+}
+
+impl FromStr for TextNul {
+    type Err = ParseError;
+    /// `error`, `strip`, `replace`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Ok(TextNul::Error),
+            "strip" => Ok(TextNul::Strip),
+            "replace" => Ok(TextNul::Replace),
+            _ => Err(ParseError::new("text NUL policy", s)),
+        }
+    }
+}
+
+impl fmt::Display for TextNul {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TextNul::Error => "error",
+            TextNul::Strip => "strip",
+            TextNul::Replace => "replace",
+        })
+    }
 }
 
 /// What to store for MySQL zero dates (`0000-00-00`, `2024-00-10`, zero
@@ -381,6 +423,7 @@ impl ColumnSchema {
             target_type: None,
             target_expr: None,
             zero_dates: None,
+            text_nul: None,
         }
     }
 

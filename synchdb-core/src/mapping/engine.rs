@@ -364,6 +364,9 @@ impl Mapping {
         if let Some(z) = rule.zero_dates {
             out.zero_dates = Some(z);
         }
+        if let Some(n) = rule.text_nul {
+            out.text_nul = Some(n);
+        }
         Ok((Some(out), steps))
     }
 
@@ -647,6 +650,9 @@ impl Mapping {
                         }
                         if let Some(z) = r.zero_dates {
                             transforms.push(format!("zero dates {z}"));
+                        }
+                        if let Some(n) = r.text_nul {
+                            transforms.push(format!("NUL characters {n}"));
                         }
                     }
                     for s in cp.map(|p| p.steps.as_slice()).unwrap_or_default() {

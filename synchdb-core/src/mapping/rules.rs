@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use synchdb_types::{TableId, ZeroDates};
+use synchdb_types::{TableId, TextNul, ZeroDates};
 
 use crate::error::{Error, Result};
 use crate::mapping::predicate::Predicate;
@@ -72,6 +72,8 @@ pub struct ColumnRule {
     pub mask: Option<Mask>,
     /// What to store for zero dates in this column (overrides the sink's policy).
     pub zero_dates: Option<ZeroDates>,
+    /// What to do with NUL characters in this column's text (overrides the sink's policy).
+    pub text_nul: Option<TextNul>,
 }
 
 impl ColumnRule {
@@ -83,6 +85,7 @@ impl ColumnRule {
             && self.transform == other.transform
             && self.mask == other.mask
             && self.zero_dates == other.zero_dates
+            && self.text_nul == other.text_nul
     }
 
     /// Rename the column at the destination.
@@ -118,6 +121,12 @@ impl ColumnRule {
     /// Per-column zero-date policy.
     pub fn zero_dates(mut self, policy: ZeroDates) -> Self {
         self.zero_dates = Some(policy);
+        self
+    }
+
+    /// Per-column NUL-character policy.
+    pub fn text_nul(mut self, policy: TextNul) -> Self {
+        self.text_nul = Some(policy);
         self
     }
 }
