@@ -223,6 +223,8 @@ async fn row_filter_on_a_referenced_table_drops_its_foreign_keys() {
     let _ = std::fs::remove_file(&mapping);
 }
 
+type TextRow = (i32, Option<String>, Option<String>, Option<String>);
+
 /// Item 6: NUL characters in text. With the default policy the pipeline
 /// stops with a clear error; `--error-policy skip` records the event in the
 /// dead letter (losslessly) and goes on; `--text-nul strip|replace` and the
@@ -308,9 +310,10 @@ async fn nul_characters_in_text() {
         run_workload(&mut my, &follow).await;
         run_until_caught_up(cmd());
         let pg = connect_pg(&target.url()).await;
-        let rows: Vec<(i32, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            sqlx::AssertSqlSafe(format!("SELECT id, v, w, j::text FROM \"{}\".t ORDER BY 1", src.name())),
-        )
+        let rows: Vec<TextRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, v, w, j::text FROM \"{}\".t ORDER BY 1",
+            src.name()
+        )))
         .fetch_all(&pg)
         .await
         .unwrap();

@@ -512,7 +512,8 @@ fn foreign_key_changes_follow_renames_and_exclusions() {
     ));
     let rules = rules()
         .table("shop.orders", |t| t.column("customer_id", |c| c.rename("client_id")))
-        .table("shop.audit", |t| t.exclude());
+        .table("shop.audit", |t| t.exclude())
+        .table("shop.people", |t| t.rename("crm.persons"));
     let m = Mapping::new(rules).unwrap();
     let fk = |name: &str, column: &str, table: &str, referenced: &str| ForeignKey {
         name: name.into(),
@@ -527,7 +528,9 @@ fn foreign_key_changes_follow_renames_and_exclusions() {
     };
     let mut out = Vec::new();
     // Both ends renamed: the referencing column, the referenced table.
-    m.convert_event(add(fk("fk_cust", "customer_id", "customers", "id"), 1), &mut out).unwrap();
+    m.convert_event(add(fk("fk_cust", "customer_id", "people", "id"), 1), &mut out).unwrap();
+    // The referenced table has a row filter: the key is left out.
+    m.convert_event(add(fk("fk_filtered", "customer_id", "customers", "id"), 1), &mut out).unwrap();
     // An end on an excluded column, or on an excluded table: the key is left out.
     m.convert_event(add(fk("fk_notes", "notes_id", "customers", "notes"), 2), &mut out).unwrap();
     m.convert_event(add(fk("fk_audit", "audit_id", "audit", "id"), 3), &mut out).unwrap();
@@ -550,8 +553,8 @@ fn foreign_key_changes_follow_renames_and_exclusions() {
                 table: orders.id.clone(),
                 foreign_key: ForeignKey {
                     columns: vec!["client_id".into()],
-                    referenced_table: TableId::new("crm", "clients"),
-                    ..fk("fk_cust", "customer_id", "customers", "id")
+                    referenced_table: TableId::new("crm", "persons"),
+                    ..fk("fk_cust", "customer_id", "people", "id")
                 },
             },
             &SchemaChange::DropForeignKey { table: orders.id.clone(), name: "fk_cust".into() },

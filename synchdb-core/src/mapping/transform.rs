@@ -155,7 +155,7 @@ pub struct RowFilter {
     table: TableMatch,
     f: Box<RowPredicateFn>,
     /// Schemas with the foreign keys to filtered tables left out, by source schema address.
-    stripped: Mutex<HashMap<usize, (Arc<TableSchema>, Arc<TableSchema>)>>,
+    stripped: Mutex<HashMap<usize, SchemaPair>>,
 }
 
 impl RowFilter {
