@@ -73,6 +73,10 @@ struct Args {
     /// PostgreSQL connection pool size.
     #[arg(long, default_value_t = 8)]
     pool_size: u32,
+    /// A statement that changes rows without row events (partition DDL, statement-based DML):
+    /// resync (copy the table again while the others follow) or stop.
+    #[arg(long, default_value = "resync")]
+    unlogged_changes: synchdb::mysql::UnloggedChanges,
     /// NUL (0x00) characters in text, which PostgreSQL cannot store: error, strip or replace (U+FFFD).
     #[arg(long, default_value = "error")]
     text_nul: synchdb::types::TextNul,
@@ -138,6 +142,7 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
     options = options
         .snapshot_mode(args.snapshot)
         .stop_at_caught_up(args.until_caught_up)
+        .unlogged_changes(args.unlogged_changes)
         .server_id(args.server_id.unwrap_or_else(|| server_id_for(&args.pipeline_id)));
     if let Some(n) = args.snapshot_workers {
         options = options.snapshot_workers(n);

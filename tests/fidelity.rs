@@ -331,3 +331,139 @@ async fn nul_characters_in_text() {
         let _ = std::fs::remove_file(&mapping);
     }
 }
+
+/// Item 4: partition DDL that removes or swaps rows while `replicate`
+/// follows a workload: the tables concerned are copied again at a new
+/// consistent point while the others keep following; the replica ends
+/// exact (a keyless ledger catches duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_ddl_while_following_copies_the_tables_again() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("parts_follow").unwrap();
+    let target = synchdb_testkit::postgres().create_database("parts_follow").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE p (id INT PRIMARY KEY, v INT, note VARCHAR(20)) PARTITION BY RANGE (id) \
+             (PARTITION p0 VALUES LESS THAN (1000), PARTITION p1 VALUES LESS THAN (2000), \
+              PARTITION p2 VALUES LESS THAN (3000), PARTITION p3 VALUES LESS THAN MAXVALUE)",
+            "INSERT INTO p SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_3500",
+            "CREATE TABLE e (id INT PRIMARY KEY, v INT, note VARCHAR(20))",
+            "INSERT INTO e SELECT seq, -seq, 'swapped' FROM seq_1000_to_1100",
+            "CREATE TABLE q (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO q SELECT seq, seq FROM seq_1_to_500",
+            "CREATE TABLE ledger (at INT, what VARCHAR(20))",
+        ],
+    )
+    .await;
+    let mut cmd = replicate(&server.url(), src.name(), &target.url(), "parts_follow");
+    cmd.args(["--heartbeat-secs", "1", "--chunk-rows", "500"]);
+    let mut follower = spawn(cmd);
+    let pg = connect_pg(&target.url()).await;
+    let mut workload: Vec<String> = Vec::new();
+    for round in 0..6 {
+        for i in 0..20 {
+            let n = round * 20 + i;
+            workload.push(format!("INSERT INTO ledger VALUES ({n}, 'tick')"));
+            workload.push(format!("UPDATE q SET v = v + 1 WHERE id = {}", 1 + n % 500));
+            workload.push(format!(
+                "INSERT INTO p VALUES ({}, {n}, 'new') ON DUPLICATE KEY UPDATE v = v + 1",
+                5 + n * 13
+            ));
+            workload.push(format!("UPDATE p SET note = 'upd' WHERE id = {}", 1500 + n));
+        }
+        workload.push(
+            match round {
+                0 => "ALTER TABLE p TRUNCATE PARTITION p0",
+                1 => "ALTER TABLE p EXCHANGE PARTITION p1 WITH TABLE e",
+                2 => "ALTER TABLE p DROP PARTITION p2",
+                3 => "ALTER TABLE p TRUNCATE PARTITION p0, p3",
+                4 => "ALTER TABLE p REORGANIZE PARTITION p3 INTO (PARTITION p3a VALUES LESS THAN (5000), PARTITION p3b VALUES LESS THAN MAXVALUE)",
+                _ => "DELETE FROM q WHERE id % 10 = 0",
+            }
+            .to_string(),
+        );
+    }
+    run_workload(&mut my, &workload).await;
+    wait_caught_up(&mut my, &pg, "parts_follow", &mut follower).await;
+    // The last resync joins at a boundary after its position; make one.
+    my.query_drop("INSERT INTO ledger VALUES (-1, 'end')").await.unwrap();
+    wait_caught_up(&mut my, &pg, "parts_follow", &mut follower).await;
+    wait_until("the resync to join", std::time::Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT resync IS NULL FROM synchdb.pipelines WHERE pipeline_id = 'parts_follow'",
+        )
+        .fetch_one(&pg)
+        .await
+        .unwrap_or(false)
+    })
+    .await;
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    kill9(&mut follower);
+}
+
+/// A wider table selection on restart (and tables created while the pipeline
+/// was stopped): the tables not followed yet are copied while the others
+/// follow, foreign keys between them and the followed tables included; a
+/// table dropped from the selection is left in place and no longer applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newly_selected_tables_are_copied_then_followed() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("widen").unwrap();
+    let target = synchdb_testkit::postgres().create_database("widen").unwrap();
+    let db = src.name().to_string();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE a (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO a SELECT seq, seq FROM seq_1_to_100",
+            "CREATE TABLE b (id INT PRIMARY KEY, a_id INT, FOREIGN KEY (a_id) REFERENCES a (id) ON DELETE CASCADE)",
+            "INSERT INTO b SELECT seq, seq FROM seq_1_to_50",
+            "CREATE TABLE c (id INT PRIMARY KEY)",
+            "INSERT INTO c VALUES (1)",
+        ],
+    )
+    .await;
+    let run = |tables: &str| {
+        let mut c = replicate(&server.url(), &db, &target.url(), "widen");
+        c.args(["--tables", tables]);
+        run_until_caught_up(c)
+    };
+    run(&format!("{db}.a,{db}.c"));
+    run_workload(
+        &mut my,
+        &[
+            "UPDATE a SET v = v + 1",
+            "INSERT INTO b VALUES (51, 51)",
+            "CREATE TABLE d (id INT PRIMARY KEY, b_id INT, FOREIGN KEY (b_id) REFERENCES b (id) ON DELETE CASCADE)",
+            "INSERT INTO d VALUES (1, 1), (2, 51)",
+            "INSERT INTO c VALUES (2)",
+        ],
+    )
+    .await;
+    // b and d are selected now; c is not.
+    run(&format!("{db}.a,{db}.b,{db}.d"));
+    let pg = connect_pg(&target.url()).await;
+    let count = |t: &str| {
+        let pg = pg.clone();
+        let sql = format!("SELECT count(*) FROM \"{db}\".\"{t}\"");
+        async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&pg).await.unwrap() }
+    };
+    assert_eq!((count("a").await, count("b").await, count("d").await), (100, 51, 2));
+    // The cascade a -> b -> d runs on the replica: the foreign keys were made at the join.
+    run_workload(&mut my, &["DELETE FROM a WHERE id = 1", "INSERT INTO c VALUES (3)"]).await;
+    run(&format!("{db}.a,{db}.b,{db}.d"));
+    assert_eq!((count("a").await, count("b").await, count("d").await), (99, 50, 1));
+    assert_eq!(count("c").await, 1, "c stays as it was when it left the selection");
+    let fks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE c.contype = 'f' AND n.nspname = $1",
+    )
+    .bind(&db)
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(fks, 2);
+}

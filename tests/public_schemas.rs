@@ -123,7 +123,7 @@ async fn rental_store_restored_while_following() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn truncate_partition_stops_with_a_clear_error() {
+async fn truncate_partition_stops_when_told_else_copies_the_table_again() {
     let server = synchdb_testkit::mariadb();
     let src = server.create_database("parts").unwrap();
     let target = synchdb_testkit::postgres().create_database("parts").unwrap();
@@ -140,7 +140,9 @@ async fn truncate_partition_stops_with_a_clear_error() {
     run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "parts"));
     // Rows removed inside the storage engine, not in the binlog: the replica cannot follow.
     run_workload(&mut my, &["ALTER TABLE p TRUNCATE PARTITION p0", "INSERT INTO p VALUES (2, 3)"]).await;
-    let stderr = run_failing(replicate(&server.url(), src.name(), &target.url(), "parts"));
+    let mut stop = replicate(&server.url(), src.name(), &target.url(), "parts");
+    stop.args(["--unlogged-changes", "stop"]);
+    let stderr = run_failing(stop);
     assert!(
         stderr.contains("TRUNCATE PARTITION")
             && stderr.contains(&format!("{}.p", src.name()))
@@ -151,6 +153,9 @@ async fn truncate_partition_stops_with_a_clear_error() {
     let pg = connect_pg(&target.url()).await;
     let n = count_rows(&pg, src.name(), "p").await;
     assert_eq!(n, 2);
+    // The default copies the table again while following: the replica is exact.
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "parts"));
+    assert_replica_equal(&mut my, src.name(), &pg).await;
 }
 
 /// Dumps and bulk loads run with `FOREIGN_KEY_CHECKS=0`: InnoDB then neither
@@ -255,7 +260,7 @@ async fn system_versioned_table_is_a_clear_error_unless_excluded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statement_based_row_changes_stop_with_a_clear_error() {
+async fn statement_based_row_changes_stop_when_told_else_copy_the_table_again() {
     let server = synchdb_testkit::mariadb();
     let src = server.create_database("stmt").unwrap();
     let other = server.create_database("stmt_other").unwrap();
@@ -293,11 +298,17 @@ async fn statement_based_row_changes_stop_with_a_clear_error() {
         ],
     )
     .await;
-    let stderr = run_failing(replicate(&server.url(), src.name(), &target.url(), "stmt"));
+    let mut stop = replicate(&server.url(), src.name(), &target.url(), "stmt");
+    stop.args(["--unlogged-changes", "stop"]);
+    let stderr = run_failing(stop);
     assert!(
         stderr.contains("binlog_format=ROW")
             && stderr.contains(&format!("{}.t", src.name()))
             && stderr.contains("mysql-bin."),
         "the error names the setting, the table and the position: {stderr}"
     );
+    // By default the table is copied again and the replica is exact.
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "stmt"));
+    let pg = connect_pg(&target.url()).await;
+    assert_replica_equal(&mut my, src.name(), &pg).await;
 }

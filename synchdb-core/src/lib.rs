@@ -72,7 +72,8 @@ pub use sink::{ChangeBatch, RowStream, Sink};
 pub use source::{chunk_channel, ChunkSender, RowReceiver, Source, SourceContext, SourceMessage};
 pub use state::{
     done_chunks_by_table, CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, PipelineState,
-    SchemaUpdate, SnapshotPlan, SnapshotProgress, SnapshotStatus, SnapshotUpdate, StateUpdate,
+    ResyncState, ResyncUpdate, SchemaUpdate, SnapshotPlan, SnapshotProgress, SnapshotStatus, SnapshotUpdate,
+    StateUpdate,
 };
 pub use stats::{Stats, StatsSnapshot};
 

@@ -172,6 +172,12 @@ pub struct MemorySinkData {
     pub batches: usize,
     /// Whether `finish_snapshot` ran.
     pub snapshot_finished: bool,
+    /// Resync calls, in order: `begin t1,t2`, `finish t1,t2`, `join t1,t2`.
+    pub resyncs: Vec<String>,
+}
+
+fn ids(tables: &[Arc<TableSchema>]) -> String {
+    tables.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join(",")
 }
 
 type FailFn = dyn Fn(&ChangeEvent) -> Option<Error> + Send + Sync;
@@ -309,6 +315,49 @@ impl Sink for MemorySink {
     ) -> Result<()> {
         let mut data = self.data.lock().expect("memory sink poisoned");
         data.snapshot_finished = true;
+        self.store(&mut data, pipeline, state);
+        Ok(())
+    }
+
+    /// A resync empties the tables' snapshot rows (changes already applied stay
+    /// in `transactions`: this sink keeps a log, not tables).
+    async fn begin_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut data = self.data.lock().expect("memory sink poisoned");
+        for t in tables {
+            data.tables.insert(t.id.clone(), t.clone());
+            data.snapshot_rows.remove(&t.id);
+        }
+        data.resyncs.push(format!("begin {}", ids(tables)));
+        self.store(&mut data, pipeline, state);
+        Ok(())
+    }
+
+    async fn finish_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut data = self.data.lock().expect("memory sink poisoned");
+        data.resyncs.push(format!("finish {}", ids(tables)));
+        self.store(&mut data, pipeline, state);
+        Ok(())
+    }
+
+    async fn join_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        _referencing: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut data = self.data.lock().expect("memory sink poisoned");
+        data.resyncs.push(format!("join {}", ids(tables)));
         self.store(&mut data, pipeline, state);
         Ok(())
     }

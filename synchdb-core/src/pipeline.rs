@@ -12,11 +12,12 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::ErrorPolicy;
+use crate::policy::{ErrorPolicy, RetryPolicy};
 use crate::sink::{ChangeBatch, RowStream, Sink};
 use crate::source::{RowReceiver, SourceContext, SourceMessage};
 use crate::state::{
-    CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, SchemaUpdate, SnapshotUpdate, StateUpdate,
+    CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, ResyncState, ResyncUpdate, SchemaUpdate,
+    SnapshotUpdate, StateUpdate,
 };
 use crate::stats::{Stats, StatsSnapshot};
 use crate::Source;
@@ -52,6 +53,7 @@ pub struct Pipeline {
     channel_capacity: usize,
     snapshot_parallelism: usize,
     error_policy: ErrorPolicy,
+    restart: RetryPolicy,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -79,6 +81,7 @@ pub struct PipelineBuilder {
     channel_capacity: usize,
     snapshot_parallelism: usize,
     error_policy: ErrorPolicy,
+    restart: RetryPolicy,
 }
 
 impl Pipeline {
@@ -96,6 +99,7 @@ impl Pipeline {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             snapshot_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             error_policy: ErrorPolicy::Exit,
+            restart: RetryPolicy::forever(),
         }
     }
 
@@ -112,7 +116,7 @@ impl Pipeline {
         let (pause_tx, pause_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
         let span = info_span!("pipeline", id = %self.id);
-        let run = run(self, stats.clone(), shutdown_tx.clone(), pause_rx);
+        let run = supervise(self, stats.clone(), shutdown_tx.clone(), pause_rx);
         let task = tokio::spawn(
             async move {
                 let result = run.await;
@@ -194,6 +198,15 @@ impl PipelineBuilder {
         self
     }
 
+    /// How the pipeline restarts after a transient failure (a lost or refused
+    /// connection, a server restart): from its stored state, after a backoff.
+    /// The default retries for ever (`max_retries` of `u32::MAX`), every 200 ms
+    /// doubling up to 30 s; a run that lasted a minute resets the backoff.
+    pub fn restart_policy(mut self, policy: RetryPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
     /// Check the settings and build the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let source = self.source.ok_or_else(|| Error::config("pipeline has no source"))?;
@@ -216,6 +229,7 @@ impl PipelineBuilder {
             channel_capacity: self.channel_capacity,
             snapshot_parallelism: self.snapshot_parallelism,
             error_policy: self.error_policy,
+            restart: self.restart,
         })
     }
 }
@@ -354,13 +368,87 @@ struct Converted {
     schemas: Vec<SchemaUpdate>,
 }
 
-async fn run(
-    p: Pipeline,
+/// A source that is being run (its owner holds it meanwhile).
+struct Taken;
+
+#[async_trait::async_trait]
+impl Source for Taken {
+    fn name(&self) -> &str {
+        "taken"
+    }
+    async fn run(&mut self, _ctx: SourceContext) -> Result<()> {
+        Err(Error::internal("the source is already running"))
+    }
+}
+
+/// Run the pipeline; after a transient failure (a lost connection, a server
+/// restart) start it again from the stored state, with backoff, until it
+/// ends, is shut down, or fails for good.
+async fn supervise(
+    mut p: Pipeline,
     stats: Arc<Stats>,
-    stop_all: Arc<watch::Sender<bool>>,
+    user_stop: Arc<watch::Sender<bool>>,
+    pause: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut shutdown = user_stop.subscribe();
+    let mut attempt = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let e = match run(&mut p, stats.clone(), &user_stop, pause.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !e.kind().is_transient() || *shutdown.borrow() {
+            return Err(e);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            attempt = 0; // it had been running well: a new failure starts the backoff again
+        }
+        attempt += 1;
+        if p.restart.max_retries != u32::MAX && attempt > p.restart.max_retries {
+            return Err(e);
+        }
+        let delay = p.restart.backoff(attempt);
+        warn!(error = %e, attempt, ?delay, "pipeline failed with a transient error; restarting from the stored checkpoint");
+        stats.record_restart();
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn run(
+    p: &mut Pipeline,
+    stats: Arc<Stats>,
+    user_stop: &Arc<watch::Sender<bool>>,
     mut pause: watch::Receiver<bool>,
 ) -> Result<()> {
-    let shutdown = stop_all.subscribe();
+    // This run's stop signal: the user's shutdown, or the end of the run.
+    let (stop_all, shutdown) = watch::channel(*user_stop.borrow());
+    let stop_all = Arc::new(stop_all);
+    let forward = {
+        let stop_all = stop_all.clone();
+        let mut user = user_stop.subscribe();
+        tokio::spawn(async move {
+            if user.wait_for(|s| *s).await.is_ok() {
+                let _ = stop_all.send(true);
+            }
+        })
+    };
+    let result = run_once(p, stats, &stop_all, shutdown, &mut pause).await;
+    forward.abort();
+    result
+}
+
+async fn run_once(
+    p: &mut Pipeline,
+    stats: Arc<Stats>,
+    stop_all: &Arc<watch::Sender<bool>>,
+    shutdown: watch::Receiver<bool>,
+    pause: &mut watch::Receiver<bool>,
+) -> Result<()> {
     let ctx = Ctx {
         id: p.id.clone().into(),
         sink: p.sink.clone(),
@@ -380,17 +468,21 @@ async fn run(
     let (src_tx, mut src_rx) = mpsc::channel(p.channel_capacity);
     let source_ctx =
         SourceContext { pipeline_id: p.id.clone(), state, sender: src_tx, shutdown: shutdown.clone() };
-    let mut source = p.source;
+    let mut source = std::mem::replace(&mut p.source, Box::new(Taken));
     let source_name = source.name().to_string();
     let source_task = tokio::spawn(
-        async move { source.run(source_ctx).await }.instrument(info_span!("source", name = %source_name)),
+        async move {
+            let r = source.run(source_ctx).await;
+            (source, r)
+        }
+        .instrument(info_span!("source", name = %source_name)),
     );
 
     // Applier stage: whole batches, one at a time, behind a bounded channel.
-    let (apply_tx, apply_rx) = mpsc::channel::<Vec<Converted>>(1);
+    let (apply_tx, apply_rx) = mpsc::channel::<ApplyItem>(1);
     let applier = tokio::spawn(apply_loop(ctx.clone(), apply_rx).instrument(info_span!("apply")));
 
-    let converters = p.converters;
+    let converters = p.converters.clone();
     let mut snapshot = SnapshotRun::new(p.snapshot_parallelism);
     let mut pending: Vec<Converted> = Vec::new();
     let mut pending_events = 0usize;
@@ -415,7 +507,7 @@ async fn run(
             permit = apply_tx.reserve(), if !pending.is_empty() => {
                 match permit {
                     Ok(permit) => {
-                        permit.send(std::mem::take(&mut pending));
+                        permit.send(ApplyItem::Batch(std::mem::take(&mut pending)));
                         pending_events = 0;
                     }
                     Err(_) => break, // the applier ended (with an error, reported below)
@@ -423,7 +515,7 @@ async fn run(
             }
             msg = src_rx.recv(), if !source_done && pending_events < p.batch_size => {
                 let Some(msg) = msg else { source_done = true; continue };
-                let step = handle_message(&ctx, &converters, &mut snapshot, msg, &mut pending).await;
+                let step = handle_message(&ctx, &converters, &mut snapshot, msg, &mut pending, &apply_tx).await;
                 match step {
                     Ok(n) => pending_events += n,
                     Err(e) => { result = Err(e); break; }
@@ -452,7 +544,7 @@ async fn run(
     if result.is_ok()
         && source_done
         && !pending.is_empty()
-        && apply_tx.send(std::mem::take(&mut pending)).await.is_err()
+        && apply_tx.send(ApplyItem::Batch(std::mem::take(&mut pending))).await.is_err()
     {
         debug!("applier already stopped");
     }
@@ -461,19 +553,19 @@ async fn run(
     drop(src_rx);
     // Tell the source to stop, whatever ended the pipeline.
     let _ = stop_all.send(true);
-    let source_result = if graceful || result.is_err() || apply_result.is_err() {
-        // The source may be blocked on a full channel or mid-read; it stops on
-        // the shutdown signal or the closed channel.
-        match tokio::time::timeout(Duration::from_secs(30), source_task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(Error::internal(format!("source task failed: {e}"))),
-            Err(_) => Err(Error::internal("source did not stop within 30 s")),
+    // The source may be blocked on a full channel or mid-read; it stops on
+    // the shutdown signal or the closed channel, and is kept for a restart.
+    let source_result = match tokio::time::timeout(Duration::from_secs(30), source_task).await {
+        Ok(Ok((source, r))) => {
+            p.source = source;
+            r
         }
-    } else {
-        Ok(())
+        Ok(Err(e)) => Err(Error::internal(format!("source task failed: {e}"))),
+        Err(_) => Err(Error::internal("source did not stop within 30 s")),
     };
-    result?;
+    // An applier failure first: it is why a dispatcher waiting on it failed.
     apply_result?;
+    result?;
     match source_result {
         Err(e) if !(graceful && e.kind() == ErrorKind::Internal && e.message() == "pipeline stopped") => {
             Err(e)
@@ -488,6 +580,8 @@ struct SnapshotRun {
     writers: JoinSet<Result<()>>,
     /// Converted schemas per source table: one per converter stage plus the final one.
     chains: HashMap<TableId, Vec<Arc<TableSchema>>>,
+    /// A resync's chunks are being written.
+    resync_active: bool,
 }
 
 impl SnapshotRun {
@@ -496,6 +590,7 @@ impl SnapshotRun {
             parallelism: Arc::new(Semaphore::new(parallelism)),
             writers: JoinSet::new(),
             chains: HashMap::new(),
+            resync_active: false,
         }
     }
 }
@@ -524,6 +619,7 @@ async fn handle_message(
     snap: &mut SnapshotRun,
     msg: SourceMessage,
     pending: &mut Vec<Converted>,
+    apply_tx: &mpsc::Sender<ApplyItem>,
 ) -> Result<usize> {
     match msg {
         SourceMessage::SnapshotStarted { plan, tables, restart, resumed } => {
@@ -544,6 +640,7 @@ async fn handle_message(
                 position: None,
                 snapshot: if resumed { None } else { Some(SnapshotUpdate::Started(plan)) },
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+                resync: None,
             };
             ctx.with_retry("prepare snapshot", || {
                 ctx.sink.prepare_snapshot(&ctx.id, &out, &restart, &update)
@@ -553,9 +650,15 @@ async fn handle_message(
             Ok(0)
         }
         SourceMessage::SnapshotChunk { chunk, table, read_at, rows } => {
-            // Fail fast if an earlier chunk failed.
+            // Fail fast if an earlier chunk failed; a resync whose source connection
+            // failed is started again by the source.
             while let Some(done) = snap.writers.try_join_next() {
-                done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))??;
+                match done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))? {
+                    Err(e) if snap.resync_active && e.kind() == ErrorKind::SourceConnection => {
+                        warn!(error = %e, "resync chunk lost with the source connection; the source starts the resync again");
+                    }
+                    r => r?,
+                }
             }
             let chain = match snap.chains.get(&table.id) {
                 Some(c) => Some(c.clone()),
@@ -588,6 +691,7 @@ async fn handle_message(
                 position: Some(position.clone()),
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: vec![],
+                resync: None,
             };
             ctx.with_retry("finish snapshot", || ctx.sink.finish_snapshot(&ctx.id, &tables, &update)).await?;
             ctx.after_durable(&update).await?;
@@ -605,6 +709,7 @@ async fn handle_message(
                 position: None,
                 snapshot: None,
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+                resync: None,
             };
             ctx.with_retry("create tables", || ctx.sink.prepare_snapshot(&ctx.id, &out, &[], &update))
                 .await?;
@@ -613,9 +718,77 @@ async fn handle_message(
                 position: Some(position),
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: vec![],
+                resync: None,
             };
             ctx.with_retry("finish schema", || ctx.sink.finish_snapshot(&ctx.id, &out, &done)).await?;
             ctx.after_durable(&done).await?;
+            Ok(0)
+        }
+        SourceMessage::ResyncStarted { tables, position, reason } => {
+            // A resync that did not finish (its copy failed) is superseded by this one.
+            snap.writers.abort_all();
+            while snap.writers.join_next().await.is_some() {}
+            snap.resync_active = true;
+            drain(pending, apply_tx).await?;
+            info!(tables = %table_list(&tables), %position, reason, "resync: copying tables again while the others follow");
+            let out = convert_tables(converters, snap, &tables)?;
+            let update = StateUpdate {
+                resync: Some(ResyncUpdate::Started(ResyncState {
+                    tables: tables.iter().map(|t| (**t).clone()).collect(),
+                    position,
+                    loaded: false,
+                    reason,
+                })),
+                // Until they join, the tables are not followed.
+                schemas: tables.iter().map(|t| SchemaUpdate::Drop(t.id.clone())).collect(),
+                ..Default::default()
+            };
+            ctx.with_retry("begin resync", || ctx.sink.begin_resync(&ctx.id, &out, &update)).await?;
+            ctx.after_durable(&update).await?;
+            ctx.stats.set_resync(tables.iter().map(|t| t.id.clone()).collect());
+            Ok(0)
+        }
+        SourceMessage::ResyncFinished { tables } => {
+            snap.resync_active = false;
+            while let Some(done) = snap.writers.join_next().await {
+                done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))??;
+            }
+            let out: Vec<Arc<TableSchema>> = tables
+                .iter()
+                .filter_map(|id| snap.chains.get(id).map(|c| c.last().expect("non-empty").clone()))
+                .collect();
+            let update = StateUpdate { resync: Some(ResyncUpdate::Loaded), ..Default::default() };
+            ctx.with_retry("finish resync", || ctx.sink.finish_resync(&ctx.id, &out, &update)).await?;
+            ctx.after_durable(&update).await?;
+            info!(tables = tables.len(), "resync: rows copied and indexed");
+            Ok(0)
+        }
+        SourceMessage::ResyncJoined { tables, referencing } => {
+            drain(pending, apply_tx).await?;
+            let out = convert_tables(converters, snap, &tables)?;
+            let mut refs = Vec::new();
+            for t in &referencing {
+                if let Some(chain) = convert_chain(converters, t)? {
+                    refs.push(chain.last().expect("non-empty").clone());
+                }
+            }
+            let update = StateUpdate {
+                resync: Some(ResyncUpdate::Joined),
+                schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+                ..Default::default()
+            };
+            ctx.with_retry("join resync", || ctx.sink.join_resync(&ctx.id, &out, &refs, &update)).await?;
+            ctx.after_durable(&update).await?;
+            ctx.stats.set_resync(Vec::new());
+            info!(tables = %table_list(&tables), "resync: tables followed again");
+            Ok(0)
+        }
+        SourceMessage::TablesDeselected { tables } => {
+            let update = StateUpdate {
+                schemas: tables.iter().map(|t| SchemaUpdate::Drop(t.clone())).collect(),
+                ..Default::default()
+            };
+            ctx.with_retry("store the deselected tables", || ctx.save_state(&update)).await?;
             Ok(0)
         }
         SourceMessage::FollowStarted { tables, position } => {
@@ -623,6 +796,7 @@ async fn handle_message(
                 position: Some(position),
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
+                resync: None,
             };
             ctx.with_retry("store the follow start", || ctx.save_state(&update)).await?;
             Ok(0)
@@ -706,6 +880,10 @@ async fn write_chunk(
     Ok(())
 }
 
+fn table_list(tables: &[Arc<TableSchema>]) -> String {
+    tables.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
     StateUpdate {
         position: None,
@@ -716,6 +894,7 @@ fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
             read_at,
         })),
         schemas: vec![],
+        resync: None,
     }
 }
 
@@ -800,11 +979,51 @@ async fn convert_transaction(
 }
 
 /// The applier: one batch at a time, under the error policy.
-async fn apply_loop(ctx: Ctx, mut rx: mpsc::Receiver<Vec<Converted>>) -> Result<()> {
-    while let Some(items) = rx.recv().await {
-        apply_items(&ctx, items).await?;
+async fn apply_loop(ctx: Ctx, mut rx: mpsc::Receiver<ApplyItem>) -> Result<()> {
+    while let Some(item) = rx.recv().await {
+        match item {
+            ApplyItem::Batch(items) => apply_items(&ctx, items).await?,
+            ApplyItem::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
     }
     Ok(())
+}
+
+/// Work for the applier.
+enum ApplyItem {
+    /// Transactions to apply as one batch.
+    Batch(Vec<Converted>),
+    /// Answer once everything before it is applied.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Hand `pending` to the applier and wait until everything sent so far is applied.
+async fn drain(pending: &mut Vec<Converted>, apply_tx: &mpsc::Sender<ApplyItem>) -> Result<()> {
+    let stopped = || Error::internal("the applier stopped");
+    if !pending.is_empty() {
+        apply_tx.send(ApplyItem::Batch(std::mem::take(pending))).await.map_err(|_| stopped())?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    apply_tx.send(ApplyItem::Barrier(tx)).await.map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())
+}
+
+/// The converted (final) schemas of `tables`, skipping those a converter drops.
+fn convert_tables(
+    converters: &[Arc<dyn Converter>],
+    snap: &mut SnapshotRun,
+    tables: &[Arc<TableSchema>],
+) -> Result<Vec<Arc<TableSchema>>> {
+    let mut out = Vec::new();
+    for t in tables {
+        if let Some(chain) = convert_chain(converters, t)? {
+            out.push(chain.last().expect("non-empty").clone());
+            snap.chains.insert(t.id.clone(), chain);
+        }
+    }
+    Ok(out)
 }
 
 /// Build a batch by moving the transactions (no copy of the rows); the

@@ -68,6 +68,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Retry for ever, from 200 ms doubling up to 30 s.
+    pub fn forever() -> Self {
+        RetryPolicy { max_retries: u32::MAX, ..RetryPolicy::default() }
+    }
+
     /// The delay before retry number `attempt` (from 1): doubling, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));

@@ -109,6 +109,49 @@ pub trait Sink: Send + Sync {
         state: &StateUpdate,
     ) -> Result<()>;
 
+    /// Begin a resync (a re-snapshot of `tables` while the others keep
+    /// following): drop the foreign keys that involve them, empty them
+    /// (recreate them from `tables`, without indexes), and store `state`.
+    /// Every earlier batch has been applied. The default refuses.
+    async fn begin_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let _ = (pipeline, tables, state);
+        Err(Error::new(
+            crate::ErrorKind::Config,
+            format!("sink {} cannot re-snapshot tables while following", self.name()),
+        ))
+    }
+
+    /// Every chunk of the resync is durable: build the tables' indexes (not
+    /// their foreign keys) and store `state`.
+    async fn finish_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let _ = (pipeline, tables, state);
+        Err(Error::new(crate::ErrorKind::Config, format!("sink {} cannot re-snapshot tables", self.name())))
+    }
+
+    /// The resync tables are followed again: create the foreign keys of
+    /// `tables`, and those of `referencing` that point to `tables`; store
+    /// `state`. Every earlier batch has been applied.
+    async fn join_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        referencing: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let _ = (pipeline, tables, referencing, state);
+        Err(Error::new(crate::ErrorKind::Config, format!("sink {} cannot re-snapshot tables", self.name())))
+    }
+
     /// Apply a batch of change events and store its state (see the contract).
     async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()>;
 
@@ -166,6 +209,31 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
         state: &StateUpdate,
     ) -> Result<()> {
         (**self).finish_snapshot(pipeline, tables, state).await
+    }
+    async fn begin_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        (**self).begin_resync(pipeline, tables, state).await
+    }
+    async fn finish_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        (**self).finish_resync(pipeline, tables, state).await
+    }
+    async fn join_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        referencing: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        (**self).join_resync(pipeline, tables, referencing, state).await
     }
     async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
         (**self).apply(pipeline, batch).await

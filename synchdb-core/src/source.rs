@@ -153,6 +153,40 @@ pub enum SourceMessage {
         /// Where follow mode starts.
         position: Position,
     },
+    /// A resync begins (see [`ResyncState`](crate::ResyncState)): every
+    /// earlier message is applied first; then `tables` are emptied (created
+    /// anew) on the sink and their chunks follow as
+    /// [`SnapshotChunk`](SourceMessage::SnapshotChunk)s, while transactions
+    /// of other tables keep coming. The source sends no change of these
+    /// tables before [`ResyncJoined`](SourceMessage::ResyncJoined).
+    ResyncStarted {
+        /// The tables' schemas at `position`.
+        tables: Vec<Arc<TableSchema>>,
+        /// Where their rows are read.
+        position: Position,
+        /// Why (for logs and status).
+        reason: String,
+    },
+    /// Every chunk of the resync has been sent: once durable, the sink builds
+    /// the tables' indexes.
+    ResyncFinished {
+        /// The tables.
+        tables: Vec<TableId>,
+    },
+    /// The resync tables are followed again from here: the sink creates the
+    /// foreign keys of `tables` and those of `referencing` that point to them.
+    ResyncJoined {
+        /// The resynced tables (schemas at the resync position).
+        tables: Vec<Arc<TableSchema>>,
+        /// Tracked tables with foreign keys to them.
+        referencing: Vec<Arc<TableSchema>>,
+    },
+    /// These tables are no longer selected: their stored schemas go (the
+    /// tables stay on the sink, no longer applied).
+    TablesDeselected {
+        /// The tables.
+        tables: Vec<TableId>,
+    },
     /// One committed source transaction.
     Transaction(Transaction),
     /// No change, but the source has read up to here (keeps the checkpoint and lag current).

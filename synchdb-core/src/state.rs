@@ -80,6 +80,34 @@ pub enum SnapshotStatus {
     Done,
 }
 
+/// A re-snapshot of some tables while the others keep following (a
+/// *resync*): their rows are copied at `position`; their changes before it
+/// are skipped; from the first transaction after it they are followed again
+/// (they *join*), and until then they are not among the tracked schemas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncState {
+    /// The tables' source schemas at `position`.
+    pub tables: Vec<TableSchema>,
+    /// The consistent position the rows are read at.
+    pub position: Position,
+    /// Whether every row is durable (then only the join is left).
+    pub loaded: bool,
+    /// Why the tables are copied again (for logs and status).
+    pub reason: String,
+}
+
+/// A change of the resync state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResyncUpdate {
+    /// A resync starts (its tables are emptied in the same transaction).
+    Started(ResyncState),
+    /// Every row of the resync is durable.
+    Loaded,
+    /// The tables are followed again; the resync is over.
+    Joined,
+}
+
 /// Everything stored for one pipeline id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineState {
@@ -89,12 +117,20 @@ pub struct PipelineState {
     pub snapshot: SnapshotStatus,
     /// The source schemas as tracked at `position` (for decoding the binlog after a restart).
     pub schemas: Vec<TableSchema>,
+    /// A resync in progress, if any.
+    #[serde(default)]
+    pub resync: Option<ResyncState>,
 }
 
 impl PipelineState {
     /// The state of a pipeline that has done nothing yet.
     pub fn empty() -> Self {
-        PipelineState { position: None, snapshot: SnapshotStatus::NotStarted, schemas: Vec::new() }
+        PipelineState {
+            position: None,
+            snapshot: SnapshotStatus::NotStarted,
+            schemas: Vec::new(),
+            resync: None,
+        }
     }
 
     /// Apply an update (what a store does on `save`). Positions never move backwards.
@@ -119,6 +155,16 @@ impl PipelineState {
             }
             Some(SnapshotUpdate::Finished) => self.snapshot = SnapshotStatus::Done,
             Some(SnapshotUpdate::Reset) => self.snapshot = SnapshotStatus::NotStarted,
+        }
+        match &update.resync {
+            None => {}
+            Some(ResyncUpdate::Started(r)) => self.resync = Some(r.clone()),
+            Some(ResyncUpdate::Loaded) => {
+                if let Some(r) = &mut self.resync {
+                    r.loaded = true;
+                }
+            }
+            Some(ResyncUpdate::Joined) => self.resync = None,
         }
         for s in &update.schemas {
             match s {
@@ -166,12 +212,14 @@ pub struct StateUpdate {
     pub snapshot: Option<SnapshotUpdate>,
     /// Tracked source schema changes.
     pub schemas: Vec<SchemaUpdate>,
+    /// Resync state change.
+    pub resync: Option<ResyncUpdate>,
 }
 
 impl StateUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.position.is_none() && self.snapshot.is_none() && self.schemas.is_empty()
+        self.position.is_none() && self.snapshot.is_none() && self.schemas.is_empty() && self.resync.is_none()
     }
 }
 

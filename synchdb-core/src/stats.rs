@@ -27,6 +27,9 @@ pub struct Stats {
     retries: AtomicU64,
     latency: Mutex<LatencyHistogram>,
     position: Mutex<Option<Position>>,
+    resyncing: Mutex<Vec<synchdb_types::TableId>>,
+    resyncs: AtomicU64,
+    restarts: AtomicU64,
 }
 
 /// Latency buckets in milliseconds (upper bounds); the last bucket is open.
@@ -114,6 +117,19 @@ impl Stats {
         self.snapshot_chunks_total.store(chunks, Ordering::Relaxed);
     }
 
+    /// The tables being copied again by a resync (empty: none).
+    pub fn set_resync(&self, tables: Vec<synchdb_types::TableId>) {
+        if !tables.is_empty() {
+            self.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.resyncing.lock().expect("stats poisoned") = tables;
+    }
+
+    /// Count a restart after a transient failure.
+    pub fn record_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Count an event skipped by the error policy.
     pub fn record_skip(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +177,9 @@ impl Stats {
             latency_p99: Duration::from_millis(lat.percentile(0.99)),
             latency_max: Duration::from_millis(lat.max_ms),
             position: self.position.lock().expect("stats poisoned").clone(),
+            resyncing: self.resyncing.lock().expect("stats poisoned").clone(),
+            resyncs: load(&self.resyncs),
+            restarts: load(&self.restarts),
         }
     }
 }
@@ -210,6 +229,12 @@ pub struct StatsSnapshot {
     pub latency_max: Duration,
     /// Last durable position.
     pub position: Option<Position>,
+    /// Tables being copied again by a resync right now.
+    pub resyncing: Vec<synchdb_types::TableId>,
+    /// Resyncs started.
+    pub resyncs: u64,
+    /// Restarts after transient failures.
+    pub restarts: u64,
 }
 
 impl StatsSnapshot {

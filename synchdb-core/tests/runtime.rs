@@ -175,13 +175,15 @@ async fn retry_policy_recovers_from_transient_errors_then_gives_up() {
     assert_eq!(stats.retries, 2);
     assert_eq!(ids(&sink.events()).len(), 40);
 
+    // With restarts turned off, the policy's retries are all there is.
     let sink = MemorySink::new();
     sink.fail_next(100);
     let err = Pipeline::builder()
         .id("retry")
         .source(MemorySource::new(transactions(20, 2)))
         .sink(sink.clone())
-        .error_policy(ErrorPolicy::Retry(fast))
+        .error_policy(ErrorPolicy::Retry(fast.clone()))
+        .restart_policy(RetryPolicy { max_retries: 0, ..fast })
         .build()
         .unwrap()
         .start()
@@ -192,6 +194,33 @@ async fn retry_policy_recovers_from_transient_errors_then_gives_up() {
     assert_eq!(sink.apply_calls(), 4, "one attempt and three retries");
     assert!(sink.events().is_empty());
     assert_eq!(stored_position(&sink, "retry"), None);
+}
+
+/// Transient failures beyond the error policy's retries (here the `exit`
+/// policy, which retries nothing) restart the pipeline from its stored
+/// state: every transaction is applied exactly once.
+#[tokio::test]
+async fn transient_failures_restart_the_pipeline_under_every_policy() {
+    let sink = MemorySink::new();
+    sink.fail_next(5);
+    let stats = Pipeline::builder()
+        .id("restart")
+        .source(MemorySource::new(transactions(20, 2)))
+        .sink(sink.clone())
+        .batch_size(4)
+        .restart_policy(RetryPolicy {
+            max_retries: u32::MAX,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        })
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(stats.restarts, 5);
+    assert_eq!(ids(&sink.events()), (2..42).collect::<Vec<_>>(), "each row once, in order");
 }
 
 #[tokio::test]
@@ -475,6 +504,8 @@ async fn a_chunk_the_source_did_not_finish_is_never_recorded_done() {
         .id("half")
         .source(HalfChunkSource)
         .sink(sink.clone())
+        // The error is transient (the source went away): see it instead of restarting.
+        .restart_policy(RetryPolicy { max_retries: 0, ..RetryPolicy::default() })
         .build()
         .unwrap()
         .start()

@@ -167,9 +167,13 @@ pub(crate) enum AlterOp {
     RenameTable { to: TableId },
     /// `CONVERT TO CHARACTER SET cs [COLLATE c]`: every textual column changes charset.
     ConvertCharset { charset: String, collation: Option<String> },
-    /// `TRUNCATE|DROP|EXCHANGE PARTITION ...`: removes or swaps rows without
-    /// logging them, so a replica cannot follow it (an error when applied).
-    DropsRows { clause: String },
+    /// `TRUNCATE|DROP|EXCHANGE PARTITION`, `IMPORT [PARTITION ...] TABLESPACE`,
+    /// `CONVERT PARTITION ... TO TABLE t2` / `CONVERT TABLE t2 TO PARTITION`:
+    /// rows removed, swapped or added without row events, so the table must
+    /// be copied again. `other` is the second table whose rows change
+    /// (`EXCHANGE ... WITH TABLE`, `CONVERT ... TO TABLE`); `other_goes` when
+    /// that table ceases to exist (`CONVERT TABLE t2 TO PARTITION`).
+    DropsRows { clause: String, other: Option<TableId>, other_goes: bool },
 }
 
 /// A DDL statement that could not be parsed.
@@ -734,9 +738,22 @@ fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result<Vec<AlterO
     let mut if_flag = false;
     match w.as_slice() {
         // Rows removed or swapped inside the storage engine, never logged as row events.
-        ["TRUNCATE" | "DROP" | "EXCHANGE", "PARTITION", ..] => {
+        ["TRUNCATE" | "DROP" | "EXCHANGE", "PARTITION", ..]
+        | ["IMPORT", ..]
+        | ["CONVERT", "PARTITION" | "TABLE", ..] => {
             let clause = op.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
-            return Ok(vec![AlterOp::DropsRows { clause }]);
+            let table_after = |kw: &str| {
+                let i = op.iter().position(|t| is_word(Some(t), kw))?;
+                let j = if is_word(op.get(i + 1), "TABLE") { i + 2 } else { i + 1 };
+                table_name_at(&op, j, default_db).map(|(t, _)| t)
+            };
+            let (other, other_goes) = match w.as_slice() {
+                ["EXCHANGE", ..] => (table_after("WITH"), false),
+                ["CONVERT", "PARTITION", ..] => (table_after("TO"), false),
+                ["CONVERT", "TABLE", ..] => (table_name_at(&op, 2, default_db).map(|(t, _)| t), true),
+                _ => (None, false),
+            };
+            return Ok(vec![AlterOp::DropsRows { clause, other, other_goes }]);
         }
         // Table options, partitioning, ordering, locks: no shape change.
         [first, ..]
@@ -1533,9 +1550,27 @@ mod tests {
             parse_ddl("ALTER TABLE p TRUNCATE PARTITION p0, p1", "db").unwrap(),
             Some(Ddl::AlterTable {
                 table: TableId::new("db", "p"),
-                ops: vec![AlterOp::DropsRows { clause: "TRUNCATE PARTITION p0".into() }]
+                ops: vec![AlterOp::DropsRows {
+                    clause: "TRUNCATE PARTITION p0".into(),
+                    other: None,
+                    other_goes: false
+                }]
             })
         );
+        let ops = |sql: &str| match parse_ddl(sql, "db").unwrap() {
+            Some(Ddl::AlterTable { ops, .. }) => ops,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(&ops("ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE o.q")[..],
+            [AlterOp::DropsRows { other: Some(t), other_goes: false, .. }] if *t == TableId::new("o", "q")));
+        assert!(matches!(&ops("ALTER TABLE p CONVERT PARTITION p0 TO TABLE q")[..],
+            [AlterOp::DropsRows { other: Some(t), other_goes: false, .. }] if t.table == "q"));
+        assert!(matches!(&ops("ALTER TABLE p CONVERT TABLE q TO PARTITION p9 VALUES LESS THAN (10)")[..],
+            [AlterOp::DropsRows { other: Some(t), other_goes: true, .. }] if t.table == "q"));
+        assert!(matches!(
+            &ops("ALTER TABLE p IMPORT TABLESPACE")[..],
+            [AlterOp::DropsRows { other: None, .. }]
+        ));
         for sql in ["ALTER TABLE p DROP PARTITION p0", "ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE q"] {
             assert!(
                 matches!(parse_ddl(sql, "db").unwrap(), Some(Ddl::AlterTable { ops, .. }) if matches!(ops[..], [AlterOp::DropsRows { .. }])),

@@ -53,14 +53,7 @@ impl Flavor {
 
 /// A failed catalog query.
 pub(crate) fn query_error(e: mysql_async::Error) -> Error {
-    let kind = match &e {
-        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1142 | 1143 | 1227) => {
-            ErrorKind::SourcePrivilege
-        }
-        mysql_async::Error::Server(_) => ErrorKind::SourceSchema,
-        _ => ErrorKind::SourceConnection,
-    };
-    Error::new(kind, "reading the source catalog failed").with_source(e)
+    crate::errors::error("reading the source catalog failed", e)
 }
 
 /// Every table selected by `filter`, with full schemas, ordered by database and name.

@@ -29,6 +29,7 @@ mod ddl;
 mod decode;
 mod defaults;
 mod discovery;
+mod errors;
 mod filter;
 mod options;
 mod preflight;
@@ -37,7 +38,7 @@ mod source;
 
 pub use filter::TableFilter;
 pub use options::{
-    MySqlSourceOptions, SnapshotMode, TlsMode, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS,
+    MySqlSourceOptions, SnapshotMode, TlsMode, UnloggedChanges, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PORT, DEFAULT_SERVER_ID,
 };
 pub use source::MySqlSource;

@@ -186,6 +186,37 @@ pub struct MySqlSourceOptions {
     stop_at_caught_up: bool,
     heartbeat_interval: Duration,
     connect_timeout: Duration,
+    #[serde(default)]
+    unlogged_changes: UnloggedChanges,
+}
+
+/// What follow mode does when a statement changes a replicated table's rows
+/// without logging them as row events (`ALTER TABLE ... TRUNCATE|DROP|EXCHANGE|
+/// REORGANIZE PARTITION`, statement-based DML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UnloggedChanges {
+    /// Copy the table again at a new consistent point (its older changes
+    /// skipped) while the other tables keep following. The default.
+    #[default]
+    Resync,
+    /// Stop with an error naming the statement, table and position.
+    Stop,
+}
+
+impl std::str::FromStr for UnloggedChanges {
+    type Err = Error;
+    /// `resync` or `stop`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "resync" => Ok(UnloggedChanges::Resync),
+            "stop" => Ok(UnloggedChanges::Stop),
+            other => Err(Error::config(format!(
+                "unknown unlogged-changes policy {other:?}: expected resync or stop"
+            ))),
+        }
+    }
 }
 
 impl Default for MySqlSourceOptions {
@@ -207,6 +238,7 @@ impl Default for MySqlSourceOptions {
             stop_at_caught_up: false,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            unlogged_changes: UnloggedChanges::Resync,
         }
     }
 }
@@ -348,6 +380,17 @@ impl MySqlSourceOptions {
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
         self
+    }
+
+    /// What to do when a statement changes rows without row events (see [`UnloggedChanges`]).
+    pub fn unlogged_changes(mut self, policy: UnloggedChanges) -> Self {
+        self.unlogged_changes = policy;
+        self
+    }
+
+    /// The unlogged-changes policy.
+    pub fn get_unlogged_changes(&self) -> UnloggedChanges {
+        self.unlogged_changes
     }
 
     /// Connect timeout.
@@ -516,12 +559,7 @@ impl MySqlSourceOptions {
     }
 
     fn connect_error(&self, e: mysql_async::Error) -> Error {
-        let kind = match &e {
-            mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1044 => {
-                synchdb_core::ErrorKind::SourcePrivilege
-            }
-            _ => synchdb_core::ErrorKind::SourceConnection,
-        };
+        let kind = crate::errors::kind_or(&e, synchdb_core::ErrorKind::SourceConnection);
         Error::new(kind, format!("cannot connect to {}@{}:{}", self.user, self.host, self.port))
             .with_source(e)
     }

@@ -98,6 +98,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::decode::decode_value;
 use crate::discovery::{discover_tables, Flavor};
+use crate::filter::TableFilter;
 use crate::options::MySqlSourceOptions;
 use crate::preflight::{self, ServerInfo};
 
@@ -134,14 +135,7 @@ pub(crate) enum Start {
 
 /// A connection error of the snapshot (reading rows, positions).
 fn read_error(what: &str, e: mysql_async::Error) -> Error {
-    let kind = match &e {
-        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1142 | 1143 | 1227) => {
-            ErrorKind::SourcePrivilege
-        }
-        mysql_async::Error::Server(_) => ErrorKind::SourceSchema,
-        _ => ErrorKind::SourceConnection,
-    };
-    Error::new(kind, format!("snapshot: {what} failed")).with_source(e)
+    crate::errors::error(format!("snapshot: {what} failed"), e)
 }
 
 /// The server's current binlog position (and GTID position).
@@ -243,6 +237,7 @@ async fn open_snapshot(
     opts: &MySqlSourceOptions,
     info: &ServerInfo,
     coordinator: &mut Conn,
+    filter: &TableFilter,
 ) -> Result<Opened> {
     let workers = opts.get_snapshot_workers().max(1);
     let locking = (workers > 1 && info.can_lock()) || info.flavor == Flavor::MySql;
@@ -267,7 +262,7 @@ async fn open_snapshot(
         begin_snapshot(&mut reader).await?;
         let binlog = snapshot_status(&mut reader).await?;
         let gtid = mariadb_gtid_at(coordinator, &binlog).await?;
-        let tables = discover_tables(coordinator, opts.get_table_filter()).await?;
+        let tables = discover_tables(coordinator, filter).await?;
         return Ok(Opened { readers: vec![reader], position: Position { binlog, gtid }, tables });
     }
 
@@ -285,7 +280,7 @@ async fn open_snapshot(
         .await
         .map_err(|e| read_error("FLUSH TABLES WITH READ LOCK", e))?;
     let locked = async {
-        let tables = discover_tables(coordinator, opts.get_table_filter()).await?;
+        let tables = discover_tables(coordinator, filter).await?;
         futures::future::try_join_all(readers.iter_mut().map(begin_snapshot)).await?;
         let position = current_position(coordinator, info.flavor).await?;
         Ok::<_, Error>((tables, position))
@@ -317,7 +312,8 @@ pub(crate) async fn run_snapshot(
     start: Start,
 ) -> Result<Option<SnapshotOutcome>> {
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, tables } = open_snapshot(opts, info, &mut coordinator).await?;
+    let Opened { mut readers, position, tables } =
+        open_snapshot(opts, info, &mut coordinator, opts.get_table_filter()).await?;
     preflight::check_select(&info.grants, &tables)?;
 
     // Decide: resume the stored plan, or plan anew.
@@ -827,6 +823,84 @@ impl Worker {
         }
         Ok(true)
     }
+}
+
+/// A resync's copy: the tables' rows at `position`, read by a task that
+/// sends their chunks and then [`SourceMessage::ResyncFinished`].
+pub(crate) struct ResyncCopy {
+    /// The consistent position of the rows.
+    pub(crate) position: Position,
+    /// The tables' schemas at `position` (those that still exist).
+    pub(crate) tables: Vec<TableSchema>,
+    /// The reading task: `Ok(true)` when every chunk is sent, `Ok(false)` when stopped.
+    pub(crate) task: tokio::task::JoinHandle<Result<bool>>,
+}
+
+/// Start a resync of `ids`: open a consistent snapshot of just these tables,
+/// send [`SourceMessage::ResyncStarted`] (from the caller's task, so it comes
+/// after everything the caller sent before), and read their chunks in a
+/// task. `Ok(None)` when none of the tables exists any more.
+pub(crate) async fn start_resync_copy(
+    opts: &MySqlSourceOptions,
+    info: &ServerInfo,
+    ctx: &SourceContext,
+    ids: &[TableId],
+    reason: &str,
+) -> Result<Option<ResyncCopy>> {
+    let mut filter = TableFilter::all();
+    for id in ids {
+        filter = filter
+            .include(&format!("{}.{}", id.database, id.table))
+            .map_err(|e| Error::internal(format!("resync filter for {id}: {e}")))?;
+    }
+    let mut coordinator = opts.connect().await?;
+    let Opened { mut readers, position, mut tables } =
+        open_snapshot(opts, info, &mut coordinator, &filter).await?;
+    drop(coordinator);
+    tables.retain(|t| ids.contains(&t.id));
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    preflight::check_select(&info.grants, &tables)?;
+    let chunks = plan_chunks(opts, &mut readers[0], &tables).await?;
+    let schemas: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
+    ctx.send(SourceMessage::ResyncStarted {
+        tables: schemas.clone(),
+        position: position.clone(),
+        reason: reason.to_string(),
+    })
+    .await?;
+    info!(tables = tables.len(), chunks = chunks.len(), %position, reason, "resync: copy started");
+    let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
+    let mut workers = Vec::new();
+    for conn in readers {
+        workers.push(Worker {
+            conn,
+            queue: queue.clone(),
+            schemas: schemas.clone(),
+            read_at: position.clone(),
+            sender: ctx.sender.clone(),
+            shutdown: ctx.shutdown.clone(),
+            batch_rows: opts.get_batch_rows(),
+        });
+    }
+    let sender = ctx.sender.clone();
+    let ids: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
+    let task = tokio::spawn(
+        async move {
+            let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;
+            let mut all = true;
+            for r in results {
+                all &= r?;
+            }
+            if all {
+                all = sender.send(SourceMessage::ResyncFinished { tables: ids }).await.is_ok();
+            }
+            Ok(all)
+        }
+        .instrument(info_span!("resync_copy")),
+    );
+    Ok(Some(ResyncCopy { position, tables, task }))
 }
 
 /// The tables and position of a schema-only start (`no_data`), or of follow

@@ -137,7 +137,7 @@ impl Source for MySqlSource {
                     return Ok(());
                 }
                 let skip = skip_before.into_iter().map(|s| (s.table, s.position)).collect();
-                crate::binlog::follow(opts, &ctx, position, schemas, skip).await
+                crate::binlog::follow(opts, &info, &ctx, position, schemas, skip, None, Vec::new()).await
             }
             Plan::SchemaOnly => {
                 drop(conn);
@@ -148,9 +148,11 @@ impl Source for MySqlSource {
                     position: position.clone(),
                 })
                 .await?;
-                crate::binlog::follow(opts, &ctx, position, tables, Vec::new()).await
+                crate::binlog::follow(opts, &info, &ctx, position, tables, Vec::new(), None, Vec::new()).await
             }
             Plan::Follow { from, schemas } => {
+                let stored_resync = ctx.state.as_ref().and_then(|s| s.resync.clone());
+                let mut requests = Vec::new();
                 let from = match from {
                     Some(p) => Some((p, "stored checkpoint")),
                     None => opts.get_start_position().cloned().map(|p| (p, "configured start position")),
@@ -160,7 +162,14 @@ impl Source for MySqlSource {
                         preflight::check_position_available(&mut conn, &p, what).await?;
                         drop(conn);
                         let schemas = match schemas {
-                            Some(s) => s,
+                            Some(s) => {
+                                let (s, new) =
+                                    reconcile_selection(opts, &ctx, s, stored_resync.as_ref()).await?;
+                                if !new.is_empty() {
+                                    requests.push((new, "newly selected".to_string()));
+                                }
+                                s
+                            }
                             None => {
                                 let tables = snapshot::schemas_and_position(opts, &info).await?.0;
                                 ctx.send(SourceMessage::FollowStarted {
@@ -185,10 +194,47 @@ impl Source for MySqlSource {
                     }
                 };
                 info!(position = %start, tables = schemas.len(), "following the binlog");
-                crate::binlog::follow(opts, &ctx, start, schemas, Vec::new()).await
+                crate::binlog::follow(opts, &info, &ctx, start, schemas, Vec::new(), stored_resync, requests)
+                    .await
             }
         }
     }
+}
+
+/// Compare the stored (tracked) tables with what the options select now: a
+/// table no longer selected stops being followed (left in place on the
+/// target); a selected table that is not tracked (a wider selection, or
+/// created while the pipeline was stopped) is returned, to be copied while
+/// the others follow. Tables of a stored resync are neither.
+async fn reconcile_selection(
+    opts: &MySqlSourceOptions,
+    ctx: &SourceContext,
+    mut stored: Vec<TableSchema>,
+    resync: Option<&synchdb_core::ResyncState>,
+) -> Result<(Vec<TableSchema>, Vec<synchdb_types::TableId>)> {
+    let filter = opts.get_table_filter();
+    let in_resync =
+        |id: &synchdb_types::TableId| resync.is_some_and(|r| r.tables.iter().any(|t| &t.id == id));
+    let deselected: Vec<synchdb_types::TableId> =
+        stored.iter().filter(|t| !filter.matches(&t.id)).map(|t| t.id.clone()).collect();
+    if !deselected.is_empty() {
+        for id in &deselected {
+            tracing::warn!(table = %id, "no longer selected: its changes are not applied any more; the table is left in place on the target");
+        }
+        stored.retain(|t| filter.matches(&t.id));
+        ctx.send(SourceMessage::TablesDeselected { tables: deselected }).await?;
+    }
+    let mut conn = opts.connect().await?;
+    let current = crate::discovery::discover_tables(&mut conn, filter).await?;
+    let new: Vec<synchdb_types::TableId> = current
+        .iter()
+        .map(|t| t.id.clone())
+        .filter(|id| !stored.iter().any(|t| &t.id == id) && !in_resync(id))
+        .collect();
+    for id in &new {
+        info!(table = %id, "selected but not followed yet (a wider selection, or created meanwhile): copied while the others follow");
+    }
+    Ok((stored, new))
 }
 
 #[cfg(test)]
@@ -202,7 +248,7 @@ mod tests {
     }
 
     fn state(snapshot: SnapshotStatus, position: Option<Position>) -> PipelineState {
-        PipelineState { position, snapshot, schemas: vec![] }
+        PipelineState { position, snapshot, schemas: vec![], resync: None }
     }
 
     #[test]

@@ -91,6 +91,7 @@ async fn settings_and_lost_position() {
             position: Some(lost.clone()),
             snapshot: Some(SnapshotUpdate::Finished),
             schemas: vec![],
+            resync: None,
         },
     )
     .await

@@ -112,7 +112,8 @@ impl PgSink {
     /// error naming the table and column, with PostgreSQL's message as the cause.
     /// [`prepare_snapshot`](Sink::prepare_snapshot) runs it too.
     pub async fn validate_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         for t in tables {
             let pt = PgTable::build(t, &self.inner.opts, self.inner.postgis)?;
             for c in pt.columns.iter().filter(|c| c.transform.is_some() || !c.default_mapping) {
@@ -136,6 +137,7 @@ impl PgSink {
             }
         }
         tx.rollback().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        conn.done();
         Ok(())
     }
 
@@ -163,8 +165,10 @@ impl PgSink {
         Ok(entry)
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.inner.pool.begin().await.map_err(|e| sqlx_error(e, &Context::state()))
+    /// A connection from the pool, closed unless its work completes.
+    async fn conn(&self) -> Result<Conn> {
+        let conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        Ok(Conn { conn, done: false })
     }
 
     async fn apply_events(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<u64> {
@@ -276,8 +280,44 @@ async fn set_replica_role(conn: &mut PgConnection, replica: bool, tx: &Transacti
     Ok(())
 }
 
-async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
     tx.commit().await.map_err(|e| sqlx_error(e, &Context::state()))
+}
+
+/// A pooled connection that goes back to the pool only once its work is
+/// done ([`Conn::done`]): one dropped midway (an error, or a task cancelled
+/// in the middle of a COPY) is closed, so the pool never hands out a
+/// connection in an unknown state.
+struct Conn {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    done: bool,
+}
+
+impl Conn {
+    fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 #[async_trait]
@@ -296,9 +336,12 @@ impl Sink for PgSink {
     }
 
     async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         self.inner.state.store(&mut tx, pipeline, update).await?;
-        commit(tx).await
+        commit(tx).await?;
+        conn.done();
+        Ok(())
     }
 
     async fn prepare_snapshot(
@@ -309,7 +352,8 @@ impl Sink for PgSink {
         state: &StateUpdate,
     ) -> Result<()> {
         self.validate_tables(tables).await?;
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let cx = self.ddl_ctx();
         for t in tables {
             let entry = self.entry(t)?;
@@ -324,6 +368,7 @@ impl Sink for PgSink {
         }
         self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        conn.done();
         info!(tables = tables.len(), restart = restart.len(), "snapshot tables ready");
         Ok(())
     }
@@ -338,7 +383,8 @@ impl Sink for PgSink {
     ) -> Result<u64> {
         let entry = self.entry(table)?;
         let opts = &self.inner.opts;
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let n =
             copy_rows(&mut tx, &entry.pt, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), rows).await?;
         let update = StateUpdate {
@@ -352,6 +398,7 @@ impl Sink for PgSink {
         };
         self.inner.state.store(&mut tx, pipeline, &update).await?;
         commit(tx).await?;
+        conn.done();
         debug!(table = %table.id, chunk = chunk.index, rows = n, "chunk copied");
         Ok(n)
     }
@@ -362,7 +409,8 @@ impl Sink for PgSink {
         tables: &[Arc<TableSchema>],
         state: &StateUpdate,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let cx = self.ddl_ctx();
         let entries: Vec<Arc<TableEntry>> = tables.iter().map(|t| self.entry(t)).collect::<Result<_>>()?;
         // Indexes of every table first: foreign keys need the referenced unique keys.
@@ -377,16 +425,94 @@ impl Sink for PgSink {
         }
         self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        conn.done();
         info!(tables = tables.len(), "snapshot finished: indexes, foreign keys and sequences built");
         Ok(())
     }
 
+    /// Drops and creates each table anew (with its primary key; the foreign
+    /// keys that point to it go with it), in one transaction with `state`.
+    async fn begin_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        self.validate_tables(tables).await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let cx = self.ddl_ctx();
+        for t in tables {
+            let q = self.target_table(&t.id);
+            let sql = format!("DROP TABLE IF EXISTS {q} CASCADE");
+            tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(&t.id)))?;
+            let entry = self.entry(t)?;
+            ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
+        }
+        self.inner.state.store(&mut tx, pipeline, state).await?;
+        commit(tx).await?;
+        conn.done();
+        info!(tables = tables.len(), "resync tables emptied");
+        Ok(())
+    }
+
+    async fn finish_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let cx = self.ddl_ctx();
+        for t in tables {
+            let e = self.entry(t)?;
+            let indexes_only = TableSchema { foreign_keys: vec![], ..(**t).clone() };
+            ddl::create_indexes_and_keys(&mut tx, &indexes_only, &e.pt, &cx).await?;
+            ddl::sync_identities(&mut tx, &e.pt).await?;
+        }
+        self.inner.state.store(&mut tx, pipeline, state).await?;
+        commit(tx).await?;
+        conn.done();
+        Ok(())
+    }
+
+    async fn join_resync(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        referencing: &[Arc<TableSchema>],
+        state: &StateUpdate,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let cx = self.ddl_ctx();
+        let ids: Vec<&TableId> = tables.iter().map(|t| &t.id).collect();
+        for t in tables {
+            let e = self.entry(t)?;
+            let keys_only = TableSchema { indexes: vec![], ..(**t).clone() };
+            ddl::create_indexes_and_keys(&mut tx, &keys_only, &e.pt, &cx).await?;
+        }
+        for r in referencing {
+            let e = self.entry(r)?;
+            let foreign_keys =
+                r.foreign_keys.iter().filter(|fk| ids.contains(&&fk.referenced_table)).cloned().collect();
+            let keys_only = TableSchema { indexes: vec![], foreign_keys, ..(**r).clone() };
+            ddl::create_indexes_and_keys(&mut tx, &keys_only, &e.pt, &cx).await?;
+        }
+        self.inner.state.store(&mut tx, pipeline, state).await?;
+        commit(tx).await?;
+        conn.done();
+        Ok(())
+    }
+
     async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let changed = self.apply_events(&mut tx, batch).await?;
         self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
-        commit_conn(tx).await?;
+        commit(tx).await?;
+        conn.done();
         debug!(events = batch.event_count(), changed, "batch applied");
         Ok(())
     }
@@ -411,8 +537,4 @@ impl Sink for PgSink {
             .map_err(|e| sqlx_error(e, &Context::state()))?;
         Ok(())
     }
-}
-
-async fn commit_conn(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
-    tx.commit().await.map_err(|e| sqlx_error(e, &Context::state()))
 }

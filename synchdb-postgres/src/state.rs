@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Executor, PgConnection, Row as _};
 use synchdb_core::{
-    ChunkDone, Error, ErrorKind, PipelineState, Result, SchemaUpdate, SnapshotProgress, SnapshotStatus,
-    SnapshotUpdate, StateUpdate,
+    ChunkDone, Error, ErrorKind, PipelineState, Result, ResyncUpdate, SchemaUpdate, SnapshotProgress,
+    SnapshotStatus, SnapshotUpdate, StateUpdate,
 };
 use synchdb_types::{Position, TableSchema};
 
@@ -32,6 +32,8 @@ pub(crate) struct StateSql {
     insert_chunk: Arc<str>,
     upsert_schema: Arc<str>,
     delete_schema: Arc<str>,
+    set_resync: Arc<str>,
+    resync_loaded: Arc<str>,
     pub insert_dead_letter: Arc<str>,
     select_pipeline: Arc<str>,
     select_chunks: Arc<str>,
@@ -64,11 +66,20 @@ impl StateSql {
                  ON CONFLICT (pipeline_id, table_id) DO UPDATE SET schema = EXCLUDED.schema"
             ).into(),
             delete_schema: format!("DELETE FROM {s}.schemas WHERE pipeline_id = $1 AND table_id = $2").into(),
+            set_resync: format!(
+                "INSERT INTO {s}.pipelines AS p (pipeline_id, resync, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (pipeline_id) DO UPDATE SET resync = EXCLUDED.resync, updated_at = now()"
+            ).into(),
+            resync_loaded: format!(
+                "UPDATE {s}.pipelines SET resync = jsonb_set(resync, '{{loaded}}', 'true') \
+                 WHERE pipeline_id = $1 AND resync IS NOT NULL"
+            ).into(),
             insert_dead_letter: format!(
                 "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error, event_text) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ).into(),
-            select_pipeline: format!("SELECT position, snapshot FROM {s}.pipelines WHERE pipeline_id = $1").into(),
+            select_pipeline: format!("SELECT position, snapshot, resync FROM {s}.pipelines WHERE pipeline_id = $1")
+                .into(),
             select_chunks: format!(
                 "SELECT table_id, chunk, rows, read_at FROM {s}.snapshot_chunks WHERE pipeline_id = $1 \
                  ORDER BY table_id, chunk"
@@ -93,7 +104,8 @@ impl StateSql {
              CREATE TABLE IF NOT EXISTS {s}.dead_letter (id bigserial PRIMARY KEY, pipeline_id text NOT NULL,
                table_id text, operation text, position text, event jsonb, error text,
                at timestamptz NOT NULL DEFAULT now());
-             ALTER TABLE {s}.dead_letter ADD COLUMN IF NOT EXISTS event_text text;"
+             ALTER TABLE {s}.dead_letter ADD COLUMN IF NOT EXISTS event_text text;
+             ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync jsonb;"
         );
         let cx = Context::state();
         conn.execute("BEGIN").await.map_err(|e| checkpoint(e, &cx))?;
@@ -160,6 +172,31 @@ impl StateSql {
                     .map_err(|e| checkpoint(e, &cx))?;
             }
         }
+        match &update.resync {
+            None => {}
+            Some(ResyncUpdate::Loaded) => {
+                sqlx::query(sql(&self.resync_loaded))
+                    .bind(pipeline)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| checkpoint(e, &cx))?;
+            }
+            Some(other) => {
+                let json = match other {
+                    ResyncUpdate::Started(r) => Some(
+                        serde_json::to_value(r)
+                            .map_err(|e| Error::internal("resync state").with_source(e))?,
+                    ),
+                    _ => None,
+                };
+                sqlx::query(sql(&self.set_resync))
+                    .bind(pipeline)
+                    .bind(json)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| checkpoint(e, &cx))?;
+            }
+        }
         for s in &update.schemas {
             match s {
                 SchemaUpdate::Upsert(t) => {
@@ -219,6 +256,10 @@ impl StateSql {
             let snap: Option<serde_json::Value> = row.get(1);
             if let Some(v) = snap {
                 state.snapshot = serde_json::from_value(v).map_err(|e| bad("snapshot", e.into()))?;
+            }
+            let resync: Option<serde_json::Value> = row.get(2);
+            if let Some(v) = resync {
+                state.resync = Some(serde_json::from_value(v).map_err(|e| bad("resync", e.into()))?);
             }
         }
         for r in schema_rows {

@@ -27,7 +27,7 @@ pub fn replicate(source_url: &str, database: &str, target_url: &str, pipeline: &
     let mut cmd = Command::new(replicate_bin());
     cmd.env("SYNCHDB_SOURCE_URL", source_url)
         .env("SYNCHDB_TARGET_URL", target_url)
-        .env("SYNCHDB_LOG", "warn")
+        .env("SYNCHDB_LOG", std::env::var("TEST_SYNCHDB_LOG").unwrap_or_else(|_| "warn".into()))
         .args(["--databases", database, "--pipeline-id", pipeline])
         .stdin(Stdio::null());
     cmd

@@ -14,6 +14,7 @@
 //! event (where the next one starts) with the GTID set after it.
 
 mod mariadb_events;
+mod resync;
 mod rows;
 mod schema;
 mod stream;
@@ -58,14 +59,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// - `schemas`: the tracked schemas of the selected tables as of `start`.
 /// - `skip_before`: row events of these tables at positions before the
 ///   given one are dropped (tables whose snapshot was read at a later point).
+/// - `resync`: a resync the pipeline stored (joined or started again), and
+///   `requests`: tables to copy again right away (newly selected ones).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn follow(
     opts: &MySqlSourceOptions,
+    preflight: &crate::preflight::ServerInfo,
     ctx: &SourceContext,
     start: Position,
     schemas: Vec<TableSchema>,
     skip_before: Vec<(TableId, Position)>,
+    resync: Option<synchdb_core::ResyncState>,
+    requests: Vec<(Vec<TableId>, String)>,
 ) -> Result<()> {
-    let mut f = Follower::new(opts, ctx, start, schemas, skip_before);
+    let mut f = Follower::new(opts, preflight, ctx, start, schemas, skip_before);
+    f.resume_resync(resync);
+    for (ids, reason) in requests {
+        f.request_resync(ids, reason);
+    }
     f.run().await
 }
 
@@ -100,7 +111,12 @@ enum Flow {
 
 struct Follower<'a> {
     opts: &'a MySqlSourceOptions,
+    preflight: &'a crate::preflight::ServerInfo,
     ctx: &'a SourceContext,
+    /// A resync in progress (see `resync`).
+    resync: Option<resync::ActiveResync>,
+    /// Resyncs asked for, started at the next boundary.
+    resync_requests: Vec<(Vec<TableId>, String)>,
     schemas: Schemas,
     skip_before: HashMap<TableId, BinlogPosition>,
     /// Transactions ending at or before this are not sent.
@@ -130,6 +146,7 @@ struct Follower<'a> {
 impl<'a> Follower<'a> {
     fn new(
         opts: &'a MySqlSourceOptions,
+        preflight: &'a crate::preflight::ServerInfo,
         ctx: &'a SourceContext,
         start: Position,
         schemas: Vec<TableSchema>,
@@ -137,7 +154,10 @@ impl<'a> Follower<'a> {
     ) -> Self {
         Follower {
             opts,
+            preflight,
             ctx,
+            resync: None,
+            resync_requests: Vec::new(),
             schemas: Schemas::new(schemas, opts.get_table_filter().clone()),
             skip_before: skip_before.into_iter().map(|(t, p)| (t, p.binlog)).collect(),
             gtid: start.gtid.clone(),
@@ -160,6 +180,10 @@ impl<'a> Follower<'a> {
     }
 
     async fn run(&mut self) -> Result<()> {
+        // Resyncs asked for at start begin at the start position.
+        if let Flow::Stop = self.resync_at_boundary().await? {
+            return Ok(());
+        }
         let mut failing_since: Option<Instant> = None;
         let mut attempt = 0u32;
         let mut shutdown = self.ctx.shutdown.clone();
@@ -284,6 +308,8 @@ impl<'a> Follower<'a> {
 
     fn caught_up(&self) -> bool {
         self.stop_at.as_ref().is_some_and(|t| !self.resume.binlog.file.is_empty() && self.resume.binlog >= *t)
+            && self.resync.is_none()
+            && self.resync_requests.is_empty()
     }
 
     fn position(&self, pos: u64) -> BinlogPosition {
@@ -374,6 +400,16 @@ impl<'a> Follower<'a> {
                                 }
                                 None => self.schemas.tracks_database(&db).then_some(None),
                             };
+                        if let Some(Some(table)) = &hit {
+                            if self.opts.get_unlogged_changes() == crate::options::UnloggedChanges::Resync {
+                                let what = format!("statement-based row changes ({:?})", short(&sql));
+                                self.unlogged_rows(table.clone(), &what, &at)?;
+                                if self.tx.is_none() {
+                                    return self.commit(end, time).await;
+                                }
+                                return Ok(Flow::Continue);
+                            }
+                        }
                         if let Some(table) = hit {
                             let mut e = Error::new(
                                 ErrorKind::SourceSetting,
@@ -405,6 +441,12 @@ impl<'a> Follower<'a> {
             x if x == EventType::XID_EVENT as u8 => return self.commit(end, time).await,
             x if x == EventType::TABLE_MAP_EVENT as u8 => {
                 let tme: TableMapEvent<'_> = event.read_event().map_err(|e| bad("table map", e))?;
+                let id = TableId::new(tme.database_name(), tme.table_name());
+                if self.must_join_before(&id, &at) {
+                    if let Flow::Stop = self.join_resync().await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
                 self.table_map(&tme, &at).await?;
             }
             x if is_rows_event(x) => {
@@ -567,6 +609,9 @@ impl<'a> Follower<'a> {
             return Ok(Flow::Stop);
         }
         self.boundary_sent = true;
+        if let Flow::Stop = self.resync_at_boundary().await? {
+            return Ok(Flow::Stop);
+        }
         if self.caught_up() {
             return Ok(Flow::Stop);
         }
@@ -576,6 +621,9 @@ impl<'a> Follower<'a> {
     /// Send a heartbeat at the resume position, at most every heartbeat
     /// interval (always when caught up, so the stop position is stored).
     async fn heartbeat(&mut self, source_time: Option<DateTime<Utc>>, force: bool) -> Result<Flow> {
+        if let Flow::Stop = self.resync_at_boundary().await? {
+            return Ok(Flow::Stop);
+        }
         let caught_up = self.caught_up();
         let due = self.last_heartbeat.is_none_or(|t| t.elapsed() >= self.opts.get_heartbeat_interval());
         if !self.boundary_sent && (due || force || caught_up) && !self.resume.binlog.file.is_empty() {
@@ -622,7 +670,18 @@ impl<'a> Follower<'a> {
             }
         }
         let gtid = self.take_gtid();
-        if let Some(tables) = quick_tables(sql, db).map(|t| self.fold_tables(t)) {
+        let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
+        // A statement about a resync's tables after its position waits for it to join.
+        let touches_blocked = match &quick {
+            Some(tables) => tables.iter().any(|t| self.must_join_before(t, &at)),
+            None => self.resync.as_ref().is_some_and(|r| at >= r.position.binlog),
+        };
+        if touches_blocked {
+            if let Flow::Stop = self.join_resync().await? {
+                return Ok(Flow::Stop);
+            }
+        }
+        if let Some(tables) = quick {
             if !self.schemas.concerns(&tables) {
                 return self.finish(Vec::new(), true, gtid, end, time).await;
             }
@@ -656,6 +715,12 @@ impl<'a> Follower<'a> {
         if !applied.is_empty() {
             self.tables.clear();
         }
+        let mut applied = applied;
+        for a in applied.iter().filter(|a| matches!(a, Applied::RowsChangedUnlogged(..))) {
+            let Applied::RowsChangedUnlogged(table, what) = a else { continue };
+            self.unlogged_rows(table.clone(), what, &at)?;
+        }
+        applied.retain(|a| !matches!(a, Applied::RowsChangedUnlogged(..)));
         let events = applied
             .into_iter()
             .enumerate()
@@ -671,10 +736,32 @@ impl<'a> Follower<'a> {
                         }))
                     }
                     Applied::Truncate(table) => ChangeEvent::Truncate(TruncateEvent { table, meta }),
+                    Applied::RowsChangedUnlogged(..) => unreachable!("removed above"),
                 }
             })
             .collect();
         self.finish(events, fk_checks, gtid, end, time).await
+    }
+
+    /// A statement changed `table`'s rows without row events: copy the table
+    /// again (after the statement's transaction), or stop, as configured.
+    fn unlogged_rows(&mut self, table: TableId, what: &str, at: &BinlogPosition) -> Result<()> {
+        match self.opts.get_unlogged_changes() {
+            crate::options::UnloggedChanges::Stop => Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!(
+                    "{what} changes rows that the binlog does not list, so the replica cannot follow it \
+                     (unlogged-changes policy stop); re-snapshot the table (or exclude it) to go on"
+                ),
+            )
+            .with_table(table)
+            .with_position(at.clone())),
+            _ => {
+                warn!(%table, %at, "{what} changed rows without row events: the table is copied again");
+                self.request_resync(vec![table], format!("{what} at {at}"));
+                Ok(())
+            }
+        }
     }
 
     /// A DDL statement about selected tables that does not parse: read the

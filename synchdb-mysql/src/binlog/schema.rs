@@ -24,6 +24,10 @@ pub(crate) enum Applied {
     Schema(SchemaChange, Option<Arc<TableSchema>>),
     /// TRUNCATE of a tracked table.
     Truncate(Arc<TableSchema>),
+    /// The statement changed the table's rows without row events (partition
+    /// DDL): the table must be copied again, or the pipeline stop. The text
+    /// says what did it.
+    RowsChangedUnlogged(TableId, String),
 }
 
 /// Server look-ups DDL application may need.
@@ -40,6 +44,9 @@ pub(crate) trait Lookup: Send {
 pub(crate) struct Schemas {
     tables: HashMap<TableId, Arc<TableSchema>>,
     filter: TableFilter,
+    /// Tables being copied again (a resync): not tracked, and statements about
+    /// them are ignored until they join with the schema the copy read.
+    hidden: std::collections::HashSet<TableId>,
 }
 
 fn schema_error(message: String, table: &TableId) -> Error {
@@ -49,7 +56,66 @@ fn schema_error(message: String, table: &TableId) -> Error {
 impl Schemas {
     pub(crate) fn new(schemas: Vec<TableSchema>, filter: TableFilter) -> Self {
         let tables = schemas.into_iter().map(|s| (s.id.clone(), Arc::new(s))).collect();
-        Schemas { tables, filter }
+        Schemas { tables, filter, hidden: Default::default() }
+    }
+
+    /// Stop tracking `ids` and ignore statements about them (a resync starts).
+    pub(crate) fn hide(&mut self, ids: &[TableId]) {
+        for id in ids {
+            self.tables.remove(id);
+            self.hidden.insert(id.clone());
+        }
+    }
+
+    /// Track these tables again, with these schemas (a resync joins).
+    pub(crate) fn reveal(&mut self, schemas: &[TableSchema]) {
+        for s in schemas {
+            self.hidden.remove(&s.id);
+            self.tables.insert(s.id.clone(), Arc::new(s.clone()));
+        }
+    }
+
+    /// Ignore statements about `id` no more, without tracking it (its copy found it gone).
+    pub(crate) fn unhide(&mut self, id: &TableId) {
+        self.hidden.remove(id);
+    }
+
+    /// Tracked tables with a foreign key to one of `ids`.
+    pub(crate) fn referencing(&self, ids: &[TableId]) -> Vec<Arc<TableSchema>> {
+        let mut out: Vec<Arc<TableSchema>> = self
+            .tables
+            .values()
+            .filter(|t| t.foreign_keys.iter().any(|fk| ids.contains(&fk.referenced_table)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// `ids` and every tracked table linked to them by foreign keys, in
+    /// either direction, transitively (`extra` are the schemas of `ids`
+    /// when they are not tracked).
+    pub(crate) fn foreign_key_closure(
+        &self,
+        ids: &[TableId],
+        extra: &[TableSchema],
+    ) -> std::collections::HashSet<TableId> {
+        let all: Vec<&TableSchema> = self.tables.values().map(|t| &**t).chain(extra.iter()).collect();
+        let mut out: std::collections::HashSet<TableId> = ids.iter().cloned().collect();
+        loop {
+            let before = out.len();
+            for t in &all {
+                for fk in &t.foreign_keys {
+                    if out.contains(&t.id) || out.contains(&fk.referenced_table) {
+                        out.insert(t.id.clone());
+                        out.insert(fk.referenced_table.clone());
+                    }
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
     }
 
     /// The tracked schema of a table.
@@ -78,7 +144,9 @@ impl Schemas {
     /// Whether a statement about these tables concerns the replication:
     /// a tracked table, or a new name that matches the filter.
     pub(crate) fn concerns(&self, tables: &[TableId]) -> bool {
-        tables.iter().any(|t| self.tables.contains_key(t) || self.filter.matches(t))
+        tables
+            .iter()
+            .any(|t| !self.hidden.contains(t) && (self.tables.contains_key(t) || self.filter.matches(t)))
     }
 
     /// Whether a database holds tracked tables.
@@ -91,7 +159,7 @@ impl Schemas {
         let mut out = Vec::new();
         match ddl {
             Ddl::CreateTable { mut schema, default_charset, if_not_exists, or_replace } => {
-                if !self.filter.matches(&schema.id) {
+                if !self.filter.matches(&schema.id) || self.hidden.contains(&schema.id) {
                     return Ok(out);
                 }
                 if self.tables.contains_key(&schema.id) {
@@ -112,7 +180,10 @@ impl Schemas {
                 self.create(schema, &mut out);
             }
             Ddl::CreateTableLike { table, like, if_not_exists } => {
-                if !self.filter.matches(&table) || (if_not_exists && self.tables.contains_key(&table)) {
+                if !self.filter.matches(&table)
+                    || self.hidden.contains(&table)
+                    || (if_not_exists && self.tables.contains_key(&table))
+                {
                     return Ok(out);
                 }
                 let source = match self.tables.get(&like) {
@@ -130,7 +201,7 @@ impl Schemas {
                 self.create(schema, &mut out);
             }
             Ddl::CreateTableSelect { table } => {
-                if !self.filter.matches(&table) {
+                if !self.filter.matches(&table) || self.hidden.contains(&table) {
                     return Ok(out);
                 }
                 let Some(schema) = lookup.discover(&table).await? else {
@@ -212,7 +283,7 @@ impl Schemas {
         out: &mut Vec<Applied>,
     ) -> Result<()> {
         match self.tables.remove(&from) {
-            Some(s) if self.filter.matches(&to) => {
+            Some(s) if self.filter.matches(&to) && !self.hidden.contains(&to) => {
                 let mut s = (*s).clone();
                 s.id = to.clone();
                 for fk in &mut s.foreign_keys {
@@ -229,7 +300,7 @@ impl Schemas {
                 out.push(Applied::Schema(SchemaChange::RenameTable { from, to }, Some(a)));
             }
             Some(_) => out.push(Applied::Schema(SchemaChange::DropTable { table: from }, None)),
-            None if self.filter.matches(&to) => {
+            None if self.filter.matches(&to) && !self.hidden.contains(&to) => {
                 // A table enters the selection under its new name.
                 if let Some(schema) = lookup.discover(&to).await? {
                     self.create(schema, out);
@@ -262,6 +333,7 @@ impl Schemas {
             None
         };
         let mut rename_to = None;
+        let mut unlogged: Vec<(TableId, String)> = Vec::new();
         let mut changes: Vec<SchemaChange> = Vec::new();
         let mut snapshots: Vec<Arc<TableSchema>> = Vec::new();
         let missing =
@@ -425,14 +497,16 @@ impl Schemas {
                 AlterOp::RenameTable { to } => {
                     rename_to = Some(to);
                 }
-                AlterOp::DropsRows { clause } => {
-                    return Err(schema_error(
-                        format!(
-                            "ALTER TABLE ... {clause} removes rows that the binlog does not list, so the \
-                             replica cannot follow it; re-snapshot the table (or exclude it) to go on"
-                        ),
-                        &table,
-                    ));
+                AlterOp::DropsRows { clause, other, other_goes } => {
+                    let what = format!("ALTER TABLE {table} {clause}");
+                    unlogged.push((table.clone(), what.clone()));
+                    match other {
+                        Some(o) if other_goes => self.drop_table(&o, out),
+                        Some(o) if self.tables.contains_key(&o) || self.filter.matches(&o) => {
+                            unlogged.push((o, what))
+                        }
+                        _ => {}
+                    }
                 }
                 AlterOp::ConvertCharset { charset, collation } => {
                     for i in 0..s.columns.len() {
@@ -465,6 +539,9 @@ impl Schemas {
         let last = Arc::new(s);
         self.tables.insert(table.clone(), last.clone());
         out.extend(changes.into_iter().zip(snapshots).map(|(c, a)| Applied::Schema(c, Some(a))));
+        for (t, what) in unlogged {
+            out.push(Applied::RowsChangedUnlogged(t, what));
+        }
         if let Some(to) = rename_to {
             if to != table {
                 self.rename(table, to, lookup, out).await?;

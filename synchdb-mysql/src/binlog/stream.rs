@@ -65,20 +65,10 @@ fn conn_error(what: &str, e: mysql_async::Error) -> Error {
     Error::new(classify_kind(&e), what.to_string()).with_source(e)
 }
 
-/// The kind of a driver error: lost connections are transient, a purged
-/// binlog (1236) is a lost position, the rest is a setting or privilege problem.
+/// The kind of a driver error (see [`crate::errors`]); server errors of
+/// the replication protocol that it does not know are settings problems.
 pub(crate) fn classify_kind(e: &mysql_async::Error) -> ErrorKind {
-    match e {
-        mysql_async::Error::Server(s) => match s.code {
-            1236 => ErrorKind::SourcePositionLost,
-            1044 | 1045 | 1142 | 1227 => ErrorKind::SourcePrivilege,
-            // Server shutting down, connection killed, too many connections.
-            1053 | 1077 | 1078 | 1079 | 1080 | 1152 | 1158 | 1159 | 1160 | 1161 | 1040 | 1927 | 2013
-            | 2006 => ErrorKind::SourceConnection,
-            _ => ErrorKind::SourceSetting,
-        },
-        _ => ErrorKind::SourceConnection,
-    }
+    crate::errors::kind_or(e, ErrorKind::SourceSetting)
 }
 
 /// Open a replication connection and request the binlog from `start`.

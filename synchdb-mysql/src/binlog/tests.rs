@@ -39,12 +39,18 @@ struct Reader {
     task: tokio::task::JoinHandle<synchdb_core::Result<()>>,
 }
 
+async fn preflight_info(opts: &MySqlSourceOptions) -> crate::preflight::ServerInfo {
+    let mut conn = opts.connect().await.unwrap();
+    crate::preflight::check_server(&mut conn).await.unwrap()
+}
+
 fn start_reader(opts: MySqlSourceOptions, start: Position, schemas: Vec<TableSchema>) -> Reader {
     let (tx, rx) = mpsc::channel(64);
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(async move {
         let ctx = SourceContext { pipeline_id: "test".into(), state: None, sender: tx, shutdown };
-        super::follow(&opts, &ctx, start, schemas, Vec::new()).await
+        let info = preflight_info(&opts).await;
+        super::follow(&opts, &info, &ctx, start, schemas, Vec::new(), None, Vec::new()).await
     });
     Reader { rx, stop, task }
 }
@@ -423,7 +429,18 @@ impl synchdb_core::Source for FollowSource {
         "follow"
     }
     async fn run(&mut self, ctx: SourceContext) -> synchdb_core::Result<()> {
-        super::follow(&self.opts, &ctx, self.start.clone(), self.schemas.clone(), Vec::new()).await
+        let info = preflight_info(&self.opts).await;
+        super::follow(
+            &self.opts,
+            &info,
+            &ctx,
+            self.start.clone(),
+            self.schemas.clone(),
+            Vec::new(),
+            None,
+            Vec::new(),
+        )
+        .await
     }
 }
 

@@ -1,0 +1,211 @@
+//! Resync in follow mode: copy some tables again at a new consistent point
+//! while the binlog keeps being followed for the others.
+//!
+//! A resync of tables `T` starts at a transaction boundary `X`:
+//!
+//! 1. A consistent snapshot of just `T` is opened at the server's current
+//!    position `P` (`P >= X`); [`SourceMessage::ResyncStarted`] goes out (the
+//!    pipeline applies everything before it, then empties `T` and drops the
+//!    foreign keys that involve them); a task reads `T`'s chunks and ends
+//!    with [`SourceMessage::ResyncFinished`].
+//! 2. The follower goes on from `X`. `T` are hidden: their row events and the
+//!    statements about them before `P` are skipped (the copy holds their
+//!    effect). Tables linked to `T` by foreign keys (the *blocked* set) are
+//!    followed as usual before `P`.
+//! 3. The first event at or after `P` that touches the blocked set waits for
+//!    the copy, then [`SourceMessage::ResyncJoined`] goes out (the pipeline
+//!    creates the foreign keys again) and `T` are tracked with the schemas
+//!    the copy read. A boundary at or after `P` joins as soon as the copy is
+//!    done, without waiting.
+//!
+//! The pipeline stores the resync with its data, so a restart either starts
+//! the copy again (not every row was durable) or only joins.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use synchdb_core::{Error, Result, ResyncState, SourceMessage};
+use synchdb_types::{BinlogPosition, Position, TableId, TableSchema};
+use tracing::{info, warn};
+
+use super::{Flow, Follower};
+use crate::snapshot;
+
+/// A resync whose copy started (or finished before a restart).
+pub(super) struct ActiveResync {
+    /// The tables' schemas at `position`.
+    pub(super) tables: Vec<TableSchema>,
+    /// Where the copy reads them.
+    pub(super) position: Position,
+    /// The tables and those linked to them by foreign keys.
+    pub(super) blocked: HashSet<TableId>,
+    /// The copy; `None` when it finished in an earlier run.
+    pub(super) task: Option<tokio::task::JoinHandle<Result<bool>>>,
+    /// Why.
+    pub(super) reason: String,
+}
+
+impl ActiveResync {
+    fn ids(&self) -> Vec<TableId> {
+        self.tables.iter().map(|t| t.id.clone()).collect()
+    }
+}
+
+impl Follower<'_> {
+    /// Set up from the stored state: a resync whose rows are durable only has
+    /// to join; one whose copy was interrupted starts again.
+    pub(super) fn resume_resync(&mut self, stored: Option<ResyncState>) {
+        let Some(r) = stored else { return };
+        let ids: Vec<TableId> = r.tables.iter().map(|t| t.id.clone()).collect();
+        self.schemas.hide(&ids);
+        if r.loaded {
+            let blocked = self.schemas.foreign_key_closure(&ids, &r.tables);
+            info!(tables = ids.len(), position = %r.position, "resync: rows copied before the restart; joining when the binlog reaches its position");
+            self.resync = Some(ActiveResync {
+                tables: r.tables,
+                position: r.position,
+                blocked,
+                task: None,
+                reason: r.reason,
+            });
+        } else {
+            info!(tables = ids.len(), "resync: interrupted before every row was durable; copying again");
+            self.request_resync(ids, format!("{} (started again after a restart)", r.reason));
+        }
+    }
+
+    /// Ask for a resync of `ids`; it starts at the next transaction boundary
+    /// (after the one in progress, if any).
+    pub(super) fn request_resync(&mut self, ids: Vec<TableId>, reason: String) {
+        self.schemas.hide(&ids);
+        self.resync_requests.push((ids, reason));
+    }
+
+    /// Whether the event at `at` of table `id` must wait for the resync to join.
+    pub(super) fn must_join_before(&self, id: &TableId, at: &BinlogPosition) -> bool {
+        self.resync.as_ref().is_some_and(|r| r.blocked.contains(id) && *at >= r.position.binlog)
+    }
+
+    /// At a transaction boundary: join a resync whose copy is done once the
+    /// binlog reached its position, and start requested ones.
+    pub(super) async fn resync_at_boundary(&mut self) -> Result<Flow> {
+        loop {
+            if self.resync.is_none() && !self.resync_requests.is_empty() {
+                if let Flow::Stop = self.start_resync().await? {
+                    return Ok(Flow::Stop);
+                }
+            }
+            // Stopping when caught up: the resync is part of catching up.
+            if let (Some(r), Some(stop)) = (&self.resync, &mut self.stop_at) {
+                if r.position.binlog > *stop {
+                    *stop = r.position.binlog.clone();
+                }
+            }
+            let stopping = self.stop_at.as_ref().is_some_and(|t| self.resume.binlog >= *t);
+            let ready = self.resync.as_ref().is_some_and(|r| {
+                self.resume >= r.position && (stopping || r.task.as_ref().is_none_or(|t| t.is_finished()))
+            });
+            if !ready {
+                return Ok(Flow::Continue);
+            }
+            if let Flow::Stop = self.join_resync().await? {
+                return Ok(Flow::Stop);
+            }
+            if self.resync_requests.is_empty() {
+                return Ok(Flow::Continue);
+            }
+        }
+    }
+
+    /// Start the requested resyncs as one.
+    async fn start_resync(&mut self) -> Result<Flow> {
+        let mut ids: Vec<TableId> = Vec::new();
+        let mut reasons: Vec<String> = Vec::new();
+        for (tables, reason) in std::mem::take(&mut self.resync_requests) {
+            for t in tables {
+                if !ids.contains(&t) {
+                    ids.push(t);
+                }
+            }
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
+        let reason = reasons.join("; ");
+        let copy = match snapshot::start_resync_copy(self.opts, self.preflight, self.ctx, &ids, &reason).await
+        {
+            Ok(c) => c,
+            Err(e) if self.ctx.is_shutdown() => {
+                warn!(error = %e, "resync not started: shutting down");
+                return Ok(Flow::Stop);
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(copy) = copy else {
+            warn!(tables = ?ids, "resync: the tables no longer exist; nothing to copy");
+            for id in &ids {
+                self.schemas.unhide(id);
+            }
+            return Ok(Flow::Continue);
+        };
+        for id in ids.iter().filter(|id| !copy.tables.iter().any(|t| &t.id == *id)) {
+            warn!(table = %id, "resync: the table no longer exists; not copied");
+            self.schemas.unhide(id);
+        }
+        let copied: Vec<TableId> = copy.tables.iter().map(|t| t.id.clone()).collect();
+        let blocked = self.schemas.foreign_key_closure(&copied, &copy.tables);
+        self.resync = Some(ActiveResync {
+            tables: copy.tables,
+            position: copy.position,
+            blocked,
+            task: Some(copy.task),
+            reason,
+        });
+        Ok(Flow::Continue)
+    }
+
+    /// Wait for the copy (if it runs), then join: the tables are tracked
+    /// again and the pipeline restores their foreign keys. A copy that lost
+    /// its connection starts again (and is waited for).
+    pub(super) async fn join_resync(&mut self) -> Result<Flow> {
+        loop {
+            let Some(active) = self.resync.as_mut() else { return Ok(Flow::Continue) };
+            if let Some(task) = active.task.as_mut() {
+                let mut shutdown = self.ctx.shutdown.clone();
+                let outcome = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|s| *s) => return Ok(Flow::Stop),
+                    r = task => r.map_err(|e| Error::internal(format!("resync copy task failed: {e}")))?,
+                };
+                active.task = None;
+                match outcome {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Flow::Stop),
+                    Err(e) if e.kind().is_transient() => {
+                        let ids = active.ids();
+                        let reason = active.reason.clone();
+                        warn!(error = %e, "resync copy failed; starting it again");
+                        self.resync = None;
+                        self.request_resync(ids, reason);
+                        if let Flow::Stop = self.start_resync().await? {
+                            return Ok(Flow::Stop);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let active = self.resync.take().expect("active resync");
+            let ids = active.ids();
+            self.schemas.reveal(&active.tables);
+            let referencing: Vec<Arc<TableSchema>> =
+                self.schemas.referencing(&ids).into_iter().filter(|t| !ids.contains(&t.id)).collect();
+            let tables: Vec<Arc<TableSchema>> = active.tables.into_iter().map(Arc::new).collect();
+            info!(tables = ids.len(), at = %self.resume, "resync: the copied tables are followed again");
+            if !self.send(SourceMessage::ResyncJoined { tables, referencing }).await {
+                return Ok(Flow::Stop);
+            }
+            return Ok(Flow::Continue);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one place that decides what a MySQL/MariaDB driver error means.
+//!
+//! Every query of this crate maps its `mysql_async` errors through
+//! [`kind_of`]: a lost or refused connection, a server going down, too many
+//! connections, a killed session, deadlocks, lock waits and "table definition
+//! changed" are transient ([`ErrorKind::SourceConnection`]: retried by
+//! reconnecting, or by restarting the pipeline from its checkpoint); missing
+//! privileges are [`ErrorKind::SourcePrivilege`]; a purged binlog is
+//! [`ErrorKind::SourcePositionLost`]; any other server error is about the
+//! statement, i.e. the schema ([`ErrorKind::SourceSchema`]), unless the
+//! caller knows better ([`kind_or`]).
+
+use synchdb_core::{Error, ErrorKind};
+
+/// Server error codes after which retrying (with a new connection or a new
+/// transaction) can succeed.
+const TRANSIENT: &[u16] = &[
+    1040, // too many connections
+    1053, // server shutdown in progress
+    1077, 1078, 1079, 1080, // normal shutdown, got signal, shutdown complete, forcing close
+    1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160,
+    1161, // aborted connection, network read/write errors
+    1205, // lock wait timeout
+    1213, // deadlock
+    1317, // query execution was interrupted (KILL QUERY)
+    1412, // table definition has changed, please retry transaction
+    1927, // connection was killed (MariaDB)
+    1969, // statement timeout (max_statement_time)
+    2002, 2003, 2006, 2013, 2026,
+    2055, // client: cannot connect, gone away, lost, SSL, lost at handshake
+    4031, // disconnected by the server because of inactivity (MySQL 8)
+];
+
+/// Server error codes of missing privileges or wrong credentials.
+const PRIVILEGE: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1370, 3530];
+
+/// The kind of a driver error; other server errors are `SourceSchema`.
+pub(crate) fn kind_of(e: &mysql_async::Error) -> ErrorKind {
+    kind_or(e, ErrorKind::SourceSchema)
+}
+
+/// The kind of a driver error, `other` for server errors this module does
+/// not classify.
+pub(crate) fn kind_or(e: &mysql_async::Error, other: ErrorKind) -> ErrorKind {
+    match e {
+        mysql_async::Error::Server(s) => match s.code {
+            1236 => ErrorKind::SourcePositionLost,
+            c if PRIVILEGE.contains(&c) => ErrorKind::SourcePrivilege,
+            c if TRANSIENT.contains(&c) => ErrorKind::SourceConnection,
+            _ => other,
+        },
+        // I/O, protocol and driver errors: the connection is gone or unusable.
+        _ => ErrorKind::SourceConnection,
+    }
+}
+
+/// `what` failed: an error of the driver error's kind, with it as the cause.
+pub(crate) fn error(what: impl Into<String>, e: mysql_async::Error) -> Error {
+    Error::new(kind_of(&e), what).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "x".into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn one_table_of_codes() {
+        assert_eq!(kind_of(&server(1053)), ErrorKind::SourceConnection);
+        assert_eq!(kind_of(&server(1213)), ErrorKind::SourceConnection);
+        assert_eq!(kind_of(&server(1412)), ErrorKind::SourceConnection);
+        assert_eq!(kind_of(&server(1927)), ErrorKind::SourceConnection);
+        assert_eq!(kind_of(&server(1045)), ErrorKind::SourcePrivilege);
+        assert_eq!(kind_of(&server(1236)), ErrorKind::SourcePositionLost);
+        assert_eq!(kind_of(&server(1146)), ErrorKind::SourceSchema);
+        assert_eq!(kind_or(&server(1193), ErrorKind::SourceSetting), ErrorKind::SourceSetting);
+        assert_eq!(
+            kind_of(&mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other("reset")))),
+            ErrorKind::SourceConnection
+        );
+    }
+}
