@@ -18,6 +18,8 @@ enum CsDecoder {
     /// ISO-8859-9 (MySQL `latin5`): windows-1254 except 0x80..=0x9F, which are C1 controls.
     Latin5,
     Utf32Be,
+    /// A single-byte character set read from the server (`charset_tables`).
+    Table(&'static [u16; 256]),
 }
 
 fn decoder(charset: &str) -> Option<CsDecoder> {
@@ -27,7 +29,9 @@ fn decoder(charset: &str) -> Option<CsDecoder> {
         WINDOWS_1256, WINDOWS_1257, WINDOWS_874,
     };
     Some(match charset.to_ascii_lowercase().as_str() {
-        "utf8" | "utf8mb3" | "utf8mb4" => CsDecoder::Utf8,
+        // `binary` on a text-like column (ENUM/SET/CHAR ... CHARACTER SET binary):
+        // bytes, stored as text when they are UTF-8, an error otherwise.
+        "utf8" | "utf8mb3" | "utf8mb4" | "binary" => CsDecoder::Utf8,
         "ascii" => CsDecoder::Ascii,
         "latin1" | "cp1252" => CsDecoder::Whatwg(WINDOWS_1252),
         "latin2" => CsDecoder::Whatwg(ISO_8859_2),
@@ -53,6 +57,15 @@ fn decoder(charset: &str) -> Option<CsDecoder> {
         "ucs2" | "utf16" => CsDecoder::Whatwg(UTF_16BE),
         "utf16le" => CsDecoder::Whatwg(UTF_16LE),
         "utf32" => CsDecoder::Utf32Be,
+        "armscii8" => CsDecoder::Table(&crate::charset_tables::ARMSCII8),
+        "cp850" => CsDecoder::Table(&crate::charset_tables::CP850),
+        "cp852" => CsDecoder::Table(&crate::charset_tables::CP852),
+        "dec8" => CsDecoder::Table(&crate::charset_tables::DEC8),
+        "geostd8" => CsDecoder::Table(&crate::charset_tables::GEOSTD8),
+        "hp8" => CsDecoder::Table(&crate::charset_tables::HP8),
+        "keybcs2" => CsDecoder::Table(&crate::charset_tables::KEYBCS2),
+        "macce" => CsDecoder::Table(&crate::charset_tables::MACCE),
+        "swe7" => CsDecoder::Table(&crate::charset_tables::SWE7),
         _ => return None,
     })
 }
@@ -103,6 +116,13 @@ pub(crate) fn decode_text(charset: &str, bytes: Vec<u8>) -> Result<String, Chars
             }
             Ok(out)
         }
+        CsDecoder::Table(table) => bytes
+            .iter()
+            .map(|&b| match table[b as usize] {
+                crate::charset_tables::NONE => Err(invalid()),
+                cp => char::from_u32(cp as u32).ok_or_else(invalid),
+            })
+            .collect(),
         CsDecoder::Utf32Be => {
             if bytes.len() % 4 != 0 {
                 return Err(invalid());
@@ -146,7 +166,9 @@ mod tests {
         assert_eq!(decode_text("cp1251", vec![0xC0]).unwrap(), "А");
         assert_eq!(decode_text("latin5", vec![0xD0, 0x80]).unwrap(), "Ğ\u{80}");
         assert_eq!(decode_text("sjis", vec![0x82, 0xA0]).unwrap(), "あ");
-        assert_eq!(decode_text("armscii8", vec![0x41]), Err(CharsetError::Unsupported("armscii8".into())));
+        assert_eq!(decode_text("hp8", vec![0x41, 0xC8]).unwrap(), "Aà");
+        assert_eq!(decode_text("swe7", vec![0x5B]).unwrap(), "Ä");
+        assert_eq!(decode_text("filename", vec![0x41]), Err(CharsetError::Unsupported("filename".into())));
         assert_eq!(decode_text("LATIN1", vec![0xE9]).unwrap(), "é");
     }
 }

@@ -298,11 +298,21 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
     if first.first().map(String::as_str) == Some("ALTER") {
         return parse_alter(&tokens, default_db).map(Some);
     }
-    let tokens = if first.first().map(String::as_str) == Some("CREATE") {
+    let mut tokens = if first.first().map(String::as_str) == Some("CREATE") {
         without_partitioning(tokens)
     } else {
         tokens
     };
+    // MariaDB's `RENAME TABLE IF EXISTS a TO b`: b exists after it exactly when a did,
+    // which is what renaming a table the schema tracks (or not) does.
+    if first.len() == 3
+        && first[0] == "RENAME"
+        && first[1] == "TABLE"
+        && first[2] == "IF"
+        && is_word(tokens.get(3), "EXISTS")
+    {
+        tokens.drain(2..4);
+    }
     let stmt = parse_tokens(tokens.clone())?;
     let db = |name: &ObjectName| table_id(name, default_db);
     Ok(match stmt {
@@ -405,9 +415,21 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
     let raw =
         Tokenizer::new(&MySqlDialect {}, sql).tokenize().map_err(|e| err(format!("cannot tokenize: {e}")))?;
     let mut out: Vec<Token> = Vec::with_capacity(raw.len());
+    let mut after_space = true;
     for t in raw {
+        let adjacent = !std::mem::replace(&mut after_space, matches!(t, Token::Whitespace(_)));
         match &t {
             Token::Whitespace(_) | Token::EOF => continue,
+            // MySQL identifiers may start with digits (`1ea10`, `1e`): sqlparser reads a number, then a word.
+            Token::Word(w)
+                if adjacent
+                    && w.quote_style.is_none()
+                    && matches!(out.last(), Some(Token::Number(n, false)) if n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                let Some(Token::Number(n, _)) = out.pop() else { unreachable!("checked above") };
+                out.push(Token::make_word(&format!("{n}{}", w.value), None));
+                continue;
+            }
             Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("ZEROFILL") => {
                 // ZEROFILL implies UNSIGNED.
                 let has_unsigned =
@@ -430,7 +452,41 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         }
         out.push(t);
     }
-    Ok(national_types(without_attributes(out)))
+    Ok(spellings(national_types(without_attributes(out))))
+}
+
+/// MySQL spellings sqlparser does not read, as ones it does that mean the
+/// same: `DOUBLE PRECISION(m,d)` is `DOUBLE(m,d)`; `BIT(0)` is `BIT(1)` (as
+/// the server stores it); `INTERVAL(...)`, the function, is a function call
+/// (sqlparser takes `INTERVAL` for the start of an interval literal).
+fn spellings(tokens: Vec<Token>) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let next = tokens.get(i + 1);
+        if is_word(Some(t), "PRECISION") && is_word(out.last(), "DOUBLE") {
+            i += 1;
+            continue;
+        }
+        if is_word(Some(t), "BIT")
+            && matches!(next, Some(Token::LParen))
+            && matches!(tokens.get(i + 2), Some(Token::Number(n, _)) if n.trim_start_matches('0').is_empty())
+            && matches!(tokens.get(i + 3), Some(Token::RParen))
+        {
+            out.extend([t.clone(), Token::LParen, Token::Number("1".into(), false), Token::RParen]);
+            i += 4;
+            continue;
+        }
+        if is_word(Some(t), "INTERVAL") && matches!(next, Some(Token::LParen)) {
+            out.push(Token::make_word("INTERVAL", Some('`')));
+            i += 1;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    out
 }
 
 /// MySQL's national character types, which sqlparser does not read, as the
@@ -819,15 +875,29 @@ fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result<Vec<AlterO
             }
             if matches!(op.get(j), Some(Token::LParen)) && (has_column || !is_key_word(op.get(j))) {
                 // ADD [COLUMN] (a INT, b INT): one ADD COLUMN per definition.
-                let inner = &op[j + 1..op.len().saturating_sub(1)];
+                if op.len() < j + 2 || !matches!(op.last(), Some(Token::RParen)) {
+                    return Err(err("ADD COLUMN (...) without its closing parenthesis"));
+                }
+                let inner = &op[j + 1..op.len() - 1];
                 let mut out = Vec::new();
                 for def in split_top_level(inner) {
+                    // One level only: `ADD ((((...` must not recurse once per parenthesis.
+                    if matches!(def.first(), Some(Token::LParen)) {
+                        return Err(err("ADD COLUMN with nested parentheses"));
+                    }
                     let mut single = vec![Token::make_keyword("ADD"), Token::make_keyword("COLUMN")];
                     single.extend_from_slice(def);
                     out.extend(alter_op(&single, name, default_db)?);
                 }
                 return Ok(out);
             }
+        }
+        // `RENAME new` and `RENAME AS new` are MySQL's spellings of `RENAME TO new`.
+        ["RENAME", ..] if !["TO", "COLUMN", "INDEX", "KEY"].iter().any(|k| is_word(op.get(1), k)) => {
+            if is_word(op.get(1), "AS") {
+                op.remove(1);
+            }
+            op.insert(1, Token::make_keyword("TO"));
         }
         ["DROP", "COLUMN", "IF", "EXISTS", ..] => {
             op.drain(2..4);
@@ -1929,6 +1999,9 @@ mod tests {
         assert!(parse_ddl("ALTER TABLE t1 ADD COLUMN c INT WITH NONSENSE GARBAGE", "db").is_err());
         assert!(parse_ddl("CREATE TABLE t (a INT", "db").is_err());
         assert!(parse_ddl("CREATE TABLE t (a INT)", "").is_err());
+        // Found by the ddl fuzz target: a slice panic, and one recursion per parenthesis.
+        assert!(parse_ddl("ALTER TABLE t ADD (", "db").is_err());
+        assert!(parse_ddl(&format!("ALTER TABLE t ADD {}", "(".repeat(100_000)), "db").is_err());
     }
 
     #[test]
@@ -1949,5 +2022,33 @@ mod tests {
             Some(vec![TableId::new("db", "a"), TableId::new("db", "b")])
         );
         assert_eq!(quick_tables("CREATE INDEX i ON t (a)", "db"), None);
+    }
+}
+
+#[cfg(test)]
+mod corpus_spellings {
+    use super::*;
+
+    /// Statements from MariaDB's regression suite that sqlparser alone does not read.
+    #[test]
+    fn mysql_spellings_parse() {
+        for (sql, want) in [
+            (
+                "ALTER TABLE  `t+1` RENAME `t+2`",
+                "RenameTable { to: TableId { database: \"d\", table: \"t+2\" } }",
+            ),
+            ("ALTER TABLE t1 RENAME AS t2", "RenameTable { to: TableId { database: \"d\", table: \"t2\" } }"),
+            ("rename table if exists t1 to t2", "table: \"t2\""),
+            ("CREATE TABLE t1 (a INT, b INT DEFAULT INTERVAL(a, 10, 20, 30, 40))", "interval`(a"),
+            ("create table t1 (a bit(0))", "Bit { width: 1 }"),
+            ("CREATE TABLE t1 (d DOUBLE PRECISION (10,10))", "Double"),
+            (
+                "create table 1ea10 (1a20 int,1e int)",
+                "table: \"1ea10\" }, columns: [ColumnSchema { name: \"1a20\"",
+            ),
+        ] {
+            let got = format!("{:?}", parse_ddl(sql, "d").unwrap().unwrap());
+            assert!(got.contains(want), "{sql}: {got}");
+        }
     }
 }

@@ -98,9 +98,10 @@ fn text_of(column: &ColumnSchema, bytes: Vec<u8>) -> Result<String, DecodeError>
     let charset = column.charset.as_deref().unwrap_or("utf8mb4");
     decode_text(charset, bytes).map_err(|e| match e {
         CharsetError::Unsupported(cs) => DecodeError::new(format!(
-            "character set {cs} is not supported (supported: utf8/utf8mb3/utf8mb4, ascii, latin1 (cp1252), latin2, \
-             latin5, latin7, greek, hebrew, cp1250, cp1251, cp1256, cp1257, cp866, koi8r, koi8u, macroman, tis620, \
-             sjis, cp932, ujis, eucjpms, gbk, gb2312, gb18030, big5, euckr, ucs2, utf16, utf16le, utf32)"
+            "character set {cs} is not supported (supported: every character set of MariaDB 10.11 and MySQL 8: \
+             utf8/utf8mb3/utf8mb4, ascii, latin1 (cp1252), latin2, latin5, latin7, greek, hebrew, cp1250, cp1251, \
+             cp1256, cp1257, cp850, cp852, cp866, koi8r, koi8u, macroman, macce, tis620, armscii8, dec8, geostd8, hp8, \
+             keybcs2, swe7, sjis, cp932, ujis, eucjpms, gbk, gb2312, gb18030, big5, euckr, ucs2, utf16, utf16le, utf32)"
         )),
         CharsetError::Invalid(cs) => DecodeError::new(format!("bytes are not valid {cs} text")),
     })
@@ -413,7 +414,13 @@ fn set_bits(members: &[String], mask: u64, column: &ColumnSchema) -> Result<Valu
         )));
     }
     Ok(Value::Set(
-        members.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, m)| m.clone()).collect(),
+        members
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(i, _)| mask & (1u64 << i) != 0)
+            .map(|(_, m)| m.clone())
+            .collect(),
     ))
 }
 
@@ -554,9 +561,11 @@ mod tests {
         assert_eq!(decode_value(&u, My::Bytes("😀".as_bytes().to_vec())).unwrap(), Value::Text("😀".into()));
         let e = decode_value(&u, My::Bytes(vec![0xC3])).unwrap_err();
         assert!(e.message.contains("utf8mb4"), "{e}");
-        let odd = text(ColumnType::VarChar { length: 10 }, "dec8");
+        let odd = text(ColumnType::VarChar { length: 10 }, "filename");
         let e = decode_value(&odd, My::Bytes(b"a".to_vec())).unwrap_err();
-        assert!(e.message.contains("character set dec8 is not supported"), "{e}");
+        assert!(e.message.contains("character set filename is not supported"), "{e}");
+        let dec8 = text(ColumnType::VarChar { length: 10 }, "dec8");
+        assert_eq!(decode_value(&dec8, My::Bytes(b"a".to_vec())).unwrap(), Value::Text("a".into()));
         let ch = text(ColumnType::Char { length: 5 }, "utf8mb4");
         assert_eq!(decode_value(&ch, My::Bytes(b"ab   ".to_vec())).unwrap(), Value::Text("ab".into()));
         let j = text(ColumnType::Json, "utf8mb4");

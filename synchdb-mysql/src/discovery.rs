@@ -595,7 +595,9 @@ pub(crate) fn parse_column_type(column_type: &str, data_type: &str) -> Result<Co
         "set" => {
             let members =
                 parse_members(inner.ok_or_else(|| bad("SET needs members"))?).map_err(|e| bad(&e))?;
-            if members.len() > 64 {
+            // MariaDB keeps duplicates (with a note): a 65th member that repeats
+            // an earlier one can never be set, more distinct ones cannot exist.
+            if members.len() > 64 && members[64..].iter().any(|m| !members[..64].contains(m)) {
                 return Err(bad("SET has more than 64 members"));
             }
             ColumnType::Set { members }

@@ -25,12 +25,15 @@
 
 mod binlog;
 mod charset;
+mod charset_tables;
 mod ddl;
 mod decode;
 mod defaults;
 mod discovery;
 mod errors;
 mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod preflight;
 mod snapshot;

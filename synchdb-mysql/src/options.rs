@@ -668,13 +668,20 @@ impl FromStr for MySqlSourceOptions {
                     opts.snapshot_workers = v.parse().map_err(|_| bad("snapshot-workers"))?
                 }
                 "chunk-rows" => opts.chunk_rows = v.parse().map_err(|_| bad("chunk-rows"))?,
+                // `try_`: a negative, NaN or huge number of seconds is an error, not a panic.
                 "heartbeat-interval" => {
-                    opts.heartbeat_interval =
-                        Duration::from_secs_f64(v.parse::<f64>().map_err(|_| bad("heartbeat-interval"))?)
+                    opts.heartbeat_interval = v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .ok_or_else(|| bad("heartbeat-interval"))?
                 }
                 "connect-timeout" => {
-                    opts.connect_timeout =
-                        Duration::from_secs_f64(v.parse::<f64>().map_err(|_| bad("connect-timeout"))?)
+                    opts.connect_timeout = v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .ok_or_else(|| bad("connect-timeout"))?
                 }
                 other => return Err(Error::config(format!("mysql URL: unknown parameter {other:?}"))),
             }
@@ -736,6 +743,14 @@ mod tests {
         assert!("mysql://h/db".parse::<MySqlSourceOptions>().unwrap().server_id(0).validate().is_err());
         assert!(MySqlSourceOptions::new().snapshot_workers(0).validate().is_err());
         assert!(MySqlSourceOptions::new().chunk_rows(0).validate().is_err());
+        // Found by the mysql_url fuzz target: these panicked in Duration::from_secs_f64.
+        for v in ["-1", "NaN", "inf", "1e300"] {
+            assert!(
+                format!("mysql://h?heartbeat-interval={v}").parse::<MySqlSourceOptions>().is_err(),
+                "{v}"
+            );
+            assert!(format!("mysql://h?connect-timeout={v}").parse::<MySqlSourceOptions>().is_err(), "{v}");
+        }
     }
 
     #[test]

@@ -33,6 +33,10 @@ impl Context {
 /// The kind of a PostgreSQL error by SQLSTATE.
 pub(crate) fn kind_of_sqlstate(code: &str, ddl: bool) -> ErrorKind {
     match code {
+        // a protocol violation is a message this client should not have sent
+        // (retrying sends it again): permanent
+        "08P01" if ddl => ErrorKind::SinkSchema,
+        "08P01" => ErrorKind::SinkApply,
         // connection exceptions, admin shutdown / crash / cannot connect now,
         // serialization failure, deadlock, insufficient resources, operator intervention
         c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => ErrorKind::SinkConnection,
@@ -80,6 +84,7 @@ mod tests {
     fn sqlstates() {
         assert_eq!(kind_of_sqlstate("57P01", false), ErrorKind::SinkConnection);
         assert_eq!(kind_of_sqlstate("08006", true), ErrorKind::SinkConnection);
+        assert_eq!(kind_of_sqlstate("08P01", false), ErrorKind::SinkApply);
         assert_eq!(kind_of_sqlstate("23505", false), ErrorKind::SinkApply);
         assert_eq!(kind_of_sqlstate("42P01", true), ErrorKind::SinkSchema);
         assert_eq!(kind_of_sqlstate("22001", false), ErrorKind::SinkValue);

@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! <state>.pipelines(pipeline_id PK, position, gtid, snapshot jsonb, updated_at,
-//!                   pos_file_seq, pos_offset)   -- the last two order positions
+//!                   pos_file_seq, pos_offset,   -- the last two order positions
+//!                   resync text (JSON), resync_loaded)  -- a table copy in progress
 //! <state>.snapshot_chunks(pipeline_id, table_id, chunk, rows, read_at, PK(pipeline_id, table_id, chunk))
-//! <state>.schemas(pipeline_id, table_id, schema jsonb, PK(pipeline_id, table_id))
+//! <state>.schemas(pipeline_id, table_id, schema text (JSON), PK(pipeline_id, table_id))
 //! <state>.dead_letter(id bigserial, pipeline_id, table_id, operation, position, event jsonb, error, at,
 //!                     event_text)  -- the event's JSON as text: always there, lossless; `event` is
 //!                                  -- NULL when jsonb cannot hold it (a NUL in a string)
@@ -67,18 +68,18 @@ impl StateSql {
             ).into(),
             delete_schema: format!("DELETE FROM {s}.schemas WHERE pipeline_id = $1 AND table_id = $2").into(),
             set_resync: format!(
-                "INSERT INTO {s}.pipelines AS p (pipeline_id, resync, updated_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT (pipeline_id) DO UPDATE SET resync = EXCLUDED.resync, updated_at = now()"
+                "INSERT INTO {s}.pipelines AS p (pipeline_id, resync, resync_loaded, updated_at) \
+                 VALUES ($1, $2, false, now()) ON CONFLICT (pipeline_id) DO UPDATE SET resync = EXCLUDED.resync, \
+                 resync_loaded = false, updated_at = now()"
             ).into(),
             resync_loaded: format!(
-                "UPDATE {s}.pipelines SET resync = jsonb_set(resync, '{{loaded}}', 'true') \
-                 WHERE pipeline_id = $1 AND resync IS NOT NULL"
+                "UPDATE {s}.pipelines SET resync_loaded = true WHERE pipeline_id = $1 AND resync IS NOT NULL"
             ).into(),
             insert_dead_letter: format!(
                 "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error, event_text) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ).into(),
-            select_pipeline: format!("SELECT position, snapshot, resync FROM {s}.pipelines WHERE pipeline_id = $1")
+            select_pipeline: format!("SELECT position, snapshot, resync, resync_loaded FROM {s}.pipelines WHERE pipeline_id = $1")
                 .into(),
             select_chunks: format!(
                 "SELECT table_id, chunk, rows, read_at FROM {s}.snapshot_chunks WHERE pipeline_id = $1 \
@@ -92,6 +93,7 @@ impl StateSql {
     /// Create the state schema and tables (idempotent; serialised by an advisory lock).
     pub async fn create(&self, conn: &mut PgConnection) -> Result<()> {
         let s = &self.schema;
+        let lit = s.replace('\'', "''");
         let ddl = format!(
             "SELECT pg_advisory_xact_lock(7347021805);
              CREATE SCHEMA IF NOT EXISTS {s};
@@ -100,12 +102,24 @@ impl StateSql {
              CREATE TABLE IF NOT EXISTS {s}.snapshot_chunks (pipeline_id text NOT NULL, table_id text NOT NULL,
                chunk int NOT NULL, rows bigint NOT NULL, read_at text NOT NULL, PRIMARY KEY (pipeline_id, table_id, chunk));
              CREATE TABLE IF NOT EXISTS {s}.schemas (pipeline_id text NOT NULL, table_id text NOT NULL,
-               schema jsonb NOT NULL, PRIMARY KEY (pipeline_id, table_id));
+               schema text NOT NULL, PRIMARY KEY (pipeline_id, table_id));
              CREATE TABLE IF NOT EXISTS {s}.dead_letter (id bigserial PRIMARY KEY, pipeline_id text NOT NULL,
                table_id text, operation text, position text, event jsonb, error text,
                at timestamptz NOT NULL DEFAULT now());
              ALTER TABLE {s}.dead_letter ADD COLUMN IF NOT EXISTS event_text text;
-             ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync jsonb;"
+             ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync text;
+             ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync_loaded boolean NOT NULL DEFAULT false;
+             DO $$ BEGIN
+               IF (SELECT atttypid FROM pg_attribute WHERE attrelid = '{lit}.schemas'::regclass
+                   AND attname = 'schema') = 'jsonb'::regtype THEN
+                 ALTER TABLE {s}.schemas ALTER COLUMN schema TYPE text;
+               END IF;
+               IF (SELECT atttypid FROM pg_attribute WHERE attrelid = '{lit}.pipelines'::regclass
+                   AND attname = 'resync') = 'jsonb'::regtype THEN
+                 UPDATE {s}.pipelines SET resync_loaded = coalesce((resync->>'loaded')::boolean, false);
+                 ALTER TABLE {s}.pipelines ALTER COLUMN resync TYPE text;
+               END IF;
+             END $$;"
         );
         let cx = Context::state();
         conn.execute("BEGIN").await.map_err(|e| checkpoint(e, &cx))?;
@@ -183,8 +197,9 @@ impl StateSql {
             }
             Some(other) => {
                 let json = match other {
+                    // text, not jsonb: the schemas may hold NUL (an enum label)
                     ResyncUpdate::Started(r) => Some(
-                        serde_json::to_value(r)
+                        serde_json::to_string(r)
                             .map_err(|e| Error::internal("resync state").with_source(e))?,
                     ),
                     _ => None,
@@ -200,8 +215,9 @@ impl StateSql {
         for s in &update.schemas {
             match s {
                 SchemaUpdate::Upsert(t) => {
+                    // text, not jsonb: a schema may hold NUL (an enum label), which jsonb refuses
                     let json =
-                        serde_json::to_value(&**t).map_err(|e| Error::internal("schema").with_source(e))?;
+                        serde_json::to_string(&**t).map_err(|e| Error::internal("schema").with_source(e))?;
                     sqlx::query(sql(&self.upsert_schema))
                         .bind(pipeline)
                         .bind(t.id.to_string())
@@ -257,9 +273,13 @@ impl StateSql {
             if let Some(v) = snap {
                 state.snapshot = serde_json::from_value(v).map_err(|e| bad("snapshot", e.into()))?;
             }
-            let resync: Option<serde_json::Value> = row.get(2);
+            let resync: Option<String> = row.get(2);
+            let loaded: bool = row.get(3);
             if let Some(v) = resync {
-                state.resync = Some(serde_json::from_value(v).map_err(|e| bad("resync", e.into()))?);
+                let mut r: synchdb_core::ResyncState =
+                    serde_json::from_str(&v).map_err(|e| bad("resync", e.into()))?;
+                r.loaded |= loaded;
+                state.resync = Some(r);
             }
         }
         for r in schema_rows {

@@ -234,11 +234,12 @@ pub(crate) fn map_column(
         }
     };
     let integer_type = matches!(sql_type.as_str(), "smallint" | "integer" | "bigint");
+    let nul = col.text_nul.unwrap_or(opts.get_text_nul());
     Ok(PgColumn {
         name: col.name.clone(),
         identity: col.auto_increment && integer_type,
         enum_members: match (&col.column_type, default_mapping) {
-            (ColumnType::Enum { members }, true) => Some(members.clone()),
+            (ColumnType::Enum { members }, true) => Some(enum_labels(members, nul)),
             _ => None,
         },
         bit_width: match col.column_type {
@@ -255,8 +256,32 @@ pub(crate) fn map_column(
         default_mapping,
         transform: col.target_expr.clone(),
         zero: col.zero_dates.map(ZeroDatePolicy::from),
-        nul: col.text_nul.unwrap_or(opts.get_text_nul()),
+        nul,
     })
+}
+
+/// The labels an enum column's CHECK allows, as its values are written: NUL
+/// handled by the column's policy (under `error` a label holding NUL is left
+/// out, since a value holding it is refused with a clear error anyway).
+fn enum_labels(members: &[String], nul: TextNul) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(members.len());
+    for m in members {
+        if let Ok(label) = without_nul(m, nul) {
+            if !out.iter().any(|l| *l == label) {
+                out.push(label.into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A calendar date as PostgreSQL reads it: MySQL's year 0 is 1 BC.
+fn write_date(d: &synchdb_types::Date, out: &mut String) {
+    if d.year == 0 {
+        let _ = write!(out, "0001-{:02}-{:02} BC", d.month, d.day);
+    } else {
+        let _ = write!(out, "{d}");
+    }
 }
 
 /// Text with its NUL characters handled by `policy` (PostgreSQL text cannot hold them).
@@ -338,9 +363,9 @@ pub(crate) fn write_value(
             }
             ZeroDatePolicy::Null if col.nullable => Ok(false),
             ZeroDatePolicy::Null => {
-                Err(ValueError(format!("zero date {v} into NOT NULL column (policy null)")))
+                Err(ValueError(format!("zero or invalid date {v} into NOT NULL column (policy null)")))
             }
-            ZeroDatePolicy::Error => Err(ValueError(format!("zero date {v} (policy error)"))),
+            ZeroDatePolicy::Error => Err(ValueError(format!("zero or invalid date {v} (policy error)"))),
         }
     };
     match v {
@@ -382,23 +407,24 @@ pub(crate) fn write_value(
             _ => write_hex(b, true, out),
         },
         Value::Date(d) => {
-            if d.is_zero() {
+            // Zero and invalid dates (`ALLOW_INVALID_DATES`: 2024-02-31) have no
+            // calendar equivalent: the zero-date policy decides.
+            if d.is_zero() || d.to_chrono().is_none() {
                 return zero_date(out);
             }
-            if d.to_chrono().is_none() {
-                return err(format!("invalid date {d}"));
-            }
-            let _ = write!(out, "{d}");
+            write_date(d, out);
         }
         Value::DateTime(dt) => {
-            if dt.is_zero() {
+            if dt.is_zero() || dt.to_chrono().is_none() {
                 return zero_date(out);
             }
-            if dt.to_chrono().is_none() {
-                return err(format!("invalid datetime {dt}"));
-            }
-            let _ =
-                write!(out, "{} {:02}:{:02}:{:02}.{:06}", dt.date, dt.hour, dt.minute, dt.second, dt.micros);
+            // MySQL's year 0 is 1 BC; PostgreSQL takes the era at the end.
+            let (year, era) = if dt.date.year == 0 { (1, " BC") } else { (dt.date.year, "") };
+            let _ = write!(
+                out,
+                "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}{era}",
+                dt.date.month, dt.date.day, dt.hour, dt.minute, dt.second, dt.micros
+            );
         }
         Value::Timestamp(ts) => {
             if ts.is_zero() {
@@ -582,7 +608,10 @@ pub(crate) fn translate_default(
                     Ok(Some(literal(s)))
                 }
                 C::Date | C::DateTime { .. } => {
-                    if s.starts_with("0000") || s.contains("-00") {
+                    let invalid =
+                        s.parse::<synchdb_types::DateTime>().ok().and_then(|d| d.to_chrono()).is_none()
+                            && s.parse::<synchdb_types::Date>().ok().and_then(|d| d.to_chrono()).is_none();
+                    if invalid || s.contains("-00") {
                         match zero {
                             ZeroDatePolicy::MinusInfinity => cast("-infinity"),
                             _ => Err(format!("zero-date default {s:?}")),
@@ -708,9 +737,11 @@ mod tests {
         .is_err());
         let d = col(ColumnType::Date);
         assert_eq!(text(Value::Date(Date::new(0, 0, 0)), &d), "-infinity");
+        assert_eq!(text(Value::Date(Date::new(0, 2, 29)), &d), "0001-02-29 BC");
         assert!(write_value(&Value::Date(Date::new(0, 0, 0)), &d, ZeroDatePolicy::Error, &mut s).is_err());
         assert!(!write_value(&Value::Date(Date::new(2020, 0, 1)), &d, ZeroDatePolicy::Null, &mut s).unwrap());
-        assert!(write_value(&Value::Date(Date::new(2021, 2, 30)), &d, ZeroDatePolicy::Null, &mut s).is_err());
+        assert!(!write_value(&Value::Date(Date::new(2021, 2, 30)), &d, ZeroDatePolicy::Null, &mut s).unwrap());
+        assert!(write_value(&Value::Date(Date::new(2021, 2, 30)), &d, ZeroDatePolicy::Error, &mut s).is_err());
         let n = col(ColumnType::Decimal { precision: 5, scale: 2, unsigned: false });
         assert_eq!(text(Value::Decimal(Decimal::parse("-123.40").unwrap()), &n), "-123.40");
         assert!(write_value(

@@ -219,10 +219,12 @@ impl Date {
         Date { year, month, day }
     }
 
-    /// Whether any part is zero (`0000-00-00`, `2024-00-15`, ...): such a date has
-    /// no calendar equivalent and is subject to the zero-date policy.
+    /// Whether the month or the day is zero (`0000-00-00`, `2024-00-15`, ...):
+    /// such a date has no calendar equivalent and is subject to the zero-date
+    /// policy. Year 0 with a month and a day (`0000-01-01`) is a calendar date:
+    /// the proleptic year 0, 1 BC.
     pub fn is_zero(&self) -> bool {
-        self.year == 0 || self.month == 0 || self.day == 0
+        self.month == 0 || self.day == 0
     }
 
     /// The calendar date, or `None` for zero and invalid dates.
@@ -550,6 +552,9 @@ mod tests {
     fn zero_dates_are_kept() {
         let d: Date = "0000-00-00".parse().unwrap();
         assert!(d.is_zero());
+        let y0: Date = "0000-02-29".parse().unwrap();
+        assert!(!y0.is_zero());
+        assert_eq!(y0.to_chrono(), chrono::NaiveDate::from_ymd_opt(0, 2, 29));
         assert_eq!(d.to_chrono(), None);
         assert_eq!(d.to_string(), "0000-00-00");
         let dt: DateTime = "2024-00-15 10:11:12.000123".parse().unwrap();

@@ -243,14 +243,33 @@ fn pg_expr(c: &Column) -> String {
 /// Canonical form of one value, whichever side it comes from.
 fn normalize(c: &Column, v: Option<String>, from_pg: bool) -> Option<String> {
     let v = v?;
+    // Zero and invalid (ALLOW_INVALID_DATES) dates: the zero-date policy's.
     let zero_parts = |v: &str| {
         let date = v.split(' ').next().unwrap_or("");
-        date.starts_with("0000") || date.split('-').skip(1).any(|p| p == "00")
+        date.split('-').skip(1).any(|p| p == "00")
+            || (date.len() == 10 && chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err())
+    };
+    // MySQL's year 0 is PostgreSQL's 1 BC.
+    let v = match v.strip_suffix(" BC").and_then(|d| d.strip_prefix("0001-")) {
+        Some(rest) if from_pg => format!("0000-{rest}"),
+        _ => v,
     };
     Some(match c.data_type.as_str() {
+        // ZEROFILL pads the text MySQL shows, not the value.
+        "tinyint" | "smallint" | "mediumint" | "int" | "bigint" | "decimal"
+            if c.column_type.contains("zerofill") =>
+        {
+            let t = v.trim_start_matches('0');
+            if t.is_empty() || t.starts_with('.') {
+                format!("0{t}")
+            } else {
+                t.to_string()
+            }
+        }
         "date" | "datetime" | "timestamp" if !from_pg && zero_parts(&v) => "zero date".into(),
         "year" => v.parse::<i32>().map(|y| y.to_string()).unwrap_or(v),
-        "float" => format!("{:.6e}", v.parse::<f32>().unwrap_or(f32::NAN)),
+        // MySQL shows FLOAT with 6 significant digits (3.40282e38 for FLT_MAX).
+        "float" => format!("{:.5e}", v.parse::<f32>().unwrap_or(f32::NAN)),
         "double" => format!("{:.15e}", v.parse::<f64>().unwrap_or(f64::NAN)),
         "datetime" | "timestamp" => match v.parse::<DateTime>() {
             Ok(d) => d.to_string(),
@@ -264,10 +283,14 @@ fn normalize(c: &Column, v: Option<String>, from_pg: bool) -> Option<String> {
                 v.parse::<Time>().map(|t| t.micros.to_string()).unwrap_or(v)
             }
         }
-        "json" => match serde_json::from_str::<serde_json::Value>(&v) {
-            Ok(j) => j.to_string(),
+        "json" => match serde_json::from_str::<serde_json::Value>(&v.replace('\0', "\u{FFFD}")) {
+            Ok(j) => j.to_string().replace("\\u0000", "\u{FFFD}"),
             Err(_) => v,
         },
+        // Text holding NUL reaches PostgreSQL only under `--text-nul replace`.
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" if !from_pg => {
+            v.replace('\0', "\u{FFFD}")
+        }
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
         | "multipolygon" | "geometrycollection"
             if from_pg =>
@@ -315,6 +338,26 @@ fn ewkb_to_internal(hex: &str) -> String {
 /// Compare every table of `database` between the source and the target
 /// schema of the same name; panics with the first differences.
 pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg: &sqlx::PgPool) {
+    let problems = replica_differences(my, database, pg).await;
+    assert!(problems.is_empty(), "replica differs from source:\n{}", problems.join("\n"));
+}
+
+/// The differences between every table of `database` and the target schema
+/// of the same name (empty when equal), with the number of tables compared.
+pub async fn replica_differences(
+    my: &mut mysql_async::Conn,
+    database: &str,
+    pg: &sqlx::PgPool,
+) -> Vec<String> {
+    replica_comparison(my, database, pg).await.1
+}
+
+/// `(tables compared, differences)` between `database` and its replica.
+pub async fn replica_comparison(
+    my: &mut mysql_async::Conn,
+    database: &str,
+    pg: &sqlx::PgPool,
+) -> (usize, Vec<String>) {
     my.query_drop("SET time_zone = '+00:00'").await.unwrap();
     let tables: Vec<String> = my
         .exec(
@@ -324,7 +367,7 @@ pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg
         )
         .await
         .unwrap();
-    assert!(!tables.is_empty(), "no tables in {database}");
+
     let pg_tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
     )
@@ -336,8 +379,13 @@ pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg
     sorted.sort();
     let mut pg_sorted = pg_tables.clone();
     pg_sorted.sort();
-    assert_eq!(pg_sorted, sorted, "table lists differ");
     let mut problems = Vec::new();
+    if pg_sorted != sorted {
+        let missing: Vec<&String> = sorted.iter().filter(|t| !pg_sorted.contains(t)).collect();
+        let extra: Vec<&String> = pg_sorted.iter().filter(|t| !sorted.contains(t)).collect();
+        problems
+            .push(format!("table lists differ: missing on target {missing:?}, extra on target {extra:?}"));
+    }
     for table in &tables {
         let cols: Vec<(String, String, String)> = my
             .exec(
@@ -393,7 +441,13 @@ pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg
             q_my(database),
             q_my(table)
         );
-        let my_rows: Vec<mysql_async::Row> = my.query(my_sql).await.unwrap();
+        let my_rows: Vec<mysql_async::Row> = match my.query(my_sql).await {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{table}: reading the source failed: {e}"));
+                continue;
+            }
+        };
         let mut src: Vec<Vec<Option<String>>> = my_rows
             .into_iter()
             .map(|r| {
@@ -412,7 +466,13 @@ pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg
             q_pg(database),
             q_pg(table)
         );
-        let pg_rows = sqlx::query(sqlx::AssertSqlSafe(pg_sql)).fetch_all(pg).await.unwrap();
+        let pg_rows = match sqlx::query(sqlx::AssertSqlSafe(pg_sql)).fetch_all(pg).await {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{table}: reading the target failed: {e}"));
+                continue;
+            }
+        };
         let mut dst: Vec<Vec<Option<String>>> = pg_rows
             .iter()
             .map(|r| {
@@ -448,7 +508,7 @@ pub async fn assert_replica_equal(my: &mut mysql_async::Conn, database: &str, pg
             ));
         }
     }
-    assert!(problems.is_empty(), "replica differs from source:\n{}", problems.join("\n"));
+    (tables.len(), problems)
 }
 
 /// The source's current binlog position as `(file, pos)`.

@@ -368,7 +368,7 @@ impl<'a> Follower<'a> {
             }
             x if x == EventType::QUERY_EVENT as u8 => {
                 let q: QueryEvent<'_> = event.read_event().map_err(|e| bad("query", e))?;
-                let sql = q.query();
+                let sql = query_text(&q);
                 match classify(&sql) {
                     QueryKind::Begin => {
                         if self.tx.as_ref().is_none_or(|t| !t.events.is_empty()) {
@@ -716,11 +716,30 @@ impl<'a> Follower<'a> {
             self.tables.clear();
         }
         let mut applied = applied;
+        let mut copied_again: Vec<TableId> = Vec::new();
         for a in applied.iter().filter(|a| matches!(a, Applied::RowsChangedUnlogged(..))) {
             let Applied::RowsChangedUnlogged(table, what) = a else { continue };
             self.unlogged_rows(table.clone(), what, &at)?;
+            copied_again.push(table.clone());
         }
-        applied.retain(|a| !matches!(a, Applied::RowsChangedUnlogged(..)));
+        let renamed_from: Vec<TableId> = applied
+            .iter()
+            .filter_map(|a| match a {
+                Applied::Schema(SchemaChange::RenameTable { from, to }, _) if copied_again.contains(to) => {
+                    Some(from.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        copied_again.extend(renamed_from);
+        // A table copied again takes its shape from the copy: the statement's
+        // changes to it (e.g. a column type PostgreSQL would convert otherwise) are not applied.
+        applied.retain(|a| match a {
+            Applied::RowsChangedUnlogged(..) => false,
+            Applied::Schema(SchemaChange::RenameTable { .. }, _) => true,
+            Applied::Schema(c, _) => !copied_again.contains(c.table()),
+            _ => true,
+        });
         let events = applied
             .into_iter()
             .enumerate()
@@ -803,6 +822,15 @@ impl<'a> Follower<'a> {
             .with_position(at.clone()));
         }
         for id in &new_tables {
+            if schema::Lookup::discover(&mut self.side, id).await?.is_none() {
+                // Gone by now: dropped or renamed further on in the binlog. Its rows
+                // until then are not needed: a later RENAME into the selection copies
+                // the table again under its new name (see `Schemas::rename`).
+                warn!(table = %id, at = %at, error = why,
+                    "CREATE TABLE not parsed and the table is gone from information_schema: \
+                     not created (a later rename copies it again under its new name)");
+                continue;
+            }
             // A new table in a form the parser does not read: take its definition from
             // information_schema, checked against the next table map like any fallback.
             warn!(table = %id, at = %at, error = why, "CREATE TABLE not parsed; definition read from information_schema");
@@ -818,6 +846,20 @@ impl<'a> Follower<'a> {
             tables.into_iter().filter(|t| self.schemas.is_selected(t) && !new_tables.contains(t)).collect();
         for id in &selected {
             let fresh = schema::Lookup::discover(&mut self.side, id).await?;
+            let renames = sql.to_ascii_uppercase().contains("RENAME");
+            if fresh.is_none() && !renames {
+                // Gone by now: dropped or renamed further on in the binlog. Dropped
+                // here; a later RENAME into the selection copies it again.
+                warn!(table = %id, at = %at, error = why,
+                    "DDL not parsed and the table is gone from information_schema: dropped on the \
+                     target (a later rename copies it again under its new name)");
+                let dropped = self
+                    .schemas
+                    .apply(crate::ddl::Ddl::DropTables { tables: vec![id.clone()] }, &mut self.side)
+                    .await?;
+                out.extend(dropped);
+                continue;
+            }
             let Some(fresh) = fresh else {
                 return Err(Error::new(
                     ErrorKind::SourceSchema,
@@ -836,6 +878,32 @@ impl<'a> Follower<'a> {
             self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
         }
         Ok(out)
+    }
+}
+
+/// A query event's statement as the server read it: in the session's
+/// `character_set_client` (its `Charset` status variable), so that names and
+/// literals written by a `SET NAMES latin1` client are what the server made of them.
+fn query_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
+    let raw = q.query_raw();
+    if raw.is_ascii() {
+        return q.query();
+    }
+    let client = q.status_vars().get_status_var(StatusVarKey::Charset).and_then(|v| match v.get_value() {
+        Ok(StatusVarVal::Charset { charset_client, .. }) => Some(charset_client),
+        _ => None,
+    });
+    let charset = client.map(|id| {
+        mysql_common::collations::Collation::from(mysql_common::collations::CollationId::from(id))
+            .charset()
+            .to_string()
+    });
+    match charset.as_deref() {
+        None | Some("utf8mb4" | "utf8mb3" | "utf8" | "binary" | "") => q.query(),
+        Some(cs) => match crate::charset::decode_text(cs, raw.to_vec()) {
+            Ok(text) => std::borrow::Cow::Owned(text),
+            Err(_) => q.query(),
+        },
     }
 }
 

@@ -25,7 +25,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use synchdb_core::{Error, Result, ResyncState, SourceMessage};
-use synchdb_types::{BinlogPosition, Position, TableId, TableSchema};
+use synchdb_types::{
+    BinlogPosition, ChangeEvent, EventMeta, Position, SchemaChange, SchemaChangeEvent, TableId, TableSchema,
+    Transaction,
+};
 use tracing::{info, warn};
 
 use super::{Flow, Follower};
@@ -142,15 +145,20 @@ impl Follower<'_> {
             Err(e) => return Err(e),
         };
         let Some(copy) = copy else {
-            warn!(tables = ?ids, "resync: the tables no longer exist; nothing to copy");
+            warn!(tables = ?ids, "resync: the tables no longer exist; dropped on the target");
             for id in &ids {
                 self.schemas.unhide(id);
             }
-            return Ok(Flow::Continue);
+            return self.drop_gone(ids).await;
         };
-        for id in ids.iter().filter(|id| !copy.tables.iter().any(|t| &t.id == *id)) {
-            warn!(table = %id, "resync: the table no longer exists; not copied");
+        let gone: Vec<TableId> =
+            ids.iter().filter(|id| !copy.tables.iter().any(|t| &t.id == *id)).cloned().collect();
+        for id in &gone {
+            warn!(table = %id, "resync: the table no longer exists; dropped on the target");
             self.schemas.unhide(id);
+        }
+        if let Flow::Stop = self.drop_gone(gone).await? {
+            return Ok(Flow::Stop);
         }
         let copied: Vec<TableId> = copy.tables.iter().map(|t| t.id.clone()).collect();
         let blocked = self.schemas.foreign_key_closure(&copied, &copy.tables);
@@ -161,6 +169,47 @@ impl Follower<'_> {
             task: Some(copy.task),
             reason,
         });
+        Ok(Flow::Continue)
+    }
+
+    /// Tables to copy again that no longer exist on the source: the replica
+    /// must not keep them either (a statement applied before may have made
+    /// them there). One transaction at the current position.
+    async fn drop_gone(&mut self, ids: Vec<TableId>) -> Result<Flow> {
+        if ids.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        self.sequence += 1;
+        let time = chrono::Utc::now();
+        let meta = EventMeta {
+            position: self.resume.binlog.clone(),
+            commit_time: time,
+            tx: self.sequence,
+            index: 0,
+        };
+        let events = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, table)| {
+                ChangeEvent::Schema(Box::new(SchemaChangeEvent {
+                    change: SchemaChange::DropTable { table },
+                    schema_after: None,
+                    ddl: "(resync: the table no longer exists on the source)".into(),
+                    meta: EventMeta { index: i as u32, ..meta.clone() },
+                }))
+            })
+            .collect();
+        let tx = Transaction {
+            sequence: self.sequence,
+            gtid: None,
+            commit_time: time,
+            end_position: self.resume.clone(),
+            events,
+            foreign_key_checks: true,
+        };
+        if !self.send(SourceMessage::Transaction(tx)).await {
+            return Ok(Flow::Stop);
+        }
         Ok(Flow::Continue)
     }
 

@@ -127,7 +127,14 @@ impl<'a> Layout<'a> {
                 Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
                 Err(e) => return Err(fail(format!("the table map's type of column {i}: {e}"))),
             };
+            // mysql_common's value parser indexes the metadata without checking its length.
             let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+            // A DECIMAL's scale above its precision: mysql_common computes the size in `usize` (`p - s`).
+            let bad_decimal =
+                ty == MyColumnType::MYSQL_TYPE_NEWDECIMAL && meta.len() >= 2 && meta[1] > meta[0];
+            if ty == MyColumnType::MYSQL_TYPE_TYPED_ARRAY || meta.len() < metadata_len(ty) || bad_decimal {
+                return Err(fail(format!("the table map's metadata of column {i} ({ty:?}) is malformed")));
+            }
             let unsigned = matches!(column.column_type, ColumnType::Integer { unsigned: true, .. });
             columns.push((ty, meta, unsigned));
         }
@@ -179,6 +186,8 @@ impl<'a> Layout<'a> {
             let value: BinlogValue<'_> =
                 if *ty == MyColumnType::MYSQL_TYPE_TIME2 && matches!(meta.first(), Some(1 | 2)) {
                     BinlogValue::Value(time2_hundredths(buf.parse(4).map_err(read_error)?))
+                } else if let Some(why) = malformed_value(*ty, meta, buf.0) {
+                    return Err(fail(Some(&column.name), why.into()));
                 } else {
                     buf.parse((*ty, *meta, *unsigned, false)).map_err(read_error)?
                 };
@@ -203,6 +212,70 @@ impl<'a> Layout<'a> {
             row.push(v);
         }
         Ok(row)
+    }
+}
+
+/// How many metadata bytes a column type has in a table map (what
+/// mysql_common's `BinlogValue` parser reads).
+fn metadata_len(ty: MyColumnType) -> usize {
+    use MyColumnType::*;
+    match ty {
+        MYSQL_TYPE_STRING
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET
+        | MYSQL_TYPE_BIT
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING => 2,
+        MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_VECTOR => 1,
+        _ => 0,
+    }
+}
+
+/// Values only a corrupt row image holds, which mysql_common decodes with an
+/// arithmetic overflow (a panic with overflow checks, a wrong value without):
+/// a DATETIME2 before year 0, a DECIMAL digit group of 10^digits or more.
+fn malformed_value(ty: MyColumnType, meta: &[u8], bytes: &[u8]) -> Option<&'static str> {
+    match ty {
+        MyColumnType::MYSQL_TYPE_DATETIME2 => {
+            bytes.first().is_some_and(|b| b & 0x80 == 0).then_some("malformed DATETIME value (negative)")
+        }
+        MyColumnType::MYSQL_TYPE_NEWDECIMAL => {
+            // Groups of 9 digits in 4 bytes, the leading and trailing ones shorter
+            // (MySQL's decimal2bin); the first bit is the sign, negative values inverted.
+            const BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+            let (precision, scale) = (usize::from(meta[0]), usize::from(meta[1]));
+            let intg = precision - scale;
+            let mut groups = Vec::with_capacity(precision / 9 + 2);
+            groups.push(intg % 9);
+            groups.extend(std::iter::repeat_n(9, intg / 9 + scale / 9));
+            groups.push(scale % 9);
+            let size: usize = groups.iter().map(|&d| BYTES[d]).sum();
+            let raw = bytes.get(..size)?; // too short: mysql_common's read fails
+            let negative = raw.first().is_some_and(|b| b & 0x80 == 0);
+            let mut at = 0;
+            for digits in groups {
+                let mut v = 0u64;
+                for (k, &b) in raw.iter().enumerate().skip(at).take(BYTES[digits]) {
+                    let b = if k == 0 { b ^ 0x80 } else { b };
+                    v = v << 8 | u64::from(if negative { !b } else { b });
+                }
+                if v >= 10u64.pow(digits as u32) {
+                    return Some("malformed DECIMAL value");
+                }
+                at += BYTES[digits];
+            }
+            None
+        }
+        _ => None,
     }
 }
 
@@ -262,6 +335,22 @@ mod tests {
         for ((neg, h, m, s, f), want) in cases {
             assert_eq!(time2_hundredths(&time2_bytes(neg, h, m, s, f)), want, "{neg} {h}:{m}:{s}.{f}");
         }
+    }
+
+    #[test]
+    fn corrupt_values_are_errors() {
+        use MyColumnType::*;
+        // DECIMAL(5,2): 123.45 and -123.45 as MySQL writes them; a fraction group of 100.
+        assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[5, 2], &[0x80, 0x7B, 0x2D]), None);
+        assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[5, 2], &[0x7F, 0x84, 0xD2]), None);
+        assert!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[5, 2], &[0x80, 0x7B, 0x64]).is_some());
+        // DECIMAL(10,1): a one-digit fraction of 22 overflowed mysql_common's `x * 10^8`.
+        assert!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 0, 1, 22]).is_some());
+        assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 0, 1, 9]), None);
+        // DATETIME2: year 0 is the smallest; a negative packed value overflowed.
+        assert_eq!(malformed_value(MYSQL_TYPE_DATETIME2, &[0], &[0x80, 0, 0, 0, 0]), None);
+        assert!(malformed_value(MYSQL_TYPE_DATETIME2, &[0], &[0, 0, 0, 0, 0]).is_some());
+        assert_eq!(metadata_len(MYSQL_TYPE_VARCHAR), 2);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use synchdb_core::{Error, ErrorKind, Result};
-use synchdb_types::{ColumnPosition, ColumnSchema, IndexSchema, SchemaChange, TableId, TableSchema};
+use synchdb_types::{
+    ColumnPosition, ColumnSchema, IndexSchema, IntWidth, LobSize, SchemaChange, TableId, TableSchema,
+};
 
 use crate::ddl::{
     add_foreign_key, add_key, column_spelling, find_column, generated_fk_number, AlterOp, Ddl, IndexDef,
@@ -301,10 +303,10 @@ impl Schemas {
             }
             Some(_) => out.push(Applied::Schema(SchemaChange::DropTable { table: from }, None)),
             None if self.filter.matches(&to) && !self.hidden.contains(&to) => {
-                // A table enters the selection under its new name.
-                if let Some(schema) = lookup.discover(&to).await? {
-                    self.create(schema, out);
-                }
+                // A table enters the selection under its new name, with rows the
+                // binlog did not list for it: copied (a resync).
+                let _ = lookup;
+                out.push(Applied::RowsChangedUnlogged(to, format!("RENAME of {from} into the selection")));
             }
             None => {}
         }
@@ -394,6 +396,16 @@ impl Schemas {
                     };
                     s.columns.insert(at, column.clone());
                     rename_in_keys(&mut s, &old_name, &column.name);
+                    if let Err(why) = keeps_values(&old, &column) {
+                        // The server converted the stored values, without row events.
+                        unlogged.push((
+                            table.clone(),
+                            format!(
+                                "ALTER TABLE changing column {} from {} to {} ({why})",
+                                old.name, old.column_type, column.column_type
+                            ),
+                        ));
+                    }
                     changes.push(SchemaChange::ModifyColumn {
                         table: table.clone(),
                         old,
@@ -540,6 +552,11 @@ impl Schemas {
         self.tables.insert(table.clone(), last.clone());
         out.extend(changes.into_iter().zip(snapshots).map(|(c, a)| Applied::Schema(c, Some(a))));
         for (t, what) in unlogged {
+            // Copied under the name the statement leaves it with.
+            let t = match &rename_to {
+                Some(to) if t == table => to.clone(),
+                _ => t,
+            };
             out.push(Applied::RowsChangedUnlogged(t, what));
         }
         if let Some(to) = rename_to {
@@ -602,6 +619,81 @@ fn insert_at(s: &TableSchema, p: &ColumnPosition) -> Option<usize> {
         ColumnPosition::First => Some(0),
         ColumnPosition::After(c) => find_column(s, c).map(|i| i + 1),
         _ => Some(s.columns.len()),
+    }
+}
+
+/// Whether changing a column from `old` to `new` keeps every stored value as
+/// it is, so that the target can change its column type alone; `Err(why)`
+/// when the server may have converted values (the table is then copied again).
+pub(crate) fn keeps_values(old: &ColumnSchema, new: &ColumnSchema) -> std::result::Result<(), &'static str> {
+    use synchdb_types::ColumnType as C;
+    if old.generated != new.generated && new.generated.is_some() {
+        return Err("a generated column is computed again");
+    }
+    if old.column_type.is_textual() && new.column_type.is_textual() {
+        let cs = |c: &ColumnSchema| c.charset.as_deref().unwrap_or("").to_ascii_lowercase();
+        let (a, b) = (cs(old), cs(new));
+        if a != b && !matches!(b.as_str(), "utf8mb4" | "utf8" | "utf8mb3" | "") && a != "ascii" {
+            return Err("the character set changes");
+        }
+    }
+    let int_range = |w: IntWidth, unsigned: bool| -> (i128, i128) {
+        let bits = u32::from(w.bytes()) * 8;
+        if unsigned {
+            (0, (1i128 << bits) - 1)
+        } else {
+            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+        }
+    };
+    let lob = |s: LobSize| -> u64 {
+        match s {
+            LobSize::Tiny => 255,
+            LobSize::Normal => 65_535,
+            LobSize::Medium => 16_777_215,
+            LobSize::Long => u64::from(u32::MAX),
+        }
+    };
+    let ok = match (&old.column_type, &new.column_type) {
+        (a, b) if a == b => true,
+        (C::Integer { width: w1, unsigned: u1, .. }, C::Integer { width: w2, unsigned: u2, .. }) => {
+            let (a, b) = (int_range(*w1, *u1), int_range(*w2, *u2));
+            b.0 <= a.0 && a.1 <= b.1
+        }
+        (C::Integer { width, unsigned, .. }, C::Decimal { precision, scale, unsigned: du }) => {
+            let (lo, hi) = int_range(*width, *unsigned);
+            let digits = hi.max(-lo).to_string().len() as u32;
+            digits <= precision.saturating_sub(*scale) && (*unsigned || !du)
+        }
+        (
+            C::Decimal { precision: p1, scale: s1, unsigned: u1 },
+            C::Decimal { precision: p2, scale: s2, unsigned: u2 },
+        ) => s2 >= s1 && p2 - s2 >= p1 - s1 && (*u1 || !u2),
+        (C::Float { unsigned: u1 } | C::Double { unsigned: u1 }, C::Double { unsigned: u2 }) => *u1 || !u2,
+        (C::Char { length: a }, C::Char { length: b } | C::VarChar { length: b }) => b >= a,
+        (C::VarChar { length: a }, C::VarChar { length: b }) => b >= a,
+        (C::Char { length: a } | C::VarChar { length: a }, C::Text { size }) => {
+            u64::from(*a) * 4 <= lob(*size)
+        }
+        (C::Text { size: a }, C::Text { size: b }) => lob(*a) <= lob(*b),
+        (C::Binary { length: a }, C::VarBinary { length: b })
+        | (C::VarBinary { length: a }, C::VarBinary { length: b }) => b >= a,
+        (C::Binary { length: a } | C::VarBinary { length: a }, C::Blob { size }) => {
+            u64::from(*a) <= lob(*size)
+        }
+        (C::Blob { size: a }, C::Blob { size: b }) => lob(*a) <= lob(*b),
+        (C::Date, C::DateTime { .. }) => true,
+        (C::DateTime { fsp: a }, C::DateTime { fsp: b })
+        | (C::Timestamp { fsp: a }, C::Timestamp { fsp: b })
+        | (C::Time { fsp: a }, C::Time { fsp: b }) => b >= a,
+        (C::Enum { members: a }, C::Enum { members: b }) | (C::Set { members: a }, C::Set { members: b }) => {
+            a.iter().all(|m| b.contains(m))
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("the server converts the stored values")
     }
 }
 
@@ -845,5 +937,37 @@ mod tests {
         assert_eq!(run(&mut s, "DROP TABLE IF EXISTS n, nothere").await.len(), 1);
         assert_eq!(run(&mut s, "DROP DATABASE db").await.len(), 1);
         assert!(!s.tracks_database("db"));
+    }
+
+    #[test]
+    fn type_changes_that_keep_values() {
+        use synchdb_types::ColumnType as C;
+        let col = |t: C| ColumnSchema::new("c", t);
+        let int = |w, u| C::Integer { width: w, unsigned: u, display_width: None };
+        let ok = |a: C, b: C| keeps_values(&col(a), &col(b)).is_ok();
+        assert!(ok(int(IntWidth::Int, false), int(IntWidth::Big, false)));
+        assert!(ok(int(IntWidth::Int, true), int(IntWidth::Big, false)));
+        assert!(!ok(int(IntWidth::Int, true), int(IntWidth::Int, false)));
+        assert!(!ok(int(IntWidth::Int, false), C::DateTime { fsp: 0 }));
+        assert!(ok(int(IntWidth::Small, false), C::Decimal { precision: 7, scale: 2, unsigned: false }));
+        assert!(!ok(int(IntWidth::Int, false), C::Decimal { precision: 7, scale: 2, unsigned: false }));
+        assert!(ok(C::VarChar { length: 10 }, C::VarChar { length: 20 }));
+        assert!(!ok(C::VarChar { length: 20 }, C::VarChar { length: 10 }));
+        assert!(!ok(C::VarChar { length: 20 }, C::Char { length: 20 }));
+        assert!(ok(C::VarChar { length: 20 }, C::Text { size: LobSize::Normal }));
+        assert!(!ok(C::Binary { length: 4 }, C::Binary { length: 8 }));
+        assert!(ok(C::Enum { members: vec!["a".into()] }, C::Enum { members: vec!["a".into(), "b".into()] }));
+        assert!(!ok(
+            C::Enum { members: vec!["a".into(), "b".into()] },
+            C::Enum { members: vec!["a".into()] }
+        ));
+        assert!(!ok(C::DateTime { fsp: 6 }, C::DateTime { fsp: 0 }));
+        assert!(!ok(C::Bit { width: 3 }, C::Bit { width: 8 }));
+        let mut latin1 = col(C::VarChar { length: 10 });
+        latin1.charset = Some("latin1".into());
+        let mut utf8 = latin1.clone();
+        utf8.charset = Some("utf8mb4".into());
+        assert!(keeps_values(&latin1, &utf8).is_ok());
+        assert!(keeps_values(&utf8, &latin1).is_err());
     }
 }
