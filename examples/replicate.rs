@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use synchdb::core::mapping::{Mapping, MappingRules};
-use synchdb::core::{Converter, ErrorPolicy, Pipeline, PipelineHandle, Sink, StatsSnapshot};
+use synchdb::core::{
+    retry_transient, Converter, ErrorPolicy, Pipeline, PipelineHandle, RetryPolicy, Sink, StatsSnapshot,
+};
 use synchdb::mysql::{MySqlSource, MySqlSourceOptions, SnapshotMode};
 use synchdb::postgres::{pg_type_for, PgSink, PgSinkOptions};
 
@@ -178,9 +180,13 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         None => None,
     };
     // A mapping is checked against the source schema (and, below, the target) before data moves.
+    // Servers that are down or restarting at start are waited for (a log line per attempt).
+    let startup = RetryPolicy::forever();
     let discovered = match (&mapping, args.explain) {
         (None, false) => Vec::new(),
-        _ => MySqlSource::discover(&options).await?,
+        _ => {
+            retry_transient(&startup, "reading the source schema", || MySqlSource::discover(&options)).await?
+        }
     };
     if args.explain {
         let none = Mapping::new(MappingRules::new())?;
@@ -188,10 +194,15 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         m.validate(&discovered)?;
         return explain(m, &discovered, &target);
     }
-    let sink = PgSink::connect(target.pool_size(args.pool_size)).await?;
+    let target = target.pool_size(args.pool_size);
+    let sink =
+        retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
     if let Some(m) = &mapping {
         // On a restart, DDL may have dropped a table or column a rule names since the first run.
-        let resumed = sink.load_state(&args.pipeline_id).await?.is_some_and(|s| s.position.is_some());
+        let resumed =
+            retry_transient(&startup, "loading the checkpoint", || sink.load_state(&args.pipeline_id))
+                .await?
+                .is_some_and(|s| s.position.is_some());
         match m.check_names(&discovered) {
             Err(e) if resumed => tracing::warn!("{e} (dropped since the first run?)"),
             r => r?,
@@ -203,7 +214,7 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
                 converted.push(c);
             }
         }
-        sink.validate_tables(&converted).await?;
+        retry_transient(&startup, "checking the target tables", || sink.validate_tables(&converted)).await?;
     }
     let mut builder = Pipeline::builder()
         .id(args.pipeline_id.clone())

@@ -67,7 +67,7 @@ mod stats;
 pub use converter::{default_convert_event, Converter, MapRows};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY};
-pub use policy::{ErrorPolicy, RetryPolicy};
+pub use policy::{retry_transient, ErrorPolicy, RetryPolicy};
 pub use sink::{ChangeBatch, RowStream, Sink};
 pub use source::{chunk_channel, ChunkSender, RowReceiver, Source, SourceContext, SourceMessage};
 pub use state::{

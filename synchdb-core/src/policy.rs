@@ -80,6 +80,31 @@ impl RetryPolicy {
     }
 }
 
+/// Run `attempt` until it succeeds or fails with an error that is not
+/// [transient](crate::ErrorKind::is_transient), waiting `policy`'s backoff
+/// between attempts and logging each failure (a server being restarted,
+/// refusing connections, or in crash recovery is waited for). Gives up after
+/// `policy.max_retries` retries with the last error.
+pub async fn retry_transient<T, F, Fut>(policy: &RetryPolicy, what: &str, mut attempt: F) -> crate::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    let mut n = 0u32;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.kind().is_transient() && n < policy.max_retries => {
+                n += 1;
+                let delay = policy.backoff(n);
+                tracing::warn!(error = %e, attempt = n, ?delay, "{what} failed with a transient error; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +121,43 @@ mod tests {
         assert_eq!(r.backoff(4), Duration::from_millis(800));
         assert_eq!(r.backoff(5), Duration::from_secs(1));
         assert_eq!(r.backoff(40), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_only() {
+        let policy = RetryPolicy { initial_backoff: Duration::from_millis(1), ..RetryPolicy::forever() };
+        let mut calls = 0;
+        let v = retry_transient(&policy, "connect", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 4 {
+                    Err(Error::new(crate::ErrorKind::SinkConnection, "refused"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 4);
+        let mut calls = 0;
+        let e = retry_transient(&policy, "connect", || {
+            calls += 1;
+            async { Err::<(), _>(Error::new(crate::ErrorKind::Config, "bad password")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((e.kind(), calls), (crate::ErrorKind::Config, 1));
+        let limited = RetryPolicy { max_retries: 2, ..policy };
+        let mut calls = 0;
+        let e = retry_transient(&limited, "connect", || {
+            calls += 1;
+            async { Err::<(), _>(Error::new(crate::ErrorKind::SourceConnection, "down")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((e.kind(), calls), (crate::ErrorKind::SourceConnection, 3));
     }
 
     #[test]

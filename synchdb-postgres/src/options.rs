@@ -127,7 +127,7 @@ impl FromStr for SslMode {
 ///     .column_type("shop.orders.note", "varchar(500)");
 /// opts.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PgSinkOptions {
     url: String,
@@ -145,6 +145,52 @@ pub struct PgSinkOptions {
     postgis: bool,
     fulltext_gin: bool,
     copy_buffer_bytes: usize,
+}
+
+impl std::fmt::Debug for PgSinkOptions {
+    /// Prints the URL with its password as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSinkOptions")
+            .field("url", &redact_url(&self.url))
+            .field("ssl_mode", &self.ssl_mode)
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("schema_naming", &self.schema_naming)
+            .field("state_schema", &self.state_schema)
+            .field("zero_dates", &self.zero_dates)
+            .field("text_nul", &self.text_nul)
+            .field("column_types", &self.column_types)
+            .field("source_types", &self.source_types)
+            .field("apply_mode", &self.apply_mode)
+            .field("postgis", &self.postgis)
+            .field("fulltext_gin", &self.fulltext_gin)
+            .field("copy_buffer_bytes", &self.copy_buffer_bytes)
+            .finish()
+    }
+}
+
+/// A connection URL with its password (and a `password=` query parameter) as `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            let pairs: Vec<(String, String)> =
+                u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                u.query_pairs_mut().clear().extend_pairs(pairs.iter().map(|(k, v)| {
+                    (k.as_str(), if k.eq_ignore_ascii_case("password") { "***" } else { v.as_str() })
+                }));
+            }
+            u.to_string()
+        }
+        // Not a URL: keep what cannot be a password (the scheme).
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***"),
+            None => "***".into(),
+        },
+    }
 }
 
 mod secs {
@@ -413,6 +459,16 @@ pub(crate) fn check_identifier(what: &str, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let o: PgSinkOptions =
+            "postgres://u:s3cret@h:5432/db?password=other&sslmode=require".parse().unwrap();
+        let d = format!("{o:?}");
+        assert!(!d.contains("s3cret") && !d.contains("other"), "{d}");
+        assert!(d.contains("u:***@h:5432/db"), "{d}");
+        assert_eq!(redact_url("not a url with s3cret"), "***");
+    }
 
     #[test]
     fn url_and_setters() {

@@ -338,8 +338,9 @@ impl Sink for PgSink {
     async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
-        self.inner.state.store(&mut tx, pipeline, update).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, update).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         Ok(())
     }
@@ -366,8 +367,9 @@ impl Sink for PgSink {
                 tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(id)))?;
             }
         }
-        self.inner.state.store(&mut tx, pipeline, state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         info!(tables = tables.len(), restart = restart.len(), "snapshot tables ready");
         Ok(())
@@ -396,8 +398,9 @@ impl Sink for PgSink {
             })),
             ..Default::default()
         };
-        self.inner.state.store(&mut tx, pipeline, &update).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, &update).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         debug!(table = %table.id, chunk = chunk.index, rows = n, "chunk copied");
         Ok(n)
@@ -423,8 +426,9 @@ impl Sink for PgSink {
             ddl::create_indexes_and_keys(&mut tx, &keys_only, &e.pt, &cx).await?;
             ddl::sync_identities(&mut tx, &e.pt).await?;
         }
-        self.inner.state.store(&mut tx, pipeline, state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         info!(tables = tables.len(), "snapshot finished: indexes, foreign keys and sequences built");
         Ok(())
@@ -449,8 +453,9 @@ impl Sink for PgSink {
             let entry = self.entry(t)?;
             ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
         }
-        self.inner.state.store(&mut tx, pipeline, state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         info!(tables = tables.len(), "resync tables emptied");
         Ok(())
@@ -471,8 +476,9 @@ impl Sink for PgSink {
             ddl::create_indexes_and_keys(&mut tx, &indexes_only, &e.pt, &cx).await?;
             ddl::sync_identities(&mut tx, &e.pt).await?;
         }
-        self.inner.state.store(&mut tx, pipeline, state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         Ok(())
     }
@@ -500,8 +506,9 @@ impl Sink for PgSink {
             let keys_only = TableSchema { indexes: vec![], foreign_keys, ..(**r).clone() };
             ddl::create_indexes_and_keys(&mut tx, &keys_only, &e.pt, &cx).await?;
         }
-        self.inner.state.store(&mut tx, pipeline, state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         Ok(())
     }
@@ -510,8 +517,9 @@ impl Sink for PgSink {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let changed = self.apply_events(&mut tx, batch).await?;
-        self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
+        let written = self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
         commit(tx).await?;
+        self.inner.state.committed(pipeline, written);
         conn.done();
         debug!(events = batch.event_count(), changed, "batch applied");
         Ok(())

@@ -23,10 +23,20 @@ use synchdb_types::{Position, TableSchema};
 use crate::ddl::quote;
 use crate::error::{sqlx_error, Context};
 
+/// The position a [`StateSql::store`] wrote, if any.
+#[must_use = "pass it to StateSql::committed once the transaction commits"]
+pub(crate) struct Written(Option<String>);
+
 /// The SQL of the state tables.
 #[derive(Debug, Clone)]
 pub(crate) struct StateSql {
     schema: String,
+    /// Per pipeline, the position this process last committed (or loaded):
+    /// a position is stored only over it (compare and set), so a target that
+    /// lost committed transactions (a crash with `synchronous_commit=off`, a
+    /// failover to a lagging standby) or a second process running the same
+    /// pipeline is noticed instead of leaving a gap.
+    expected: Arc<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>>,
     upsert_position: Arc<str>,
     set_snapshot: Arc<str>,
     delete_chunks: Arc<str>,
@@ -46,12 +56,13 @@ impl StateSql {
         let s = quote(schema);
         StateSql {
             schema: s.clone(),
+            expected: Arc::default(),
             upsert_position: format!(
                 "INSERT INTO {s}.pipelines AS p (pipeline_id, position, gtid, pos_file_seq, pos_offset, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (pipeline_id) DO UPDATE SET \
                  position = EXCLUDED.position, gtid = EXCLUDED.gtid, pos_file_seq = EXCLUDED.pos_file_seq, \
                  pos_offset = EXCLUDED.pos_offset, updated_at = now() \
-                 WHERE p.position IS NULL OR (p.pos_file_seq, p.pos_offset) <= (EXCLUDED.pos_file_seq, EXCLUDED.pos_offset)"
+                 WHERE $7 OR p.position IS NOT DISTINCT FROM $6"
             ).into(),
             set_snapshot: format!(
                 "INSERT INTO {s}.pipelines AS p (pipeline_id, snapshot, updated_at) VALUES ($1, $2, now()) \
@@ -87,6 +98,13 @@ impl StateSql {
             ).into(),
             select_schemas: format!("SELECT schema::text FROM {s}.schemas WHERE pipeline_id = $1 ORDER BY table_id")
                 .into(),
+        }
+    }
+
+    /// The transaction that stored `written` for `pipeline` committed.
+    pub fn committed(&self, pipeline: &str, written: Written) {
+        if let Some(p) = written.0 {
+            self.expected.lock().unwrap_or_else(|e| e.into_inner()).insert(pipeline.to_string(), Some(p));
         }
     }
 
@@ -136,19 +154,45 @@ impl StateSql {
         }
     }
 
-    /// Write `update` on `conn` (inside the caller's transaction).
-    pub async fn store(&self, conn: &mut PgConnection, pipeline: &str, update: &StateUpdate) -> Result<()> {
+    /// Write `update` on `conn` (inside the caller's transaction). Returns
+    /// the position written, for [`committed`](Self::committed) once the
+    /// transaction commits.
+    pub async fn store(
+        &self,
+        conn: &mut PgConnection,
+        pipeline: &str,
+        update: &StateUpdate,
+    ) -> Result<Written> {
         let cx = Context::state();
+        let mut written = Written(None);
         if let Some(p) = &update.position {
-            sqlx::query(sql(&self.upsert_position))
+            let text = p.to_string();
+            let expected = self.expected.lock().unwrap_or_else(|e| e.into_inner()).get(pipeline).cloned();
+            let stored = sqlx::query(sql(&self.upsert_position))
                 .bind(pipeline)
-                .bind(p.to_string())
+                .bind(&text)
                 .bind(p.gtid.as_ref().map(ToString::to_string))
                 .bind(p.binlog.file_sequence().map(|n| n as i64).unwrap_or(-1))
                 .bind(p.binlog.pos as i64)
+                .bind(expected.clone().flatten())
+                // A sink that never loaded this pipeline's state has nothing to compare with.
+                .bind(expected.is_none())
                 .execute(&mut *conn)
                 .await
-                .map_err(|e| checkpoint(e, &cx))?;
+                .map_err(|e| checkpoint(e, &cx))?
+                .rows_affected();
+            if stored == 0 {
+                return Err(Error::new(
+                    ErrorKind::SinkConnection,
+                    format!(
+                        "the stored checkpoint of pipeline {pipeline:?} is not the one this process stored last \
+                         ({}): the target lost committed transactions (a crash with synchronous_commit=off, a \
+                         failover) or another process runs this pipeline; starting again from the stored checkpoint",
+                        expected.flatten().unwrap_or_else(|| "none".into())
+                    ),
+                ));
+            }
+            written = Written(Some(text));
         }
         match &update.snapshot {
             None => {}
@@ -237,7 +281,7 @@ impl StateSql {
                 _ => {}
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Rebuild the state of `pipeline`, `None` when nothing is stored.
@@ -258,6 +302,9 @@ impl StateSql {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| checkpoint(e, &cx))?;
+        if row.is_none() {
+            self.expected.lock().unwrap_or_else(|e| e.into_inner()).insert(pipeline.to_string(), None);
+        }
         if row.is_none() && schema_rows.is_empty() && chunk_rows.is_empty() {
             return Ok(None);
         }
@@ -267,6 +314,7 @@ impl StateSql {
         let mut state = PipelineState::empty();
         if let Some(row) = row {
             let pos: Option<String> = row.get(0);
+            self.expected.lock().unwrap_or_else(|e| e.into_inner()).insert(pipeline.to_string(), pos.clone());
             state.position =
                 pos.map(|p| p.parse::<Position>()).transpose().map_err(|e| bad("position", e.into()))?;
             let snap: Option<serde_json::Value> = row.get(1);

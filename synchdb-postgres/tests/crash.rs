@@ -190,10 +190,22 @@ async fn pipeline_restarts_between_batches_without_duplicates() {
     assert_eq!(one(&db, "SELECT count(*), count(DISTINCT v) FROM p.log"), "51|51");
     assert_eq!(one(&db, "SELECT count(*) FROM p.kv"), "50");
     assert_eq!(s.load_state("between").await.unwrap().unwrap().position, Some(pos(149)));
-    // Positions never move backwards; other pipeline ids are independent.
+    // A position is stored over the one this process stored last (a seek moves it back) ...
     let back = synchdb_core::StateUpdate { position: Some(pos(5)), ..Default::default() };
     s.save_state("between", &back).await.unwrap();
-    assert_eq!(s.load_state("between").await.unwrap().unwrap().position, Some(pos(149)));
+    assert_eq!(s.load_state("between").await.unwrap().unwrap().position, Some(pos(5)));
+    // ... and not over one changed under it (a target that lost commits, another process):
+    // a transient error, and after loading the stored state again it goes on.
+    let other = sink(&db, |o| o).await;
+    other.load_state("between").await.unwrap();
+    let ahead = synchdb_core::StateUpdate { position: Some(pos(300)), ..Default::default() };
+    other.save_state("between", &ahead).await.unwrap();
+    let next = synchdb_core::StateUpdate { position: Some(pos(301)), ..Default::default() };
+    let e = s.save_state("between", &next).await.unwrap_err();
+    assert!(e.kind().is_transient() && e.to_string().contains("another process"), "{e}");
+    assert_eq!(s.load_state("between").await.unwrap().unwrap().position, Some(pos(300)));
+    s.save_state("between", &next).await.unwrap();
+    assert_eq!(s.load_state("between").await.unwrap().unwrap().position, Some(pos(301)));
     s.save_state("other", &back).await.unwrap();
     assert_eq!(s.load_state("other").await.unwrap().unwrap().position, Some(pos(5)));
     assert!(s.load_state("nobody").await.unwrap().is_none());

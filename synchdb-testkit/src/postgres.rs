@@ -305,6 +305,14 @@ impl Postgres {
         self.start_locked(&mut running)
     }
 
+    /// Crash the server (`pg_ctl stop -m immediate`: no shutdown checkpoint, clients
+    /// cut) and start it again: it runs crash recovery (`57P03` meanwhile).
+    pub fn crash_restart(&self) -> Result<(), TestkitError> {
+        let mut running = self.lock_running();
+        self.stop_locked(&mut running, "immediate")?;
+        self.start_locked(&mut running)
+    }
+
     /// Stop the server (`pg_ctl stop -m fast`) and leave it down; see
     /// [`start_again`](Postgres::start_again). Does nothing if it is already stopped.
     pub fn stop(&self) -> Result<(), TestkitError> {
