@@ -137,6 +137,12 @@ impl Error {
         self
     }
 
+    /// Add to the message what the error happened in (`message (context)`).
+    pub fn with_context(mut self, context: &str) -> Self {
+        self.0.message = format!("{} ({context})", self.0.message);
+        self
+    }
+
     /// Name the table.
     pub fn with_table(mut self, table: TableId) -> Self {
         self.0.table = Some(table);

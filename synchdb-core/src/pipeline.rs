@@ -366,6 +366,8 @@ impl Ctx {
 struct Converted {
     tx: Transaction,
     schemas: Vec<SchemaUpdate>,
+    /// A piece of a transaction whose rest follows ([`SourceMessage::TransactionPart`]).
+    partial: bool,
 }
 
 /// A source that is being run (its owner holds it meanwhile).
@@ -504,7 +506,7 @@ async fn run_once(
         tokio::select! {
             biased;
             _ = stop.changed() => continue,
-            permit = apply_tx.reserve(), if !pending.is_empty() => {
+            permit = apply_tx.reserve(), if !pending.is_empty() && !holding(&ctx, &pending) => {
                 match permit {
                     Ok(permit) => {
                         permit.send(ApplyItem::Batch(std::mem::take(&mut pending)));
@@ -513,7 +515,7 @@ async fn run_once(
                     Err(_) => break, // the applier ended (with an error, reported below)
                 }
             }
-            msg = src_rx.recv(), if !source_done && pending_events < p.batch_size => {
+            msg = src_rx.recv(), if !source_done && (pending_events < p.batch_size || holding(&ctx, &pending)) => {
                 let Some(msg) = msg else { source_done = true; continue };
                 let step = handle_message(&ctx, &converters, &mut snapshot, msg, &mut pending, &apply_tx).await;
                 match step {
@@ -805,7 +807,14 @@ async fn handle_message(
             let schemas = schema_updates(&tx);
             let converted = convert_transaction(ctx, converters, tx).await?;
             let n = converted.events.len().max(1);
-            pending.push(Converted { tx: converted, schemas });
+            push_piece(ctx, pending, Converted { tx: converted, schemas, partial: false });
+            Ok(n)
+        }
+        SourceMessage::TransactionPart(tx) => {
+            let schemas = schema_updates(&tx);
+            let converted = convert_transaction(ctx, converters, tx).await?;
+            let n = converted.events.len().max(1);
+            push_piece(ctx, pending, Converted { tx: converted, schemas, partial: true });
             Ok(n)
         }
         SourceMessage::Heartbeat { position, source_time } => {
@@ -827,10 +836,16 @@ async fn handle_message(
                 events: vec![],
                 foreign_key_checks: true,
             };
-            pending.push(Converted { tx, schemas: vec![] });
+            pending.push(Converted { tx, schemas: vec![], partial: false });
             Ok(1)
         }
     }
+}
+
+/// Whether `pending` ends with a piece of a transaction that must be merged
+/// with the rest before it is applied (the sink takes no open batches).
+fn holding(ctx: &Ctx, pending: &[Converted]) -> bool {
+    !ctx.sink.supports_open_batches() && pending.last().is_some_and(|c| c.partial)
 }
 
 /// Stream one chunk's rows through the converters into the sink.
@@ -980,8 +995,13 @@ async fn convert_transaction(
 
 /// The applier: one batch at a time, under the error policy.
 async fn apply_loop(ctx: Ctx, mut rx: mpsc::Receiver<ApplyItem>) -> Result<()> {
+    // Inside a target transaction left open by an open batch.
+    let mut streaming = false;
     while let Some(item) = rx.recv().await {
         match item {
+            ApplyItem::Batch(items) if streaming || items.last().is_some_and(|c| c.partial) => {
+                streaming = apply_open(&ctx, items).await?;
+            }
             ApplyItem::Batch(items) => apply_items(&ctx, items).await?,
             ApplyItem::Barrier(done) => {
                 let _ = done.send(());
@@ -1033,13 +1053,60 @@ fn batch_of(items: Vec<Converted>) -> (ChangeBatch, Vec<Vec<SchemaUpdate>>) {
     let mut state = StateUpdate::default();
     let mut transactions = Vec::with_capacity(items.len());
     let mut schemas = Vec::with_capacity(items.len());
+    let open = items.last().is_some_and(|c| c.partial);
     for c in items {
         state.schemas.extend(c.schemas.iter().cloned());
         state.position = Some(c.tx.end_position.clone());
         transactions.push(c.tx);
         schemas.push(c.schemas);
     }
-    (ChangeBatch { transactions, state }, schemas)
+    if open {
+        // Stored with the last piece of the transaction, at its commit.
+        state.position = None;
+    }
+    (ChangeBatch { transactions, state, open }, schemas)
+}
+
+/// A batch of a transaction applied in pieces (or the batch that ends it):
+/// the target transaction holds the earlier pieces, so neither a retry of
+/// this batch alone nor skipping events one by one can be right. Any error
+/// ends the run; a restart reads the transaction again from the checkpoint.
+/// Returns whether the target transaction stays open.
+async fn apply_open(ctx: &Ctx, items: Vec<Converted>) -> Result<bool> {
+    let (batch, _) = batch_of(items);
+    ctx.sink.apply(&ctx.id, &batch).await.map_err(|e| {
+        if e.kind().is_transient() {
+            e
+        } else {
+            e.with_context(
+                "in a source transaction applied in pieces (too large to hold in memory): \
+                            it cannot be retried or skipped event by event",
+            )
+        }
+    })?;
+    ctx.stats.record_batch(&batch.transactions);
+    if !batch.open {
+        ctx.after_durable(&batch.state).await?;
+    }
+    Ok(batch.open)
+}
+
+/// Queue a converted transaction or piece of one. A sink that takes no open
+/// batches gets the pieces of a transaction merged (held in memory).
+fn push_piece(ctx: &Ctx, pending: &mut Vec<Converted>, piece: Converted) {
+    if !ctx.sink.supports_open_batches() {
+        if let Some(last) = pending.last_mut().filter(|c| c.partial) {
+            last.tx.events.extend(piece.tx.events);
+            last.tx.end_position = piece.tx.end_position;
+            last.tx.gtid = piece.tx.gtid;
+            last.tx.commit_time = piece.tx.commit_time;
+            last.tx.foreign_key_checks &= piece.tx.foreign_key_checks;
+            last.schemas.extend(piece.schemas);
+            last.partial = piece.partial;
+            return;
+        }
+    }
+    pending.push(piece);
 }
 
 async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
@@ -1052,7 +1119,7 @@ async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
         Err(e) if matches!(ctx.policy, ErrorPolicy::Skip(_)) && e.kind().is_per_event() => {
             warn!(error = %e, "batch failed; applying its transactions one by one to skip the failing events");
             for (tx, schemas) in batch.transactions.into_iter().zip(schemas) {
-                Box::pin(apply_one_transaction(ctx, Converted { tx, schemas })).await?;
+                Box::pin(apply_one_transaction(ctx, Converted { tx, schemas, partial: false })).await?;
             }
             Ok(())
         }
@@ -1063,7 +1130,8 @@ async fn apply_items(ctx: &Ctx, items: Vec<Converted>) -> Result<()> {
 /// Apply one transaction; on a per-event error, apply its events one by one
 /// and send the failing ones to the dead letter.
 async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
-    let (batch, _) = batch_of(vec![Converted { tx: item.tx.clone(), schemas: item.schemas.clone() }]);
+    let (batch, _) =
+        batch_of(vec![Converted { tx: item.tx.clone(), schemas: item.schemas.clone(), partial: false }]);
     match ctx.with_retry("apply transaction", || ctx.sink.apply(&ctx.id, &batch)).await {
         Ok(()) => {
             ctx.stats.record_batch(&batch.transactions);
@@ -1081,7 +1149,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
         }
         Err(e) => return Err(e),
     }
-    let Converted { tx, schemas } = item;
+    let Converted { tx, schemas, .. } = item;
     let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks } = tx;
     let last = events.len() - 1;
     for (i, ev) in events.into_iter().enumerate() {
@@ -1098,7 +1166,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
             state.position = Some(end_position.clone());
             state.schemas = schemas.clone();
         }
-        let b = ChangeBatch { transactions: vec![single], state };
+        let b = ChangeBatch { transactions: vec![single], state, open: false };
         match ctx.with_retry("apply event", || ctx.sink.apply(&ctx.id, &b)).await {
             Ok(()) => {
                 ctx.stats.record_batch(&b.transactions);

@@ -19,8 +19,13 @@ pub struct ChangeBatch {
     /// may only move the position, e.g. after heartbeats).
     pub transactions: Vec<Transaction>,
     /// The state to store with the batch: its `position` is the end position
-    /// of the last transaction (or heartbeat).
+    /// of the last transaction (or heartbeat); `None` in an open batch.
     pub state: StateUpdate,
+    /// The last transaction is not complete: more of it follows in the next
+    /// batch. The sink applies this batch inside its open target transaction
+    /// and keeps that open; the first batch that is not `open` commits it with
+    /// its state. Only sent to sinks that [support it](Sink::supports_open_batches).
+    pub open: bool,
 }
 
 impl ChangeBatch {
@@ -63,6 +68,14 @@ pub trait Sink: Send + Sync {
 
     /// Whether the sink stores pipeline state atomically with its data.
     fn stores_state(&self) -> bool {
+        false
+    }
+
+    /// Whether [`apply`](Sink::apply) takes [open batches](ChangeBatch::open),
+    /// so that a source transaction too large to hold in memory is applied in
+    /// pieces inside one target transaction. Sinks that do not get the whole
+    /// transaction in one batch (held in memory).
+    fn supports_open_batches(&self) -> bool {
         false
     }
 
@@ -176,6 +189,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn stores_state(&self) -> bool {
         (**self).stores_state()
+    }
+    fn supports_open_batches(&self) -> bool {
+        (**self).supports_open_batches()
     }
     async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
         (**self).load_state(pipeline).await

@@ -187,8 +187,14 @@ pub enum SourceMessage {
         /// The tables.
         tables: Vec<TableId>,
     },
-    /// One committed source transaction.
+    /// One committed source transaction (or the rest of one whose first
+    /// pieces came as [`TransactionPart`](SourceMessage::TransactionPart)s).
     Transaction(Transaction),
+    /// A piece of a source transaction too large to hold in memory: its
+    /// events so far, in order. More parts or the final
+    /// [`Transaction`](SourceMessage::Transaction) (same `sequence`) follow
+    /// before anything else; they are applied atomically together.
+    TransactionPart(Transaction),
     /// No change, but the source has read up to here (keeps the checkpoint and lag current).
     Heartbeat {
         /// The position reached.

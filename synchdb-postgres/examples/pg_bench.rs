@@ -215,7 +215,7 @@ async fn main() {
                         position: Some(txs.last().unwrap().end_position.clone()),
                         ..Default::default()
                     };
-                    if btx.send(ChangeBatch { transactions: txs, state }).await.is_err() {
+                    if btx.send(ChangeBatch { transactions: txs, state, open: false }).await.is_err() {
                         return;
                     }
                 }

@@ -41,6 +41,9 @@ struct Inner {
     state: StateSql,
     /// Mapped tables by the address of their source schema (kept alive here).
     tables: Mutex<HashMap<usize, CachedTable>>,
+    /// The connection of a target transaction left open by an open batch
+    /// (a source transaction applied in pieces), with its pipeline.
+    open: tokio::sync::Mutex<Option<(String, Conn)>>,
 }
 
 impl std::fmt::Debug for PgSink {
@@ -80,6 +83,7 @@ impl PgSink {
                 notes: Notes::default(),
                 state,
                 tables: Mutex::new(HashMap::new()),
+                open: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -330,7 +334,15 @@ impl Sink for PgSink {
         true
     }
 
+    fn supports_open_batches(&self) -> bool {
+        true
+    }
+
     async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        // A new run: a target transaction left open by the last one is rolled back.
+        if let Some((_, conn)) = self.inner.open.lock().await.take() {
+            drop(conn);
+        }
         let mut conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         self.inner.state.load(&mut conn, pipeline).await
     }
@@ -514,14 +526,52 @@ impl Sink for PgSink {
     }
 
     async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
-        let changed = self.apply_events(&mut tx, batch).await?;
-        let written = self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
-        commit(tx).await?;
+        let mut open = self.inner.open.lock().await;
+        if !batch.open && open.is_none() {
+            drop(open);
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+            let changed = self.apply_events(&mut tx, batch).await?;
+            let written = self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
+            commit(tx).await?;
+            self.inner.state.committed(pipeline, written);
+            conn.done();
+            debug!(events = batch.event_count(), changed, "batch applied");
+            return Ok(());
+        }
+        // A source transaction applied in pieces: one target transaction over
+        // several batches, committed with the checkpoint by the last one. A
+        // failure drops the connection, which rolls every piece back.
+        let mut conn = match open.take() {
+            Some((p, conn)) if p == pipeline => conn,
+            Some((p, _)) => {
+                return Err(Error::internal(format!(
+                    "an open batch of pipeline {p:?} was followed by one of {pipeline:?}"
+                )))
+            }
+            None => {
+                let mut conn = self.conn().await?;
+                conn.execute("BEGIN").await.map_err(|e| sqlx_error(e, &Context::state()))?;
+                conn
+            }
+        };
+        let changed = self.apply_events(&mut conn, batch).await?;
+        let written = self.inner.state.store(&mut conn, pipeline, &batch.state).await?;
+        if batch.open {
+            debug!(
+                events = batch.event_count(),
+                changed, "piece of a large transaction applied (not committed)"
+            );
+            *open = Some((pipeline.to_string(), conn));
+            return Ok(());
+        }
+        conn.execute("COMMIT").await.map_err(|e| sqlx_error(e, &Context::state()))?;
         self.inner.state.committed(pipeline, written);
         conn.done();
-        debug!(events = batch.event_count(), changed, "batch applied");
+        debug!(
+            events = batch.event_count(),
+            changed, "last piece of a large transaction applied and committed"
+        );
         Ok(())
     }
 

@@ -150,6 +150,7 @@ async fn ddl_and_truncate_after_row_changes_in_one_batch() {
             tx(24, 24, vec![ins(&orphan, c(41, 1), 24)]),
         ],
         state: StateUpdate { position: Some(pos(24)), ..Default::default() },
+        open: false,
     };
     s.apply("fk", &b).await.unwrap();
     assert_eq!(query(&db, "SELECT id, coalesce(extra, -1) FROM fk.child ORDER BY id"), ["10|-1", "11|-1"]);

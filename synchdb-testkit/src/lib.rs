@@ -12,6 +12,9 @@
 //!   restart or stop the server; they stop and clean up on drop.
 //! * [`MariaDb::create_database`] and [`Postgres::create_database`] give each test its
 //!   own uniquely named database, dropped with the returned [`TestDatabase`] guard.
+//! * [`FaultProxy`] sits between a client under test and a server: it stalls traffic,
+//!   cuts connections (in the middle of data), refuses new ones for a while, or cuts at
+//!   random moments.
 //!
 //! MariaDB runs with the binlog on (`log_bin`, `binlog_format=ROW`,
 //! `binlog_row_image=FULL`, `binlog_row_metadata=FULL`), `utf8mb4` as server charset, and
@@ -58,12 +61,14 @@
 
 mod mariadb;
 mod postgres;
+mod proxy;
 mod util;
 
 use std::fmt;
 
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
+pub use proxy::{FaultProxy, ProxyStats};
 
 /// Process-wide shared MariaDB server, started on first call and stopped (its directory
 /// removed) when the process exits.

@@ -317,9 +317,18 @@ impl MariaDb {
             // MariaDB >= 10.5 (the first to ship `mariadbd`) knows this option.
             cmd.arg("--skip-test-db");
         }
-        cmd.current_dir(self.root());
+        cmd.current_dir(self.root()).env("TMPDIR", self.tmp_dir()?);
         util::run_checked(&mut cmd)?;
         Ok(())
+    }
+
+    /// A temporary directory of this server's own: servers bootstrapping at
+    /// once in the shared `/tmp` trip over each other's temporary tables.
+    fn tmp_dir(&self) -> Result<PathBuf, TestkitError> {
+        let dir = self.root().join("tmp");
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| TestkitError::Io { context: format!("create {}", dir.display()), source })?;
+        Ok(dir)
     }
 
     fn first_launch(&mut self) -> Result<(), TestkitError> {
@@ -356,6 +365,7 @@ impl MariaDb {
             .arg("--max-connections=500")
             .arg("--innodb-flush-log-at-trx-commit=2")
             .arg("--sync-binlog=0")
+            .arg(format!("--tmpdir={}", self.root().join("tmp").display()))
             .current_dir(self.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

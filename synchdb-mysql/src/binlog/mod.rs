@@ -86,7 +86,20 @@ struct PendingTx {
     events: Vec<ChangeEvent>,
     /// A rows event was written with `FOREIGN_KEY_CHECKS=0`.
     no_fk_checks: bool,
+    /// Bytes of row events held in `events`.
+    bytes: usize,
+    /// Events already sent as [`SourceMessage::TransactionPart`]s.
+    sent: usize,
 }
+
+/// A transaction holding more decoded events than this (or more row-event
+/// bytes than [`PIECE_BYTES`]) is sent in pieces, so memory stays bounded
+/// whatever the transaction's size.
+const PIECE_EVENTS: usize = 10_000;
+/// See [`PIECE_EVENTS`].
+const PIECE_BYTES: usize = 8 << 20;
+/// At most this many messages wait in the pipeline's channel when a piece is sent.
+const PIECES_QUEUED: usize = 2;
 
 #[derive(Debug, Clone)]
 enum TxGtid {
@@ -379,6 +392,14 @@ impl<'a> Follower<'a> {
                     QueryKind::Rollback => {
                         // Only a transaction touching non-transactional tables logs ROLLBACK: drop it.
                         debug!(at = %at, "rolled-back transaction dropped");
+                        if self.tx.as_ref().is_some_and(|t| t.sent > 0) {
+                            return Err(Error::new(
+                                ErrorKind::SourceSchema,
+                                "a transaction too large to hold in memory, already applied in pieces, \
+                                 ends with ROLLBACK (it touched non-transactional tables)",
+                            )
+                            .with_position(at.clone()));
+                        }
                         self.tx = Some(PendingTx::default());
                         return self.commit(end, time).await;
                     }
@@ -480,7 +501,13 @@ impl<'a> Follower<'a> {
                 let meta = EventMeta { position: at, commit_time: time, tx: 0, index: 0 };
                 let tx = self.tx.get_or_insert_with(PendingTx::default);
                 tx.no_fk_checks |= data.flags().contains(RowsEventFlags::NO_FOREIGN_KEY_CHECKS);
+                tx.bytes += event.data().len();
                 rows::decode_rows(&data, tme, &schema, &meta, &mut tx.events)?;
+                if tx.events.len() >= PIECE_EVENTS || tx.bytes >= PIECE_BYTES {
+                    if let Flow::Stop = self.send_piece(end, time).await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
             }
             x if x == EventType::HEARTBEAT_EVENT as u8
                 && self.tx.is_none()
@@ -553,9 +580,54 @@ impl<'a> Follower<'a> {
 
     /// End of a transaction (XID, COMMIT, or a boundary statement).
     async fn commit(&mut self, end: u64, time: DateTime<Utc>) -> Result<Flow> {
-        let tx = self.tx.take().unwrap_or_default();
+        let mut tx = self.tx.take().unwrap_or_default();
         let gtid = self.take_gtid();
-        self.finish(tx.events, !tx.no_fk_checks, gtid, end, time).await
+        if tx.sent > 0 {
+            offset_indexes(&mut tx.events, tx.sent);
+        }
+        self.finish(tx.events, !tx.no_fk_checks, gtid, end, time, tx.sent > 0).await
+    }
+
+    /// Send the events of the open transaction so far as a piece of it
+    /// (unless the transaction ends before the start position: then they are
+    /// dropped, as the whole transaction will be).
+    async fn send_piece(&mut self, end: u64, time: DateTime<Utc>) -> Result<Flow> {
+        let at = Position { binlog: self.position(end), gtid: self.gtid.clone() };
+        let before_start = !self.start.binlog.file.is_empty() && at <= self.start;
+        let Some(tx) = self.tx.as_mut() else { return Ok(Flow::Continue) };
+        let mut events = std::mem::take(&mut tx.events);
+        tx.bytes = 0;
+        if before_start {
+            return Ok(Flow::Continue);
+        }
+        offset_indexes(&mut events, tx.sent);
+        tx.sent += events.len();
+        let sequence = self.sequence + 1;
+        for e in &mut events {
+            if let Some(m) = event_meta_mut(e) {
+                m.tx = sequence;
+                m.commit_time = time;
+            }
+        }
+        debug!(events = events.len(), sent = tx.sent, at = %at.binlog, "large transaction: a piece sent");
+        let part = Transaction {
+            sequence,
+            gtid: None,
+            commit_time: time,
+            end_position: at,
+            events,
+            foreign_key_checks: !tx.no_fk_checks,
+        };
+        // The channel is bounded in messages, not bytes: pieces wait until few
+        // messages are queued, so memory holds a few pieces, not a channel full.
+        let sender = &self.ctx.sender;
+        while sender.max_capacity() - sender.capacity() > PIECES_QUEUED && !*self.ctx.shutdown.borrow() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        if !self.send(SourceMessage::TransactionPart(part)).await {
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
     }
 
     fn take_gtid(&mut self) -> Option<String> {
@@ -582,11 +654,13 @@ impl<'a> Follower<'a> {
         gtid: Option<String>,
         end: u64,
         time: DateTime<Utc>,
+        streamed: bool,
     ) -> Result<Flow> {
         let end_position = Position { binlog: self.position(end), gtid: self.gtid.clone() };
         let before_start = !self.start.binlog.file.is_empty() && end_position <= self.start;
         self.resume = end_position.clone();
-        if events.is_empty() || before_start {
+        // A transaction sent in pieces is always ended, even with no events left.
+        if (events.is_empty() && !streamed) || before_start {
             self.boundary_sent = false;
             return self.heartbeat(Some(time), false).await;
         }
@@ -660,11 +734,15 @@ impl<'a> Follower<'a> {
         time: DateTime<Utc>,
     ) -> Result<Flow> {
         let at = self.position(begin);
-        if let Some(open) = self.tx.take() {
+        if let Some(mut open) = self.tx.take() {
             // DDL commits implicitly: an open transaction ends here.
-            if !open.events.is_empty() {
+            if !open.events.is_empty() || open.sent > 0 {
                 let gtid = self.take_gtid();
-                if let Flow::Stop = self.finish(open.events, !open.no_fk_checks, gtid, begin, time).await? {
+                offset_indexes(&mut open.events, open.sent);
+                let streamed = open.sent > 0;
+                if let Flow::Stop =
+                    self.finish(open.events, !open.no_fk_checks, gtid, begin, time, streamed).await?
+                {
                     return Ok(Flow::Stop);
                 }
             }
@@ -683,7 +761,7 @@ impl<'a> Follower<'a> {
         }
         if let Some(tables) = quick {
             if !self.schemas.concerns(&tables) {
-                return self.finish(Vec::new(), true, gtid, end, time).await;
+                return self.finish(Vec::new(), true, gtid, end, time, false).await;
             }
         }
         let meta = EventMeta { position: at.clone(), commit_time: time, tx: 0, index: 0 };
@@ -759,7 +837,7 @@ impl<'a> Follower<'a> {
                 }
             })
             .collect();
-        self.finish(events, fk_checks, gtid, end, time).await
+        self.finish(events, fk_checks, gtid, end, time, false).await
     }
 
     /// A statement changed `table`'s rows without row events: copy the table
@@ -878,6 +956,15 @@ impl<'a> Follower<'a> {
             self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
         }
         Ok(out)
+    }
+}
+
+/// Number the events of a piece after the `sent` events before it.
+fn offset_indexes(events: &mut [ChangeEvent], sent: usize) {
+    for e in events {
+        if let Some(m) = event_meta_mut(e) {
+            m.index += sent as u32;
+        }
     }
 }
 

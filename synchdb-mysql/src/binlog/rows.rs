@@ -120,6 +120,10 @@ impl<'a> Layout<'a> {
             .with_table(schema.id.clone())
             .with_position(pos.clone()));
         }
+        if count == 0 {
+            // Row images of no columns take no bytes: the rows would never end.
+            return Err(fail("the rows event has no columns".into()));
+        }
         let mut columns = Vec::with_capacity(count);
         for (i, column) in schema.columns.iter().enumerate() {
             let ty = match tme.get_column_type(i) {
@@ -345,8 +349,9 @@ mod tests {
         assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[5, 2], &[0x7F, 0x84, 0xD2]), None);
         assert!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[5, 2], &[0x80, 0x7B, 0x64]).is_some());
         // DECIMAL(10,1): a one-digit fraction of 22 overflowed mysql_common's `x * 10^8`.
-        assert!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 0, 1, 22]).is_some());
-        assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 0, 1, 9]), None);
+        // (9 integer digits in 4 bytes, the one-digit fraction in 1 byte.)
+        assert!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 1, 22]).is_some());
+        assert_eq!(malformed_value(MYSQL_TYPE_NEWDECIMAL, &[10, 1], &[0x80, 0, 0, 1, 9]), None);
         // DATETIME2: year 0 is the smallest; a negative packed value overflowed.
         assert_eq!(malformed_value(MYSQL_TYPE_DATETIME2, &[0], &[0x80, 0, 0, 0, 0]), None);
         assert!(malformed_value(MYSQL_TYPE_DATETIME2, &[0], &[0, 0, 0, 0, 0]).is_some());

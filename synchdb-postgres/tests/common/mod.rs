@@ -101,6 +101,7 @@ pub fn batch(end: u64, events: Vec<ChangeEvent>) -> ChangeBatch {
     ChangeBatch {
         transactions: vec![tx(end, end, events)],
         state: StateUpdate { position: Some(pos(end)), ..Default::default() },
+        open: false,
     }
 }
 
