@@ -396,6 +396,8 @@ async fn supervise(
     let mut attempt = 0u32;
     loop {
         let started = std::time::Instant::now();
+        let progress = |s: &StatsSnapshot| (s.position.clone(), s.snapshot_chunks_done, s.transactions);
+        let before = progress(&stats.snapshot());
         let e = match run(&mut p, stats.clone(), &user_stop, pause.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -403,8 +405,9 @@ async fn supervise(
         if !e.kind().is_transient() || *shutdown.borrow() {
             return Err(e);
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            attempt = 0; // it had been running well: a new failure starts the backoff again
+        if started.elapsed() > Duration::from_secs(60) || progress(&stats.snapshot()) != before {
+            // It had been running well, or got work done: a new failure starts the backoff again.
+            attempt = 0;
         }
         attempt += 1;
         if p.restart.max_retries != u32::MAX && attempt > p.restart.max_retries {

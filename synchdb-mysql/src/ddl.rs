@@ -313,6 +313,14 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
     {
         tokens.drain(2..4);
     }
+    // `CREATE FULLTEXT|SPATIAL INDEX`: sqlparser reads `CREATE INDEX` (the kind is taken from `first`).
+    if first.len() >= 3
+        && first[0] == "CREATE"
+        && matches!(first[1].as_str(), "FULLTEXT" | "SPATIAL")
+        && first[2] == "INDEX"
+    {
+        tokens.remove(1);
+    }
     let stmt = parse_tokens(tokens.clone())?;
     let db = |name: &ObjectName| table_id(name, default_db);
     Ok(match stmt {

@@ -390,7 +390,9 @@ async fn create_foreign_key(
 pub(crate) async fn sync_identities(conn: &mut PgConnection, pt: &PgTable) -> Result<()> {
     for c in pt.columns.iter().filter(|c| c.identity) {
         let sql = format!(
-            "SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({col}), 1), max({col}) IS NOT NULL) FROM {}",
+            // The sequence starts at 1: with no positive value yet, the next one is 1.
+            "SELECT setval(pg_get_serial_sequence({}, {}), greatest(max({col}), 1), coalesce(max({col}) >= 1, false)) \
+             FROM {}",
             pt.regclass_literal(),
             literal(&c.name),
             pt.qualified,
