@@ -33,9 +33,11 @@ use synchdb::postgres::{pg_type_for, PgSink, PgSinkOptions};
 #[derive(Debug, Parser)]
 #[command(name = "replicate", about = "Replicate MySQL/MariaDB into PostgreSQL")]
 struct Args {
-    /// Source URL, mysql://USER:PASS@HOST:PORT
-    #[arg(long, env = "SYNCHDB_SOURCE_URL", hide_env_values = true)]
-    source: String,
+    /// Source URL, mysql://USER:PASS@HOST:PORT. Failover servers of the same
+    /// topology: repeat --source, or list them (`mysql://U:P@db1:3306,db2:3306`);
+    /// the first that answers is used, the others when it fails (GTID).
+    #[arg(long, env = "SYNCHDB_SOURCE_URL", hide_env_values = true, required = true)]
+    source: Vec<String>,
     /// Databases to replicate, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     databases: Vec<String>,
@@ -89,10 +91,51 @@ struct Args {
     /// transforms applied; then exit without replicating.
     #[arg(long)]
     explain: bool,
+    /// Verify the replica instead of replicating: compare every selected table
+    /// (through the mapping) between source and target while the pipeline keeps
+    /// following; exit 0 only when all are equal (1 when some differ).
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: only these source tables (`db.t`, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    verify_tables: Vec<String>,
+    /// With --verify: rows per compared chunk (default: the snapshot's chunk size).
+    #[arg(long)]
+    verify_chunk_rows: Option<u64>,
+    /// With --verify: chunks compared at once.
+    #[arg(long, default_value_t = 2)]
+    verify_parallelism: usize,
+    /// With --verify: at most this many source rows read per second.
+    #[arg(long)]
+    verify_rate: Option<u64>,
+    /// With --verify: how many times a differing chunk is read again (at later
+    /// positions) before its differences are reported.
+    #[arg(long, default_value_t = 3)]
+    verify_rechecks: u32,
+    /// With --verify: how long to wait for the target to reach a chunk's source
+    /// position, in seconds (the pipeline must be running, or caught up).
+    #[arg(long, default_value_t = 120)]
+    verify_timeout: u64,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // mysql_async keeps up to 128 packet buffers for reuse, each up to 4 MiB:
+    // after a snapshot of wide rows (large BLOBs) that is hundreds of MB held
+    // for nothing. Returned buffers are cut to 256 KiB unless the user says
+    // otherwise (set before any thread starts).
+    if std::env::var_os("MYSQL_ASYNC_BUFFER_SIZE_CAP").is_none() {
+        std::env::set_var("MYSQL_ASYNC_BUFFER_SIZE_CAP", "262144");
+    }
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(run_main()),
+        Err(e) => {
+            eprintln!("replicate: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCHDB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,synchdb=info"));
     tracing_subscriber::fmt()
@@ -102,6 +145,16 @@ async fn main() -> ExitCode {
         .with_target(false)
         .init();
     let args = Args::parse();
+    if args.verify {
+        return match verify(args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("replicate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -120,7 +173,7 @@ fn server_id_for(pipeline: &str) -> u32 {
 }
 
 fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
-    let mut options: MySqlSourceOptions = args.source.parse()?;
+    let mut options: MySqlSourceOptions = args.source.join(",").parse()?;
     let patterns: Vec<&str> =
         args.tables.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let has_includes = patterns.iter().any(|p| !p.starts_with('!'));
@@ -234,6 +287,45 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!("{}", summary(&stats, secs));
     Ok(())
+}
+
+/// `--verify`: compare the replica with the source; `true` when all tables are equal.
+async fn verify(args: Args) -> synchdb::core::Result<bool> {
+    use synchdb::core::verify::{VerifyOptions, VerifyTarget};
+    let options = source_options(&args)?;
+    let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul);
+    let mut converters: Vec<Arc<dyn synchdb::core::Converter>> = Vec::new();
+    if let Some(path) = &args.mapping {
+        converters.push(Arc::new(Mapping::new(MappingRules::load(path)?)?));
+    }
+    let startup = RetryPolicy::forever();
+    let sink = retry_transient(&startup, "connecting to PostgreSQL", || {
+        PgSink::connect(target.clone().pool_size(args.pool_size.max(args.verify_parallelism as u32 + 1)))
+    })
+    .await?;
+    let tables = args
+        .verify_tables
+        .iter()
+        .map(|t| {
+            t.parse::<synchdb::types::TableId>()
+                .map_err(|e| synchdb::core::Error::config(format!("--verify-tables: {e}")))
+        })
+        .collect::<synchdb::core::Result<Vec<_>>>()?;
+    let opts = VerifyOptions {
+        tables,
+        chunk_rows: args.verify_chunk_rows,
+        parallelism: args.verify_parallelism.max(1),
+        rows_per_second: args.verify_rate,
+        rechecks: args.verify_rechecks,
+        catch_up_timeout: Duration::from_secs(args.verify_timeout),
+        ..VerifyOptions::default()
+    };
+    let source = MySqlSource::new(options);
+    let target: Arc<dyn VerifyTarget> = Arc::new(sink);
+    let report =
+        synchdb::core::verify::verify(&source, target, &converters, &args.pipeline_id, &opts).await?;
+    println!("{report}");
+    Ok(report.all_equal())
 }
 
 /// Wait for the pipeline while printing progress; Ctrl-C or SIGTERM stops it gracefully.

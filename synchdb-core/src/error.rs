@@ -24,6 +24,10 @@ pub enum ErrorKind {
     SourceConnection,
     /// The resume position is no longer available (binlog purged).
     SourcePositionLost,
+    /// The source's history does not contain what was already applied: a
+    /// server failed over to lacks transactions of the old one (GTID gap) or
+    /// has others in their place.
+    SourceDiverged,
     /// A source value could not be decoded.
     SourceValue,
     /// A source schema or DDL statement could not be understood.
@@ -59,6 +63,7 @@ impl ErrorKind {
                 | ErrorKind::SourceSetting
                 | ErrorKind::SourcePrivilege
                 | ErrorKind::SourcePositionLost
+                | ErrorKind::SourceDiverged
                 | ErrorKind::Internal
         )
     }
@@ -84,6 +89,7 @@ impl ErrorKind {
             ErrorKind::SourcePrivilege => "source privilege",
             ErrorKind::SourceConnection => "source connection",
             ErrorKind::SourcePositionLost => "source position lost",
+            ErrorKind::SourceDiverged => "source diverged",
             ErrorKind::SourceValue => "source value",
             ErrorKind::SourceSchema => "source schema",
             ErrorKind::SinkConnection => "sink connection",

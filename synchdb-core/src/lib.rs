@@ -63,6 +63,7 @@ mod sink;
 mod source;
 mod state;
 mod stats;
+pub mod verify;
 
 pub use converter::{default_convert_event, Converter, MapRows};
 pub use error::{BoxError, Error, ErrorKind, Result};
@@ -72,8 +73,8 @@ pub use sink::{ChangeBatch, RowStream, Sink};
 pub use source::{chunk_channel, ChunkSender, RowReceiver, Source, SourceContext, SourceMessage};
 pub use state::{
     done_chunks_by_table, CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, PipelineState,
-    ResyncState, ResyncUpdate, SchemaUpdate, SnapshotPlan, SnapshotProgress, SnapshotStatus, SnapshotUpdate,
-    StateUpdate,
+    ResyncState, ResyncUpdate, SchemaUpdate, SkipPoint, SnapshotPlan, SnapshotProgress, SnapshotStatus,
+    SnapshotUpdate, StateUpdate,
 };
 pub use stats::{Stats, StatsSnapshot};
 

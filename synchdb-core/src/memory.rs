@@ -115,7 +115,7 @@ impl MemorySource {
                 return Ok(());
             }
         }
-        ctx.send(SourceMessage::SnapshotFinished { position: plan.position }).await
+        ctx.send(SourceMessage::SnapshotFinished { position: plan.position, skip_before: Vec::new() }).await
     }
 }
 
@@ -129,7 +129,7 @@ impl Source for MemorySource {
         self.send_snapshot(&ctx).await?;
         let after = ctx.state.as_ref().and_then(|s| s.position.clone());
         for tx in &self.transactions {
-            if after.as_ref().is_some_and(|p| tx.end_position <= *p) {
+            if after.as_ref().is_some_and(|p| !tx.end_position.is_after(p)) {
                 continue;
             }
             if ctx.is_shutdown() {

@@ -602,7 +602,7 @@ impl SnapshotRun {
 
 /// Convert a table through every converter: the schema at each stage, or
 /// `None` when a converter drops it.
-fn convert_chain(
+pub(crate) fn convert_chain(
     converters: &[Arc<dyn Converter>],
     table: &Arc<TableSchema>,
 ) -> Result<Option<Vec<Arc<TableSchema>>>> {
@@ -646,6 +646,7 @@ async fn handle_message(
                 snapshot: if resumed { None } else { Some(SnapshotUpdate::Started(plan)) },
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
                 resync: None,
+                skip_before: None,
             };
             ctx.with_retry("prepare snapshot", || {
                 ctx.sink.prepare_snapshot(&ctx.id, &out, &restart, &update)
@@ -686,7 +687,7 @@ async fn handle_message(
             );
             Ok(0)
         }
-        SourceMessage::SnapshotFinished { position } => {
+        SourceMessage::SnapshotFinished { position, skip_before } => {
             while let Some(done) = snap.writers.join_next().await {
                 done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))??;
             }
@@ -697,6 +698,7 @@ async fn handle_message(
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: vec![],
                 resync: None,
+                skip_before: Some(skip_before),
             };
             ctx.with_retry("finish snapshot", || ctx.sink.finish_snapshot(&ctx.id, &tables, &update)).await?;
             ctx.after_durable(&update).await?;
@@ -715,6 +717,7 @@ async fn handle_message(
                 snapshot: None,
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
                 resync: None,
+                skip_before: None,
             };
             ctx.with_retry("create tables", || ctx.sink.prepare_snapshot(&ctx.id, &out, &[], &update))
                 .await?;
@@ -724,6 +727,7 @@ async fn handle_message(
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: vec![],
                 resync: None,
+                skip_before: None,
             };
             ctx.with_retry("finish schema", || ctx.sink.finish_snapshot(&ctx.id, &out, &done)).await?;
             ctx.after_durable(&done).await?;
@@ -802,6 +806,7 @@ async fn handle_message(
                 snapshot: Some(SnapshotUpdate::Finished),
                 schemas: tables.iter().map(|t| SchemaUpdate::Upsert(t.clone())).collect(),
                 resync: None,
+                skip_before: None,
             };
             ctx.with_retry("store the follow start", || ctx.save_state(&update)).await?;
             Ok(0)
@@ -913,10 +918,11 @@ fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
         })),
         schemas: vec![],
         resync: None,
+        skip_before: None,
     }
 }
 
-fn tokio_stream_from(
+pub(crate) fn tokio_stream_from(
     rx: RowReceiver,
 ) -> impl futures::Stream<Item = Result<Vec<synchdb_types::Row>>> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })

@@ -135,6 +135,9 @@ pub enum SourceMessage {
     SnapshotFinished {
         /// Where follow mode starts.
         position: Position,
+        /// Tables read after `position` whose earlier row events must not be
+        /// applied (stored with the state, see [`PipelineState::skip_before`](crate::PipelineState)).
+        skip_before: Vec<crate::state::SkipPoint>,
     },
     /// Schema only (snapshot mode `no_data`): create these tables, no rows.
     SchemaOnly {

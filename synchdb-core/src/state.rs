@@ -120,6 +120,23 @@ pub struct PipelineState {
     /// A resync in progress, if any.
     #[serde(default)]
     pub resync: Option<ResyncState>,
+    /// Tables whose snapshot rows were read after the position follow mode
+    /// started from (keyless tables of a resumed snapshot): their row events
+    /// before the given position are not applied. Kept across restarts, so
+    /// a restart from a checkpoint before that position does not apply the
+    /// rows twice.
+    #[serde(default)]
+    pub skip_before: Vec<SkipPoint>,
+}
+
+/// Row events of `table` before `position` are not applied (its snapshot
+/// rows were read at `position`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkipPoint {
+    /// The table.
+    pub table: TableId,
+    /// Where its snapshot rows were read.
+    pub position: Position,
 }
 
 impl PipelineState {
@@ -130,15 +147,19 @@ impl PipelineState {
             snapshot: SnapshotStatus::NotStarted,
             schemas: Vec::new(),
             resync: None,
+            skip_before: Vec::new(),
         }
     }
 
     /// Apply an update (what a store does on `save`). Positions never move backwards.
     pub fn apply(&mut self, update: &StateUpdate) {
         if let Some(p) = &update.position {
-            if self.position.as_ref().is_none_or(|cur| p >= cur) {
+            if self.position.as_ref().is_none_or(|cur| !cur.is_after(p)) {
                 self.position = Some(p.clone());
             }
+        }
+        if let Some(skips) = &update.skip_before {
+            self.skip_before = skips.clone();
         }
         match &update.snapshot {
             None => {}
@@ -214,12 +235,18 @@ pub struct StateUpdate {
     pub schemas: Vec<SchemaUpdate>,
     /// Resync state change.
     pub resync: Option<ResyncUpdate>,
+    /// New skip points (replacing the stored ones), set when a snapshot finishes.
+    pub skip_before: Option<Vec<SkipPoint>>,
 }
 
 impl StateUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.position.is_none() && self.snapshot.is_none() && self.schemas.is_empty() && self.resync.is_none()
+        self.position.is_none()
+            && self.snapshot.is_none()
+            && self.schemas.is_empty()
+            && self.resync.is_none()
+            && self.skip_before.is_none()
     }
 }
 

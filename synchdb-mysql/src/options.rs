@@ -188,6 +188,10 @@ pub struct MySqlSourceOptions {
     connect_timeout: Duration,
     #[serde(default)]
     unlogged_changes: UnloggedChanges,
+    /// Other servers of the same replication topology (same credentials and
+    /// TLS), tried in order when the current one cannot be reached.
+    #[serde(default)]
+    failover_hosts: Vec<(String, u16)>,
 }
 
 /// What follow mode does when a statement changes a replicated table's rows
@@ -239,6 +243,7 @@ impl Default for MySqlSourceOptions {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             unlogged_changes: UnloggedChanges::Resync,
+            failover_hosts: Vec::new(),
         }
     }
 }
@@ -268,6 +273,7 @@ impl fmt::Debug for MySqlSourceOptions {
             .field("stop_at_caught_up", &self.stop_at_caught_up)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("connect_timeout", &self.connect_timeout)
+            .field("failover_hosts", &self.failover_hosts)
             .finish()
     }
 }
@@ -299,6 +305,17 @@ impl MySqlSourceOptions {
     /// Password (never printed).
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Another server of the same replication topology (a replica with
+    /// `log_slave_updates`, or the primary-to-be), tried in order after the
+    /// host when the current server cannot be reached. Same user, password
+    /// and TLS settings. Follow mode continues there from its GTID position
+    /// (MariaDB); a server whose binlog lacks transactions already applied
+    /// is refused with [`ErrorKind::SourceDiverged`](synchdb_core::ErrorKind).
+    pub fn failover_host(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.failover_hosts.push((host.into(), port));
         self
     }
 
@@ -452,13 +469,54 @@ impl MySqlSourceOptions {
         self.heartbeat_interval
     }
 
+    /// Every server to connect to, in order: the host, then the failover hosts.
+    pub fn get_hosts(&self) -> Vec<(String, u16)> {
+        let mut hosts = vec![(self.host.clone(), self.port)];
+        hosts.extend(self.failover_hosts.iter().cloned());
+        hosts
+    }
+
+    /// These options pointed at server `i` of [`get_hosts`](Self::get_hosts)
+    /// (its failover list left as is).
+    pub(crate) fn for_host(&self, i: usize) -> MySqlSourceOptions {
+        let mut o = self.clone();
+        if let Some((h, p)) = self.get_hosts().get(i).cloned() {
+            o.host = h;
+            o.port = p;
+        }
+        o
+    }
+
+    /// Connect to the first server of [`get_hosts`](Self::get_hosts) that
+    /// answers; returns its index with the connection. The error of the last
+    /// one when none does.
+    pub(crate) async fn connect_any(&self) -> Result<(usize, mysql_async::Conn)> {
+        let n = self.failover_hosts.len() + 1;
+        let mut last = None;
+        for i in 0..n {
+            let o = self.for_host(i);
+            match o.connect().await {
+                Ok(c) => return Ok((i, c)),
+                Err(e) if e.kind().is_transient() && i + 1 < n => {
+                    tracing::warn!(error = %e, host = %o.host, port = o.port, "source server unreachable; trying the next one");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::internal("no source server configured")))
+    }
+
     /// Check the options for values that cannot work.
     pub fn validate(&self) -> Result<()> {
         if self.host.trim().is_empty() {
             return Err(Error::config("mysql source: host is empty"));
         }
-        if self.port == 0 {
+        if self.port == 0 || self.failover_hosts.iter().any(|(_, p)| *p == 0) {
             return Err(Error::config("mysql source: port must not be 0"));
+        }
+        if self.failover_hosts.iter().any(|(h, _)| h.trim().is_empty()) {
+            return Err(Error::config("mysql source: a failover host is empty"));
         }
         if self.user.is_empty() {
             return Err(Error::config("mysql source: user is empty"));
@@ -505,15 +563,24 @@ impl MySqlSourceOptions {
         self.builder().ssl_opts(ssl).into()
     }
 
+    /// [`TlsMode::VerifyCa`] options that verify the certificate chain and
+    /// check the host name against `name`, a name the certificate holds.
+    fn verify_ca_opts_for(&self, name: &str) -> mysql_async::Opts {
+        let ssl = self.ssl_with_ca().with_danger_tls_hostname_override(Some(name.to_string()));
+        self.builder().ssl_opts(ssl).into()
+    }
+
     /// Options without TLS (the fallback of [`TlsMode::Preferred`]).
     pub(crate) fn plain_conn_opts(&self) -> mysql_async::Opts {
         self.builder().ssl_opts(None).into()
     }
 
+    /// Verifying TLS: against the `ssl-ca` file only when one is given (like
+    /// the MySQL client), else against the public web roots.
     fn ssl_with_ca(&self) -> mysql_async::SslOpts {
         let mut ssl = mysql_async::SslOpts::default();
         if let Some(ca) = &self.tls_ca {
-            ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+            ssl = ssl.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
         }
         ssl
     }
@@ -529,10 +596,45 @@ impl MySqlSourceOptions {
     }
 
     /// Open a connection: TLS as configured, falling back to plain TCP in
-    /// mode `preferred`. Failures are [`ErrorKind::SourceConnection`](synchdb_core::ErrorKind).
+    /// mode `preferred`. Failures are [`ErrorKind::SourceConnection`](synchdb_core::ErrorKind),
+    /// except TLS failures that retrying cannot cure (a certificate that fails
+    /// verification, a server without TLS, an unreadable `ssl-ca`): those are
+    /// [`ErrorKind::Config`](synchdb_core::ErrorKind) errors saying so.
     pub(crate) async fn connect(&self) -> Result<mysql_async::Conn> {
+        if let (Some(ca), TlsMode::VerifyCa | TlsMode::VerifyIdentity) = (&self.tls_ca, self.tls_mode) {
+            // mysql_async would report an unreadable file as an I/O error (transient).
+            if let Err(e) = std::fs::metadata(ca).and_then(|_| std::fs::File::open(ca)) {
+                return Err(Error::config(format!(
+                    "TLS: cannot read the ssl-ca file {} for {}:{}",
+                    ca.display(),
+                    self.host,
+                    self.port
+                ))
+                .with_source(e));
+            }
+        }
         let attempt =
             tokio::time::timeout(self.connect_timeout, mysql_async::Conn::new(self.conn_opts())).await;
+        let attempt = match attempt {
+            // mysql_async's "skip domain validation" looks for the text
+            // `NotValidForName` in rustls' error, which rustls 0.23 no longer
+            // prints (`certificate not valid for name ...`): the host name check
+            // fails anyway. rustls checks the chain before the name, so the chain
+            // is good; connect again checking a name the certificate holds.
+            Ok(Err(e)) if self.tls_mode == TlsMode::VerifyCa => match presented_names(&e).first() {
+                Some(name) => {
+                    tracing::debug!(host = %self.host, certificate_name = %name,
+                        "ssl-mode=verify_ca: the certificate is not for the host name; checking its chain with a name it holds");
+                    tokio::time::timeout(
+                        self.connect_timeout,
+                        mysql_async::Conn::new(self.verify_ca_opts_for(name)),
+                    )
+                    .await
+                }
+                None => Ok(Err(e)),
+            },
+            other => other,
+        };
         match attempt {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) if self.tls_mode == TlsMode::Preferred && is_tls_failure(&e) => {
@@ -559,6 +661,19 @@ impl MySqlSourceOptions {
     }
 
     fn connect_error(&self, e: mysql_async::Error) -> Error {
+        if let Some(problem) = tls_problem(&e) {
+            let ca = match &self.tls_ca {
+                Some(ca) if matches!(self.tls_mode, TlsMode::VerifyCa | TlsMode::VerifyIdentity) => {
+                    format!(", ssl-ca={}", ca.display())
+                }
+                _ => String::new(),
+            };
+            // rustls' text is in the message; the driver's wrapping of it adds nothing.
+            return Error::config(format!(
+                "TLS connecting to {}:{} (ssl-mode={}{ca}): {problem}",
+                self.host, self.port, self.tls_mode
+            ));
+        }
         let kind = crate::errors::kind_or(&e, synchdb_core::ErrorKind::SourceConnection);
         Error::new(kind, format!("cannot connect to {}@{}:{}", self.user, self.host, self.port))
             .with_source(e)
@@ -572,12 +687,103 @@ impl MySqlSourceOptions {
     }
 }
 
+/// The rustls error inside a driver error, if any (handshake failures come
+/// wrapped in an I/O error).
+fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        mysql_async::Error::Io(mysql_async::IoError::Tls(mysql_async::TlsError::Tls(e))) => Some(e),
+        _ => None,
+    }
+}
+
+/// A TLS failure that retrying cannot cure, described; `None` for anything else.
+fn tls_problem(e: &mysql_async::Error) -> Option<String> {
+    use rustls::Error as E;
+    if let Some(r) = rustls_error(e) {
+        return match r {
+            E::InvalidCertificate(_) | E::NoCertificatesPresented | E::UnsupportedNameType => {
+                Some(format!("the server's certificate failed verification: {r}"))
+            }
+            E::PeerIncompatible(_) => Some(format!("the TLS handshake failed: {r}")),
+            _ => None,
+        };
+    }
+    match e {
+        // The TLS set-up itself: a CA file that is no certificate, an invalid host name, ...
+        mysql_async::Error::Io(mysql_async::IoError::Tls(t)) => Some(format!("cannot set up TLS: {t}")),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            Some("the server does not support TLS".into())
+        }
+        _ => None,
+    }
+}
+
+/// The names a certificate holds, when `e` is a verification failure on the
+/// host name only (rustls verified the chain first).
+fn presented_names(e: &mysql_async::Error) -> Vec<String> {
+    match rustls_error(e) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        })) => presented
+            .iter()
+            // webpki writes them as `DnsName("db.example")` and `IpAddress(10.0.0.1)`.
+            .filter_map(|p| {
+                let inner = p.strip_prefix("DnsName(").or_else(|| p.strip_prefix("IpAddress("))?;
+                let name = inner.strip_suffix(')')?.trim_matches('"');
+                // A wildcard cannot be connected to as a name; `*.x` matches `a.x`.
+                let name = match name.strip_prefix("*.") {
+                    Some(rest) => format!("synchdb-verify-ca.{rest}"),
+                    None => name.to_string(),
+                };
+                rustls::pki_types::ServerName::try_from(name.clone()).ok().map(|_| name)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn is_tls_failure(e: &mysql_async::Error) -> bool {
     matches!(
         e,
         mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
             | mysql_async::Error::Io(_)
     )
+}
+
+/// Split `mysql://a...,mysql://b...` into its URLs (a comma followed by a
+/// scheme starts the next one; commas elsewhere belong to the URL).
+fn split_urls(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in s.match_indices(',') {
+        let next = &s[i + 1..];
+        if i >= start && (next.starts_with("mysql://") || next.starts_with("mariadb://")) {
+            out.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// `h1:p1,h2,[::1]:p3` into its parts.
+fn split_hosts(s: &str) -> Vec<&str> {
+    s.split(',').collect()
+}
+
+/// `host[:port]` or `[v6][:port]`.
+fn parse_host_port(hostport: &str) -> Result<(String, Option<&str>)> {
+    Ok(if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| Error::config("mysql URL: unclosed [ in host"))?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    })
 }
 
 fn percent_decode(s: &str) -> Result<String> {
@@ -611,7 +817,31 @@ impl FromStr for MySqlSourceOptions {
 
     /// Parse `mysql://user[:password]@host[:port][/database][?param=value&...]`
     /// (also `mariadb://`). The error message never contains the password.
+    ///
+    /// Failover servers: several hosts in the authority
+    /// (`mysql://u:p@db1:3306,db2:3306/shop`), or several URLs separated by
+    /// commas (`mysql://u:p@db1/shop,mysql://u:p@db2/shop`; they must agree
+    /// on everything but host and port).
     fn from_str(url: &str) -> Result<Self> {
+        let urls = split_urls(url);
+        if urls.len() > 1 {
+            let mut first: MySqlSourceOptions = urls[0].parse()?;
+            for other in &urls[1..] {
+                let o: MySqlSourceOptions = other.parse()?;
+                let mut same = o.clone();
+                same.host = first.host.clone();
+                same.port = first.port;
+                same.failover_hosts = first.failover_hosts.clone();
+                if same != first {
+                    return Err(Error::config(
+                        "mysql source URLs of one source must differ only in host and port \
+                         (same user, password, database, tables and parameters)",
+                    ));
+                }
+                first.failover_hosts.extend(o.get_hosts());
+            }
+            return Ok(first);
+        }
         let rest = url
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
@@ -633,16 +863,20 @@ impl FromStr for MySqlSourceOptions {
                 opts.password = Some(percent_decode(p)?);
             }
         }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) =
-                v6.split_once(']').ok_or_else(|| Error::config("mysql URL: unclosed [ in host"))?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
+        let mut hostports = split_hosts(hostport).into_iter();
+        let hostport = hostports.next().unwrap_or_default();
+        for extra in hostports {
+            let (h, p) = parse_host_port(extra)?;
+            let port = match p {
+                Some(p) => p.parse().map_err(|_| Error::config(format!("mysql URL: invalid port {p:?}")))?,
+                None => DEFAULT_PORT,
+            };
+            if h.is_empty() {
+                return Err(Error::config("mysql URL has an empty host in its host list"));
             }
-        };
+            opts.failover_hosts.push((h, port));
+        }
+        let (host, port) = parse_host_port(hostport)?;
         if host.is_empty() {
             return Err(Error::config("mysql URL has no host"));
         }
@@ -714,6 +948,27 @@ mod tests {
     }
 
     #[test]
+    fn failover_hosts_in_one_url_or_several() {
+        let o: MySqlSourceOptions = "mysql://u:p,w@db1:3307,db2,[::1]:3309/shop?server-id=5".parse().unwrap();
+        assert_eq!(o.password.as_deref(), Some("p,w"));
+        assert_eq!(
+            o.get_hosts(),
+            vec![("db1".into(), 3307), ("db2".into(), DEFAULT_PORT), ("::1".into(), 3309)]
+        );
+        assert_eq!(o.for_host(2).get_host(), "::1");
+        assert_eq!(o.for_host(2).get_port(), 3309);
+        let o: MySqlSourceOptions =
+            "mysql://u:p@db1:3307/shop?server-id=5,mariadb://u:p@db2:3308/shop?server-id=5".parse().unwrap();
+        assert_eq!(o.get_hosts(), vec![("db1".into(), 3307), ("db2".into(), 3308)]);
+        assert_eq!(o.get_server_id(), 5);
+        let e = "mysql://u:p@db1/shop,mysql://u:other@db2/shop".parse::<MySqlSourceOptions>().unwrap_err();
+        assert!(e.to_string().contains("differ only in host and port"), "{e}");
+        assert!(!e.to_string().contains("other"), "{e}");
+        assert!("mysql://u@db1,:3306".parse::<MySqlSourceOptions>().is_err());
+        assert!("mysql://u@db1,db2:0".parse::<MySqlSourceOptions>().unwrap().validate().is_err());
+    }
+
+    #[test]
     fn defaults_and_ipv6() {
         let o: MySqlSourceOptions = "mysql://[::1]".parse().unwrap();
         assert_eq!(o.get_host(), "::1");
@@ -768,6 +1023,56 @@ mod tests {
         assert_eq!("verify_identity".parse::<TlsMode>().unwrap(), TlsMode::VerifyIdentity);
         let json = serde_json::to_string(&SnapshotMode::InitialOnly).unwrap();
         assert_eq!(json, "\"initial_only\"");
+    }
+
+    fn tls_io_error(e: rustls::Error) -> mysql_async::Error {
+        mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e,
+        )))
+    }
+
+    #[test]
+    fn certificate_failures_are_permanent_and_clear() {
+        let o: MySqlSourceOptions = "mysql://u:pw@db.example:3307?ssl-mode=verify_ca".parse().unwrap();
+        let e = o.connect_error(tls_io_error(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )));
+        assert_eq!(e.kind(), synchdb_core::ErrorKind::Config, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("TLS") && text.contains("certificate") && text.contains("db.example:3307"),
+            "{text}"
+        );
+        assert!(!text.contains("pw"), "{text}");
+        let no_tls =
+            o.connect_error(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer));
+        assert_eq!(no_tls.kind(), synchdb_core::ErrorKind::Config, "{no_tls}");
+        // A connection reset during the handshake stays transient.
+        let reset = o.connect_error(mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ))));
+        assert!(reset.kind().is_transient(), "{reset}");
+    }
+
+    #[test]
+    fn names_of_a_certificate_for_another_host() {
+        let e = tls_io_error(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForNameContext {
+                expected: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                presented: vec![
+                    "DnsName(\"db.example\")".into(),
+                    "IpAddress(10.0.0.7)".into(),
+                    "DnsName(\"*.example.org\")".into(),
+                    "UniformResourceIdentifier(\"x:y\")".into(),
+                ],
+            },
+        ));
+        assert_eq!(presented_names(&e), ["db.example", "10.0.0.7", "synchdb-verify-ca.example.org"]);
+        assert!(presented_names(&tls_io_error(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        )))
+        .is_empty());
     }
 
     #[test]

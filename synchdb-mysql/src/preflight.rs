@@ -149,6 +149,12 @@ pub(crate) async fn check_position_available(conn: &mut Conn, position: &Positio
     if files.iter().any(|f| f == &position.binlog.file) {
         return Ok(());
     }
+    if matches!(&position.gtid, Some(g @ synchdb_types::GtidSet::MariaDb(_)) if !g.is_empty()) {
+        // Another server of the topology (failover) names its files
+        // differently: follow mode continues from the GTID position there,
+        // after checking that the server holds every applied transaction.
+        return Ok(());
+    }
     let listed = match (files.first(), files.last()) {
         (Some(a), Some(b)) if a != b => format!("the server has {a} to {b}"),
         (Some(a), _) => format!("the server has only {a}"),

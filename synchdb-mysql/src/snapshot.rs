@@ -46,7 +46,7 @@
 //! ORDER BY key LIMIT 2 OFFSET chunk_rows-1`, index-only). Each chunk is one
 //! streaming range query (`WHERE key > ? AND key <= ? ORDER BY key`; a
 //! composite key compares as `a > ? OR (a = ? AND b > ?)`); rows go out in
-//! batches of `batch_rows` through the chunk's channel of capacity 4, so
+//! batches of at most `batch_rows` rows and 4 MiB through the chunk's channel of capacity 4, so
 //! memory stays bounded whatever the table size. A table without a usable
 //! key is one chunk read by one streaming query. The N readers take chunks
 //! from a shared queue (largest tables first).
@@ -77,9 +77,9 @@
 //! restarts cleanly instead (new plan, every table in `restart`,
 //! `resumed: false`) and a warning says why.
 //!
-//! Known limit: [`SkipBefore`] is not stored; if the process stops during
-//! follow mode between T1 and T2 of a resumed snapshot, a keyless table
-//! read at T2 may get the changes of that window twice.
+//! The skip points are stored with the state when the snapshot finishes
+//! ([`synchdb_core::PipelineState::skip_before`]), so a restart of follow
+//! mode between T1 and T2 skips them again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -423,7 +423,11 @@ pub(crate) async fn run_snapshot(
     if interrupted || ctx.is_shutdown() {
         return Ok(None);
     }
-    ctx.send(SourceMessage::SnapshotFinished { position: follow_from.clone() }).await?;
+    let skips = skip_before
+        .iter()
+        .map(|s| synchdb_core::SkipPoint { table: s.table.clone(), position: s.position.clone() })
+        .collect();
+    ctx.send(SourceMessage::SnapshotFinished { position: follow_from.clone(), skip_before: skips }).await?;
     Ok(Some(SnapshotOutcome { position: follow_from, schemas: tables, skip_before }))
 }
 
@@ -695,6 +699,10 @@ async fn walked_bounds(conn: &mut Conn, t: &TableSchema, key: &[usize], chunk_ro
     Ok(bounds)
 }
 
+/// A snapshot batch holds at most this many bytes of values (besides at
+/// most `batch_rows` rows).
+const BATCH_BYTES: usize = 4 << 20;
+
 /// One snapshot reader: takes chunks from the queue until it is empty.
 struct Worker {
     conn: Conn,
@@ -797,7 +805,8 @@ impl Worker {
             .exec_iter(sql.as_str(), params)
             .await
             .map_err(|e| read_error("reading rows", e).with_table(t.id.clone()))?;
-        let mut batch: Vec<Row> = Vec::with_capacity(batch_rows);
+        let mut batch: Vec<Row> = Vec::with_capacity(batch_rows.min(1024));
+        let mut batch_bytes = 0usize;
         loop {
             let next =
                 result.next().await.map_err(|e| read_error("reading rows", e).with_table(t.id.clone()))?;
@@ -805,11 +814,18 @@ impl Worker {
             let values = row.unwrap();
             let mut out = Vec::with_capacity(values.len());
             for (v, c) in values.into_iter().zip(&t.columns) {
+                batch_bytes += match &v {
+                    My::Bytes(b) => b.len() + 16,
+                    _ => 16,
+                };
                 out.push(decode_value(c, v).map_err(|e| e.into_error(&t.id, &c.name))?);
             }
             batch.push(out);
-            if batch.len() >= batch_rows {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows));
+            // Wide rows (large BLOBs) make a batch by bytes before rows, so
+            // memory stays bounded whatever the row size.
+            if batch.len() >= batch_rows || batch_bytes >= BATCH_BYTES {
+                batch_bytes = 0;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows.min(1024)));
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => return Ok(false),
@@ -901,6 +917,98 @@ pub(crate) async fn start_resync_copy(
         .instrument(info_span!("resync_copy")),
     );
     Ok(Some(ResyncCopy { position, tables, task }))
+}
+
+/// Read tables for a verification ([`synchdb_core::verify`]): one
+/// consistent snapshot of the requested tables (every selected one when the
+/// request names none), chunked by the snapshot's planner (`whole` tables as
+/// one chunk; only the given chunks on a re-check), sent as
+/// `ResyncStarted`, `SnapshotChunk`s and `ResyncFinished`.
+pub(crate) async fn verify_read(
+    opts: &MySqlSourceOptions,
+    info: &ServerInfo,
+    ctx: &SourceContext,
+    request: synchdb_core::verify::ReadRequest,
+) -> Result<()> {
+    let mut opts = opts.clone();
+    if let Some(rows) = request.chunk_rows {
+        opts = opts.chunk_rows(rows);
+    }
+    let opts = &opts;
+    let wanted: Vec<TableId> = match &request.chunks {
+        Some(chunks) => {
+            let mut ids: Vec<TableId> = chunks.iter().map(|c| c.table.clone()).collect();
+            ids.dedup();
+            ids
+        }
+        None => request.tables.clone(),
+    };
+    let filter = if wanted.is_empty() {
+        opts.get_table_filter().clone()
+    } else {
+        let mut filter = TableFilter::all();
+        for id in &wanted {
+            filter = filter
+                .include(&format!("{}.{}", id.database, id.table))
+                .map_err(|e| Error::internal(format!("verify filter for {id}: {e}")))?;
+        }
+        filter
+    };
+    let mut coordinator = opts.connect().await?;
+    let Opened { mut readers, position, mut tables } =
+        open_snapshot(opts, info, &mut coordinator, &filter).await?;
+    drop(coordinator);
+    if !wanted.is_empty() {
+        tables.retain(|t| wanted.contains(&t.id));
+    }
+    preflight::check_select(&info.grants, &tables)?;
+    let chunks = match request.chunks {
+        Some(chunks) => chunks.into_iter().filter(|c| tables.iter().any(|t| t.id == c.table)).collect(),
+        None => {
+            let (whole, chunked): (Vec<TableSchema>, Vec<TableSchema>) =
+                tables.iter().cloned().partition(|t| request.whole.contains(&t.id));
+            let mut chunks = plan_chunks(opts, &mut readers[0], &chunked).await?;
+            chunks.extend(whole.into_iter().map(|t| ChunkInfo {
+                table: t.id,
+                index: 0,
+                count: 1,
+                lower: None,
+                upper: None,
+            }));
+            chunks
+        }
+    };
+    let schemas: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
+    ctx.send(SourceMessage::ResyncStarted {
+        tables: schemas.clone(),
+        position: position.clone(),
+        reason: "verify".to_string(),
+    })
+    .await?;
+    debug!(tables = tables.len(), chunks = chunks.len(), %position, "verify: reading");
+    let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
+    let workers: Vec<Worker> = readers
+        .into_iter()
+        .map(|conn| Worker {
+            conn,
+            queue: queue.clone(),
+            schemas: schemas.clone(),
+            read_at: position.clone(),
+            sender: ctx.sender.clone(),
+            shutdown: ctx.shutdown.clone(),
+            batch_rows: opts.get_batch_rows(),
+        })
+        .collect();
+    let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;
+    let mut all = true;
+    for r in results {
+        all &= r?;
+    }
+    if all {
+        let ids = tables.iter().map(|t| t.id.clone()).collect();
+        ctx.send(SourceMessage::ResyncFinished { tables: ids }).await?;
+    }
+    Ok(())
 }
 
 /// The tables and position of a schema-only start (`no_data`), or of follow

@@ -46,12 +46,33 @@ impl MySqlSource {
     /// `information_schema` (to validate or explain a mapping before replicating).
     pub async fn discover(options: &MySqlSourceOptions) -> Result<Vec<TableSchema>> {
         options.validate()?;
-        let mut conn = options.connect().await?;
+        let (_, mut conn) = options.connect_any().await?;
         crate::discovery::discover_tables(&mut conn, options.get_table_filter()).await
     }
 }
 
 /// What to do after preflight.
+#[async_trait]
+impl synchdb_core::verify::VerifySource for MySqlSource {
+    async fn verify_tables(&self) -> Result<Vec<TableSchema>> {
+        MySqlSource::discover(&self.options).await
+    }
+
+    async fn verify_read(
+        &self,
+        ctx: SourceContext,
+        request: synchdb_core::verify::ReadRequest,
+    ) -> Result<()> {
+        let base = &self.options;
+        base.validate()?;
+        let (host, mut conn) = base.connect_any().await?;
+        let opts = base.for_host(host);
+        let info: ServerInfo = preflight::check_server(&mut conn).await?;
+        drop(conn);
+        snapshot::verify_read(&opts, &info, &ctx, request).await
+    }
+}
+
 enum Plan {
     /// Take a snapshot (fresh or resumed); then follow unless `stop_after`.
     Snapshot { start: Start, stop_after: bool },
@@ -117,9 +138,16 @@ impl Source for MySqlSource {
     }
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
-        let opts = &self.options;
-        opts.validate()?;
-        let mut conn = opts.connect().await?;
+        let base = &self.options;
+        base.validate()?;
+        // With failover servers: the first that answers; the snapshot reads
+        // one server (its consistent point is that server's position).
+        let (host, mut conn) = base.connect_any().await?;
+        let active = base.for_host(host);
+        let opts = &active;
+        if host > 0 {
+            info!(server = %format!("{}:{}", opts.get_host(), opts.get_port()), "using a failover source server");
+        }
         let info: ServerInfo = preflight::check_server(&mut conn).await?;
         preflight::check_select_databases(&info.grants, opts.get_table_filter())?;
         info!(server = %info.version, mode = %opts.get_snapshot_mode(), "mysql source preflight passed");
@@ -137,7 +165,8 @@ impl Source for MySqlSource {
                     return Ok(());
                 }
                 let skip = skip_before.into_iter().map(|s| (s.table, s.position)).collect();
-                crate::binlog::follow(opts, &info, &ctx, position, schemas, skip, None, Vec::new()).await
+                crate::binlog::follow(base, host, &info, &ctx, position, schemas, skip, None, Vec::new())
+                    .await
             }
             Plan::SchemaOnly => {
                 drop(conn);
@@ -148,7 +177,8 @@ impl Source for MySqlSource {
                     position: position.clone(),
                 })
                 .await?;
-                crate::binlog::follow(opts, &info, &ctx, position, tables, Vec::new(), None, Vec::new()).await
+                crate::binlog::follow(base, host, &info, &ctx, position, tables, Vec::new(), None, Vec::new())
+                    .await
             }
             Plan::Follow { from, schemas } => {
                 let stored_resync = ctx.state.as_ref().and_then(|s| s.resync.clone());
@@ -194,7 +224,15 @@ impl Source for MySqlSource {
                     }
                 };
                 info!(position = %start, tables = schemas.len(), "following the binlog");
-                crate::binlog::follow(opts, &info, &ctx, start, schemas, Vec::new(), stored_resync, requests)
+                // Keyless tables of a resumed snapshot read after the start:
+                // their earlier row events are skipped after a restart too.
+                let skip: Vec<_> = ctx
+                    .state
+                    .as_ref()
+                    .map(|s| s.skip_before.iter().filter(|p| p.position.is_after(&start)).cloned().collect())
+                    .unwrap_or_default();
+                let skip = skip.into_iter().map(|s: synchdb_core::SkipPoint| (s.table, s.position)).collect();
+                crate::binlog::follow(base, host, &info, &ctx, start, schemas, skip, stored_resync, requests)
                     .await
             }
         }
@@ -248,7 +286,7 @@ mod tests {
     }
 
     fn state(snapshot: SnapshotStatus, position: Option<Position>) -> PipelineState {
-        PipelineState { position, snapshot, schemas: vec![], resync: None }
+        PipelineState { position, snapshot, schemas: vec![], resync: None, skip_before: vec![] }
     }
 
     #[test]

@@ -92,6 +92,7 @@ async fn settings_and_lost_position() {
             snapshot: Some(SnapshotUpdate::Finished),
             schemas: vec![],
             resync: None,
+            skip_before: None,
         },
     )
     .await

@@ -130,8 +130,12 @@ pub(crate) async fn copy_rows(
             }
             count += 1;
             if buf.len() >= piece {
-                if let Err(e) = copy.send(&buf[..]).await {
-                    break 'stream Some(sqlx_error(e, &cx));
+                // A wide row (a large BLOB) goes out in pieces too, so the
+                // connection's buffer holds one piece, not the row.
+                for part in buf.chunks(piece.max(1)) {
+                    if let Err(e) = copy.send(part).await {
+                        break 'stream Some(sqlx_error(e, &cx));
+                    }
                 }
                 buf.clear();
             }

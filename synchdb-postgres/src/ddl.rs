@@ -46,7 +46,7 @@ fn enum_check_name(column: &str) -> String {
 }
 
 /// A source table as mapped into PostgreSQL.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PgTable {
     pub id: TableId,
     pub schema: String,

@@ -57,8 +57,13 @@ pub(crate) fn sqlx_error(e: sqlx::Error, cx: &Context) -> Error {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             (kind_of_sqlstate(&code, cx.ddl), format!("PostgreSQL error {code}"))
         }
+        // TLS failures retrying cannot cure (a certificate failing verification,
+        // a server without TLS, a bad sslrootcert): configuration, not connection.
+        sqlx::Error::Io(io) if tls_problem(io).is_some() => {
+            (ErrorKind::Config, format!("PostgreSQL TLS: {}", tls_problem(io).unwrap_or_default()))
+        }
+        sqlx::Error::Tls(_) => (ErrorKind::Config, "PostgreSQL TLS: cannot set up TLS".to_string()),
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
@@ -76,6 +81,20 @@ pub(crate) fn sqlx_error(e: sqlx::Error, cx: &Context) -> Error {
     err
 }
 
+/// A TLS handshake failure that retrying cannot cure, described (rustls'
+/// errors come wrapped in the I/O error).
+fn tls_problem(io: &std::io::Error) -> Option<String> {
+    use rustls::Error as E;
+    let r = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+    match r {
+        E::InvalidCertificate(_) | E::NoCertificatesPresented | E::UnsupportedNameType => {
+            Some("the server's certificate failed verification (check sslmode and sslrootcert)".into())
+        }
+        E::PeerIncompatible(_) => Some("the TLS handshake failed".into()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +110,14 @@ mod tests {
         let e = sqlx_error(sqlx::Error::PoolTimedOut, &Context::data(&TableId::new("a", "b"), None));
         assert!(e.kind().is_transient());
         assert_eq!(e.table(), Some(&TableId::new("a", "b")));
+        let cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let e = sqlx_error(sqlx::Error::Io(cert), &Context::state());
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("certificate failed verification"), "{e}");
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(sqlx_error(sqlx::Error::Io(reset), &Context::state()).kind().is_transient());
     }
 }

@@ -50,6 +50,7 @@ mod options;
 mod sink;
 mod state;
 mod typemap;
+mod verify;
 
 pub use options::{
     ApplyMode, PgSinkOptions, SchemaNaming, SslMode, ZeroDatePolicy, DEFAULT_ACQUIRE_TIMEOUT,

@@ -150,6 +150,10 @@ impl PgSink {
         format!("{}.{}", quote(&self.inner.opts.target_schema(table)), quote(&table.table))
     }
 
+    pub(crate) fn state_sql(&self) -> &crate::state::StateSql {
+        &self.inner.state
+    }
+
     fn ddl_ctx(&self) -> DdlCtx<'_> {
         DdlCtx { opts: &self.inner.opts, postgis: self.inner.postgis, notes: &self.inner.notes }
     }
@@ -368,16 +372,19 @@ impl Sink for PgSink {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let cx = self.ddl_ctx();
+        // The `restart` tables are copied again from scratch: drop them and create them
+        // anew from the current source schema (as a resync does). Emptying them would keep
+        // the shape of an earlier plan (`CREATE TABLE IF NOT EXISTS` leaves an existing
+        // table alone), which a snapshot restarted because the source schema changed
+        // (a column added, a type changed) cannot load into.
+        for id in restart {
+            let q = self.target_table(id);
+            let sql = format!("DROP TABLE IF EXISTS {q} CASCADE");
+            tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(id)))?;
+        }
         for t in tables {
             let entry = self.entry(t)?;
             ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
-        }
-        for id in restart {
-            let q = self.target_table(id);
-            if ddl::table_exists(&mut tx, &q).await? {
-                let sql = format!("TRUNCATE {q}");
-                tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(id)))?;
-            }
         }
         let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;

@@ -47,11 +47,17 @@ pub(crate) struct StateSql {
     resync_loaded: Arc<str>,
     pub insert_dead_letter: Arc<str>,
     select_pipeline: Arc<str>,
+    set_skips: Arc<str>,
     select_chunks: Arc<str>,
     select_schemas: Arc<str>,
 }
 
 impl StateSql {
+    /// `SELECT position FROM <state>.pipelines WHERE pipeline_id = $1`.
+    pub fn select_position_sql(&self) -> String {
+        format!("SELECT position FROM {}.pipelines WHERE pipeline_id = $1", self.schema)
+    }
+
     pub fn new(schema: &str) -> Self {
         let s = quote(schema);
         StateSql {
@@ -90,8 +96,15 @@ impl StateSql {
                 "INSERT INTO {s}.dead_letter (pipeline_id, table_id, operation, position, event, error, event_text) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ).into(),
-            select_pipeline: format!("SELECT position, snapshot, resync, resync_loaded FROM {s}.pipelines WHERE pipeline_id = $1")
-                .into(),
+            select_pipeline: format!(
+                "SELECT position, snapshot, resync, resync_loaded, skip_before FROM {s}.pipelines WHERE pipeline_id = $1"
+            )
+            .into(),
+            set_skips: format!(
+                "INSERT INTO {s}.pipelines AS p (pipeline_id, skip_before, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (pipeline_id) DO UPDATE SET skip_before = EXCLUDED.skip_before, updated_at = now()"
+            )
+            .into(),
             select_chunks: format!(
                 "SELECT table_id, chunk, rows, read_at FROM {s}.snapshot_chunks WHERE pipeline_id = $1 \
                  ORDER BY table_id, chunk"
@@ -127,6 +140,7 @@ impl StateSql {
              ALTER TABLE {s}.dead_letter ADD COLUMN IF NOT EXISTS event_text text;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync text;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync_loaded boolean NOT NULL DEFAULT false;
+             ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS skip_before text;
              DO $$ BEGIN
                IF (SELECT atttypid FROM pg_attribute WHERE attrelid = '{lit}.schemas'::regclass
                    AND attname = 'schema') = 'jsonb'::regtype THEN
@@ -193,6 +207,18 @@ impl StateSql {
                 ));
             }
             written = Written(Some(text));
+        }
+        if let Some(skips) = &update.skip_before {
+            let json = (!skips.is_empty())
+                .then(|| serde_json::to_string(skips))
+                .transpose()
+                .map_err(|e| Error::internal("skip points").with_source(e))?;
+            sqlx::query(sql(&self.set_skips))
+                .bind(pipeline)
+                .bind(json)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| checkpoint(e, &cx))?;
         }
         match &update.snapshot {
             None => {}
@@ -320,6 +346,10 @@ impl StateSql {
             let snap: Option<serde_json::Value> = row.get(1);
             if let Some(v) = snap {
                 state.snapshot = serde_json::from_value(v).map_err(|e| bad("snapshot", e.into()))?;
+            }
+            let skips: Option<String> = row.get(4);
+            if let Some(v) = skips {
+                state.skip_before = serde_json::from_str(&v).map_err(|e| bad("skip points", e.into()))?;
             }
             let resync: Option<String> = row.get(2);
             let loaded: bool = row.get(3);

@@ -124,6 +124,19 @@ async fn killed_in_the_middle_of_a_copy_chunk() {
     assert_eq!(one(&db, "SELECT count(*), count(DISTINCT id) FROM c.t"), "2000|2000");
     let SnapshotStatus::InProgress(p) = s.load_state("cp").await.unwrap().unwrap().snapshot else { panic!() };
     assert_eq!((p.done.len(), p.done[0].rows), (1, 2000));
+
+    // The skip points of a finished snapshot are stored with it and loaded back.
+    let skip = synchdb_core::SkipPoint { table: t.id.clone(), position: pos(9) };
+    let done = synchdb_core::StateUpdate {
+        position: Some(pos(4)),
+        snapshot: Some(synchdb_core::SnapshotUpdate::Finished),
+        skip_before: Some(vec![skip.clone()]),
+        ..Default::default()
+    };
+    s.finish_snapshot("cp", std::slice::from_ref(&t), &done).await.unwrap();
+    let st = s.load_state("cp").await.unwrap().unwrap();
+    assert_eq!(st.snapshot, SnapshotStatus::Done);
+    assert_eq!(st.skip_before, vec![skip]);
     admin.close().await;
 }
 

@@ -62,6 +62,7 @@
 mod mariadb;
 mod postgres;
 mod proxy;
+mod tls;
 mod util;
 
 use std::fmt;
@@ -69,6 +70,7 @@ use std::fmt;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use proxy::{FaultProxy, ProxyStats};
+pub use tls::TlsFiles;
 
 /// Process-wide shared MariaDB server, started on first call and stopped (its directory
 /// removed) when the process exits.

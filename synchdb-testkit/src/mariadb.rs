@@ -164,6 +164,8 @@ pub struct MariaDb {
     /// Serializes stop/start.
     lifecycle: Mutex<()>,
     watchdog: Mutex<Option<Child>>,
+    /// Options appended to every `mariadbd` command line (restarts included).
+    extra_args: Vec<String>,
 }
 
 impl MariaDb {
@@ -173,6 +175,18 @@ impl MariaDb {
     /// Installs the `mariadb-server` and `mariadb-client` packages with apt-get when the
     /// binaries are missing. Blocks until the server accepts connections (at most 60 s).
     pub fn start() -> Result<MariaDb, TestkitError> {
+        MariaDb::start_with_args::<&str>(&[])
+    }
+
+    /// [`start`](MariaDb::start) with extra `mariadbd` options, appended after the
+    /// test kit's own (so an option given here overrides one of them) and kept for
+    /// [`restart`](MariaDb::restart) and [`start_again`](MariaDb::start_again).
+    ///
+    /// For TLS: `MariaDb::start_with_args(&tls.mariadb_args())` with a
+    /// [`TlsFiles`](crate::TlsFiles), plus `--require-secure-transport=ON` to refuse TCP
+    /// connections without TLS ([`exec`](MariaDb::exec) uses the Unix socket and is not
+    /// affected).
+    pub fn start_with_args<S: AsRef<str>>(args: &[S]) -> Result<MariaDb, TestkitError> {
         static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(1);
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let binaries = Binaries::find()?;
@@ -200,6 +214,7 @@ impl MariaDb {
             server: Mutex::new(None),
             lifecycle: Mutex::new(()),
             watchdog: Mutex::new(Some(watchdog)),
+            extra_args: args.iter().map(|a| a.as_ref().to_string()).collect(),
         };
         // On error `db` is dropped here, which stops whatever was started.
         db.install_db()?;
@@ -377,6 +392,7 @@ impl MariaDb {
             // mariadbd refuses to run as root without it; as another user it only warns.
             cmd.arg("--user=root");
         }
+        cmd.args(&self.extra_args);
         cmd
     }
 

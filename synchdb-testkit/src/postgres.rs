@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use tempfile::TempDir;
 
 use crate::util::{self, io_err};
-use crate::{Dropper, TestDatabase, TestkitError};
+use crate::{Dropper, TestDatabase, TestkitError, TlsFiles};
 
 /// Watchdog cleanup: `$1` directory, `$2` keep flag, `$3...` the stop command.
 const WATCHDOG_SCRIPT: &str = r#"
@@ -190,6 +190,8 @@ pub struct Postgres {
     /// Whether the server is running; also serializes stop/start.
     running: Mutex<bool>,
     watchdog: Mutex<Option<std::process::Child>>,
+    /// Settings (`-c name=value`) added after [`SERVER_SETTINGS`] on every start.
+    settings: Vec<(String, String)>,
 }
 
 impl Postgres {
@@ -198,6 +200,26 @@ impl Postgres {
     /// Installs the `postgresql` and `postgresql-client` packages with apt-get when the
     /// binaries are missing. Blocks until the server accepts connections (at most 60 s).
     pub fn start() -> Result<Postgres, TestkitError> {
+        Postgres::start_inner(&[], None)
+    }
+
+    /// [`start`](Postgres::start) with extra server settings (`-c name=value`, after the
+    /// test kit's own, so they may override them), kept for restarts.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Result<Postgres, TestkitError> {
+        Postgres::start_inner(settings, None)
+    }
+
+    /// [`start_with_settings`](Postgres::start_with_settings) serving `tls`'s server
+    /// certificate: the certificate, key and CA are copied into the server's directory
+    /// (owned by the server's OS user, the key with mode 0600, as PostgreSQL demands) and
+    /// `ssl=on`, `ssl_cert_file`, `ssl_key_file` and `ssl_ca_file` are set. Connections
+    /// without TLS are still accepted until [`write_hba`](Postgres::write_hba) says
+    /// otherwise (e.g. `hostssl` lines only).
+    pub fn start_with_tls(tls: &TlsFiles, settings: &[(&str, &str)]) -> Result<Postgres, TestkitError> {
+        Postgres::start_inner(settings, Some(tls))
+    }
+
+    fn start_inner(settings: &[(&str, &str)], tls: Option<&TlsFiles>) -> Result<Postgres, TestkitError> {
         let binaries = Binaries::find()?;
         let dir = tempfile::Builder::new()
             .prefix("synchdb-testkit-pg-")
@@ -207,6 +229,27 @@ impl Postgres {
         if binaries.as_postgres.is_some() {
             give_to_postgres(&root)?;
         }
+        let mut all_settings: Vec<(String, String)> = Vec::new();
+        if let Some(tls) = tls {
+            let tls_dir = root.join("tls");
+            std::fs::create_dir(&tls_dir).map_err(io_err(format!("create {}", tls_dir.display())))?;
+            let owner = if binaries.as_postgres.is_some() { Some(postgres_ids()?) } else { None };
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&tls_dir, Some(uid), Some(gid))
+                    .map_err(io_err(format!("chown postgres {}", tls_dir.display())))?;
+            }
+            for (from, name, setting) in [
+                (tls.server_cert(), "server.crt", "ssl_cert_file"),
+                (tls.server_key(), "server.key", "ssl_key_file"),
+                (tls.ca_cert(), "ca.crt", "ssl_ca_file"),
+            ] {
+                let to = tls_dir.join(name);
+                copy_private(&from, &to, owner)?;
+                all_settings.push((setting.to_string(), to.display().to_string()));
+            }
+            all_settings.push(("ssl".into(), "on".into()));
+        }
+        all_settings.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let data_dir = root.join("data");
         let keep = util::keep_data();
         let stop_mode = if keep { "fast" } else { "immediate" };
@@ -233,6 +276,7 @@ impl Postgres {
             dir: Some(dir),
             running: Mutex::new(false),
             watchdog: Mutex::new(Some(watchdog)),
+            settings: all_settings,
         };
         // On error `pg` is dropped here, which stops whatever was started.
         pg.initdb()?;
@@ -327,6 +371,29 @@ impl Postgres {
         self.start_locked(&mut running)
     }
 
+    /// Replace `pg_hba.conf` with `contents` and reload the configuration (e.g. only
+    /// `hostssl` lines for TCP, to refuse connections without TLS). The test kit's own
+    /// [`exec`](Postgres::exec) needs a `local` line (`local all all trust`). Fails, keeping
+    /// the new file, if PostgreSQL reports an error in it.
+    pub fn write_hba(&self, contents: &str) -> Result<(), TestkitError> {
+        let path = self.data_dir.join("pg_hba.conf");
+        // The file exists (initdb wrote it, owned by the server's user): overwrite in place.
+        std::fs::write(&path, contents).map_err(io_err(format!("write {}", path.display())))?;
+        let errors = self.exec(
+            "postgres",
+            "SELECT line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL",
+        )?;
+        if !errors.trim().is_empty() {
+            return Err(TestkitError::Startup {
+                server: "PostgreSQL",
+                reason: format!("pg_hba.conf has errors: {}", errors.trim()),
+                log_tail: String::new(),
+            });
+        }
+        self.exec("postgres", "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
     fn lock_running(&self) -> MutexGuard<'_, bool> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -382,6 +449,10 @@ impl Postgres {
         for setting in SERVER_SETTINGS {
             options.push_str(" -c ");
             options.push_str(setting);
+        }
+        for (name, value) in &self.settings {
+            // pg_ctl runs the postmaster through the shell: quote.
+            options.push_str(&format!(" -c '{}={}'", name, value.replace('\'', "'\\''")));
         }
         let mut cmd = self.binaries.server_command("pg_ctl");
         cmd.arg("-D")
@@ -473,6 +544,17 @@ fn temp_parent() -> PathBuf {
 
 fn traversable_by_others(dir: &Path) -> bool {
     dir.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// Copy `from` to `to` with mode 0600, owned by `owner` when given.
+fn copy_private(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), TestkitError> {
+    let context = || format!("copy {} to {}", from.display(), to.display());
+    std::fs::copy(from, to).map_err(io_err(context()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).map_err(io_err(context()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(to, Some(uid), Some(gid)).map_err(io_err(context()))?;
+    }
+    Ok(())
 }
 
 /// chmod 755 and chown to `postgres` (when running as root).

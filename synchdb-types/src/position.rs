@@ -269,6 +269,20 @@ impl Position {
     pub fn new(binlog: BinlogPosition) -> Self {
         Position { binlog, gtid: None }
     }
+
+    /// Whether this position is later in the source's history than `other`.
+    ///
+    /// Binlog positions only compare on one server: after a failover the new
+    /// server's files and offsets say nothing about the old one's. So when
+    /// both carry different GTID sets, the sets decide (this one contains
+    /// the other); otherwise the binlog positions do.
+    pub fn is_after(&self, other: &Position) -> bool {
+        match (&self.gtid, &other.gtid) {
+            (Some(a), Some(b)) if a != b && a.contains(b) => true,
+            (Some(a), Some(b)) if a != b && b.contains(a) => false,
+            _ => self.binlog > other.binlog,
+        }
+    }
 }
 
 impl PartialOrd for Position {
@@ -311,6 +325,24 @@ impl FromStr for Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_of_two_servers_compare_by_gtid() {
+        let p = |f: &str, pos: u64, g: &str| Position {
+            binlog: BinlogPosition::new(f, pos),
+            gtid: Some(g.parse().unwrap()),
+        };
+        let old = p("mysql-bin.000009", 9000, "0-1-7");
+        let new = p("mysql-bin.000001", 400, "0-2-8");
+        assert!(new.is_after(&old));
+        assert!(!old.is_after(&new));
+        // Same GTID set: the binlog position decides (heartbeats move it on).
+        assert!(p("mysql-bin.000001", 500, "0-2-8").is_after(&new));
+        assert!(!new.is_after(&new));
+        // No GTIDs: binlog order.
+        assert!(Position::new(BinlogPosition::new("b.2", 4))
+            .is_after(&Position::new(BinlogPosition::new("b.1", 9))));
+    }
 
     #[test]
     fn binlog_positions_order_by_file_number() {

@@ -64,6 +64,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn follow(
     opts: &MySqlSourceOptions,
+    host: usize,
     preflight: &crate::preflight::ServerInfo,
     ctx: &SourceContext,
     start: Position,
@@ -73,6 +74,8 @@ pub(crate) async fn follow(
     requests: Vec<(Vec<TableId>, String)>,
 ) -> Result<()> {
     let mut f = Follower::new(opts, preflight, ctx, start, schemas, skip_before);
+    f.host = host;
+    f.side.opts = opts.for_host(host);
     f.resume_resync(resync);
     for (ids, reason) in requests {
         f.request_resync(ids, reason);
@@ -138,7 +141,10 @@ struct Follower<'a> {
     resume: Position,
     gtid: Option<GtidSet>,
     sequence: u64,
-    side: SideConn<'a>,
+    /// The server followed: its index in the options' hosts (failover), and
+    /// the side connection to it (options pointed at it).
+    host: usize,
+    side: SideConn,
     stop_at: Option<BinlogPosition>,
     last_heartbeat: Option<Instant>,
     /// Whether the last boundary passed was sent as a transaction (else a heartbeat may carry it).
@@ -177,7 +183,8 @@ impl<'a> Follower<'a> {
             resume: start.clone(),
             start,
             sequence: 0,
-            side: SideConn { opts, conn: None },
+            host: 0,
+            side: SideConn { opts: opts.for_host(0), conn: None },
             stop_at: None,
             last_heartbeat: None,
             boundary_sent: true,
@@ -199,20 +206,28 @@ impl<'a> Follower<'a> {
         }
         let mut failing_since: Option<Instant> = None;
         let mut attempt = 0u32;
+        let mut diverged = 0usize;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             if self.ctx.is_shutdown() {
                 return Ok(());
             }
             let r = self.connect_and_read().await;
+            let hosts = self.opts.get_hosts().len();
             let e = match r {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind().is_transient() => e,
+                // Another server of the topology may still hold the history.
+                Err(e) if e.kind() == ErrorKind::SourceDiverged && diverged + 1 < hosts => {
+                    diverged += 1;
+                    e
+                }
                 Err(e) => return Err(e),
             };
             if self.progressed {
                 failing_since = None;
                 attempt = 0;
+                diverged = 0;
             }
             let since = *failing_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= RECONNECT_BUDGET {
@@ -224,9 +239,22 @@ impl<'a> Follower<'a> {
                 .with_source(e));
             }
             attempt += 1;
-            let delay = Duration::from_millis(100).saturating_mul(1 << attempt.min(10)).min(MAX_BACKOFF);
-            warn!(error = %e, attempt, ?delay, resume = %self.resume, "binlog connection lost; reconnecting");
+            let mut delay = Duration::from_millis(100).saturating_mul(1 << attempt.min(10)).min(MAX_BACKOFF);
             self.side.conn = None;
+            if hosts > 1 {
+                // Failover: the next server of the list; a round of them
+                // before the backoff grows.
+                self.host = (self.host + 1) % hosts;
+                self.side.opts = self.opts.for_host(self.host);
+                if attempt % hosts as u32 != 0 {
+                    delay = Duration::from_millis(100);
+                }
+                warn!(error = %e, attempt, ?delay, resume = %self.resume,
+                    next = %self.server_name(),
+                    "binlog stream failed; trying the next source server");
+            } else {
+                warn!(error = %e, attempt, ?delay, resume = %self.resume, "binlog connection lost; reconnecting");
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
@@ -243,28 +271,18 @@ impl<'a> Follower<'a> {
         self.tx_gtid = None;
         self.tables.clear();
         self.fde_seen = false;
+        let start = self.choose_start().await?;
         if self.opts.get_stop_at_caught_up() && self.stop_at.is_none() {
             let conn = self.side.get().await?;
             let target = stream::master_position(conn).await?;
             info!(%target, "follow mode stops at the current server position");
             self.stop_at = Some(target);
         }
-        let start =
-            if self.resume.binlog.file.is_empty() {
-                match &self.resume.gtid {
-                    Some(g @ GtidSet::MariaDb(_)) => StreamStart::MariaGtid(g.clone()),
-                    _ => return Err(Error::config(
-                        "follow mode needs a binlog file and position, or a MariaDB GTID set, to start from",
-                    )),
-                }
-            } else {
-                StreamStart::File(self.resume.binlog.clone())
-            };
         if self.caught_up() {
             return Ok(());
         }
         let heartbeat = self.opts.get_heartbeat_interval();
-        let (mut stream, info) = stream::open(self.opts, &start, heartbeat).await?;
+        let (mut stream, info) = stream::open(&self.side.opts, &start, heartbeat).await?;
         self.info = info;
         if self.gtid.is_none() && self.info.mariadb && !self.resume.binlog.file.is_empty() {
             let at = self.resume.binlog.clone();
@@ -297,6 +315,9 @@ impl<'a> Follower<'a> {
                         "the server closed the binlog stream",
                     ))
                 }
+                Ok(Some(Err(e))) if !self.progressed => {
+                    return Err(stream::start_error(e, &start, &self.side.opts));
+                }
                 Ok(Some(Err(e))) => {
                     let at = self.resume.binlog.clone();
                     return Err(stream::stream_error(e, &at));
@@ -309,6 +330,87 @@ impl<'a> Follower<'a> {
                 Flow::Stop => return Ok(()),
             }
         }
+    }
+
+    /// Where to open the stream on the current server: the resume binlog
+    /// position when it belongs to this server's history, else (another
+    /// server of the topology after a failover, or a re-pointed URL) the
+    /// resume GTID position, once the server is known to hold every
+    /// transaction applied.
+    async fn choose_start(&mut self) -> Result<StreamStart> {
+        let gtid = match &self.resume.gtid {
+            Some(g @ GtidSet::MariaDb(_)) if !g.is_empty() => Some(g.clone()),
+            _ => None,
+        };
+        if self.resume.binlog.file.is_empty() {
+            return match gtid {
+                // After a switch: the server is checked on each connection.
+                Some(set) => {
+                    let server = self.server_name();
+                    let conn = self.side.get().await?;
+                    stream::check_gtid_history(conn, &set, &self.resume.binlog, &server).await?;
+                    Ok(StreamStart::MariaGtid { set, strict: self.start.binlog.file.is_empty() })
+                }
+                None => Err(Error::config(
+                    "follow mode needs a binlog file and position, or a MariaDB GTID set, to start from",
+                )),
+            };
+        }
+        let Some(set) = gtid else { return Ok(StreamStart::File(self.resume.binlog.clone())) };
+        let server = self.server_name();
+        let conn = self.side.get().await?;
+        let here = stream::gtid_at(conn, &self.resume.binlog).await;
+        if here.as_ref() == Some(&set) {
+            return Ok(StreamStart::File(self.resume.binlog.clone()));
+        }
+        stream::check_gtid_history(conn, &set, &self.resume.binlog, &server).await?;
+        self.rebase_on_gtid()?;
+        info!(
+            %server,
+            gtid = %set,
+            "the stored binlog position is not in this server's history (another server of the topology): continuing from the GTID position"
+        );
+        Ok(StreamStart::MariaGtid { set, strict: true })
+    }
+
+    /// `host:port` of the server followed.
+    fn server_name(&self) -> String {
+        format!("{}:{}", self.side.opts.get_host(), self.side.opts.get_port())
+    }
+
+    /// Continue by GTID on another server: binlog positions of the old one
+    /// mean nothing there, so the file-position start and stop points are
+    /// dropped (the server itself sends only what follows the GTID set) and
+    /// the position is known again from the first event read.
+    fn rebase_on_gtid(&mut self) -> Result<()> {
+        let resume = self.resume.binlog.clone();
+        self.skip_before.retain(|_, p| *p > resume);
+        if let Some((table, p)) = self.skip_before.iter().next() {
+            return Err(Error::new(
+                ErrorKind::SourcePositionLost,
+                format!(
+                    "cannot continue on another server while table {table} still waits for its snapshot point {p} \
+                     of the previous server (a failover right after a snapshot); take a fresh snapshot (--snapshot always)"
+                ),
+            )
+            .with_table(table.clone())
+            .with_position(resume));
+        }
+        if let Some(r) = &self.resync {
+            return Err(Error::new(
+                ErrorKind::SourcePositionLost,
+                format!(
+                    "cannot continue on another server while tables are copied again (resync at {} of the previous \
+                     server); take a fresh snapshot (--snapshot always)",
+                    r.position
+                ),
+            )
+            .with_position(resume));
+        }
+        self.start = Position { binlog: BinlogPosition::new("", 0), gtid: self.resume.gtid.clone() };
+        self.resume.binlog = BinlogPosition::new("", 0);
+        self.stop_at = None;
+        Ok(())
     }
 
     /// Table names from statement text as the server names the tables (`lower_case_table_names`).

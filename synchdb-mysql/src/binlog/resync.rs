@@ -135,8 +135,8 @@ impl Follower<'_> {
             }
         }
         let reason = reasons.join("; ");
-        let copy = match snapshot::start_resync_copy(self.opts, self.preflight, self.ctx, &ids, &reason).await
-        {
+        let opts = self.side.opts.clone();
+        let copy = match snapshot::start_resync_copy(&opts, self.preflight, self.ctx, &ids, &reason).await {
             Ok(c) => c,
             Err(e) if self.ctx.is_shutdown() => {
                 warn!(error = %e, "resync not started: shutting down");

@@ -57,8 +57,10 @@ impl ServerInfo {
 pub(crate) enum StreamStart {
     /// A binlog file and offset.
     File(BinlogPosition),
-    /// A MariaDB GTID set (`@slave_connect_state`).
-    MariaGtid(GtidSet),
+    /// A MariaDB GTID set (`@slave_connect_state`). `strict`: the server
+    /// must hold that exact GTID (`@slave_gtid_strict_mode`), used when
+    /// continuing on another server than the one the position came from.
+    MariaGtid { set: GtidSet, strict: bool },
 }
 
 fn conn_error(what: &str, e: mysql_async::Error) -> Error {
@@ -97,9 +99,9 @@ pub(crate) async fn open(
     }
     let file = match start {
         StreamStart::File(p) => p.clone(),
-        StreamStart::MariaGtid(set) => {
+        StreamStart::MariaGtid { set, strict } => {
             setup.push(format!("SET @slave_connect_state = '{set}'"));
-            setup.push("SET @slave_gtid_strict_mode = 0".into());
+            setup.push(format!("SET @slave_gtid_strict_mode = {}", u8::from(*strict)));
             BinlogPosition::new("", 4)
         }
     };
@@ -108,8 +110,90 @@ pub(crate) async fn open(
     }
     let request =
         BinlogStreamRequest::new(opts.get_server_id()).with_filename(file.file.as_bytes()).with_pos(file.pos);
-    let stream = conn.get_binlog_stream(request).await.map_err(|e| stream_error(e, &file))?;
+    let stream = conn.get_binlog_stream(request).await.map_err(|e| start_error(e, start, opts))?;
     Ok((stream, info))
+}
+
+/// An error of a stream opened at `start` (on the server of `opts`).
+pub(crate) fn start_error(e: mysql_async::Error, start: &StreamStart, opts: &MySqlSourceOptions) -> Error {
+    match start {
+        StreamStart::File(at) => stream_error(e, at),
+        StreamStart::MariaGtid { set, .. } => {
+            let server = format!("{}:{}", opts.get_host(), opts.get_port());
+            let text = e.to_string();
+            match classify_kind(&e) {
+                ErrorKind::SourcePositionLost if text.contains("purged") => Error::new(
+                    ErrorKind::SourcePositionLost,
+                    format!(
+                        "the binlog of {server} no longer holds GTID {set} (purged): the changes since cannot be \
+                         replicated, a fresh snapshot is needed (--snapshot always)"
+                    ),
+                ),
+                ErrorKind::SourcePositionLost => Error::new(
+                    ErrorKind::SourceDiverged,
+                    format!(
+                        "the source {server} cannot continue from GTID {set}, the position already applied: its \
+                         binlog lacks that transaction or holds others in its place (a GTID gap after a failover); \
+                         replicating from it would leave the target diverged"
+                    ),
+                ),
+                kind => Error::new(kind, format!("binlog stream from GTID {set} on {server} failed")),
+            }
+            .with_source(e)
+        }
+    }
+}
+
+/// Check that the server holds every transaction of `applied` (MariaDB:
+/// `@@gtid_binlog_pos` per domain), before continuing there from a GTID
+/// position that came from another server. A replica still applying its
+/// relay log is waited for (a transient error); any other server lacking
+/// transactions is [`ErrorKind::SourceDiverged`], naming both positions.
+pub(crate) async fn check_gtid_history(
+    conn: &mut Conn,
+    applied: &GtidSet,
+    resume: &BinlogPosition,
+    server: &str,
+) -> Result<()> {
+    let have: Option<String> = conn
+        .query_first("SELECT @@global.gtid_binlog_pos")
+        .await
+        .map_err(|e| conn_error("cannot read @@gtid_binlog_pos", e))?;
+    let have = have.unwrap_or_default();
+    let theirs: GtidSet = have.parse().map_err(|e| {
+        Error::new(ErrorKind::SourceSetting, format!("cannot read @@gtid_binlog_pos {have:?} of {server}"))
+            .with_source(e)
+    })?;
+    if theirs.contains(applied) {
+        return Ok(());
+    }
+    let catching_up = match conn.query::<mysql_async::Row, _>("SHOW ALL SLAVES STATUS").await {
+        Ok(rows) => rows.iter().any(|r| {
+            r.columns_ref().iter().position(|c| c.name_str() == "Slave_SQL_Running").is_some_and(|i| {
+                r.as_ref(i).is_some_and(|v| matches!(v, mysql_async::Value::Bytes(b) if b == b"Yes"))
+            })
+        }),
+        Err(_) => false,
+    };
+    if catching_up {
+        return Err(Error::new(
+            ErrorKind::SourceConnection,
+            format!(
+                "the source {server} is a replica behind the position already applied (its binlog has GTID \
+                 {theirs}, the target holds {applied}); waiting for it to catch up"
+            ),
+        ));
+    }
+    Err(Error::new(
+        ErrorKind::SourceDiverged,
+        format!(
+            "GTID gap: the source {server} has executed GTID {theirs}, but the target already holds transactions \
+             up to GTID {applied} (last applied binlog position {resume} on the previous server). The server lacks \
+             transactions the target applied; replicating from it would leave the target diverged. Point the \
+             pipeline at a server that has them, or take a fresh snapshot (--snapshot always)"
+        ),
+    )
+    .with_position(resume.clone()))
 }
 
 /// A stream error: a purged or missing binlog names the file and suggests a snapshot.
@@ -153,12 +237,12 @@ pub(crate) async fn gtid_at(conn: &mut Conn, at: &BinlogPosition) -> Option<Gtid
 }
 
 /// The side connection for information_schema look-ups, opened on demand.
-pub(crate) struct SideConn<'a> {
-    pub(crate) opts: &'a MySqlSourceOptions,
+pub(crate) struct SideConn {
+    pub(crate) opts: MySqlSourceOptions,
     pub(crate) conn: Option<Conn>,
 }
 
-impl SideConn<'_> {
+impl SideConn {
     pub(crate) async fn get(&mut self) -> Result<&mut Conn> {
         if self.conn.is_none() {
             self.conn = Some(self.opts.connect().await?);
@@ -180,7 +264,7 @@ impl SideConn<'_> {
 }
 
 #[async_trait]
-impl Lookup for SideConn<'_> {
+impl Lookup for SideConn {
     async fn default_charset(&mut self, database: &str, table: Option<&str>) -> Result<Option<String>> {
         match table {
             Some(t) => {

@@ -50,7 +50,7 @@ fn start_reader(opts: MySqlSourceOptions, start: Position, schemas: Vec<TableSch
     let task = tokio::spawn(async move {
         let ctx = SourceContext { pipeline_id: "test".into(), state: None, sender: tx, shutdown };
         let info = preflight_info(&opts).await;
-        super::follow(&opts, &info, &ctx, start, schemas, Vec::new(), None, Vec::new()).await
+        super::follow(&opts, 0, &info, &ctx, start, schemas, Vec::new(), None, Vec::new()).await
     });
     Reader { rx, stop, task }
 }
@@ -432,6 +432,7 @@ impl synchdb_core::Source for FollowSource {
         let info = preflight_info(&self.opts).await;
         super::follow(
             &self.opts,
+            0,
             &info,
             &ctx,
             self.start.clone(),
