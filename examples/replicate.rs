@@ -116,6 +116,11 @@ struct Args {
     /// position, in seconds (the pipeline must be running, or caught up).
     #[arg(long, default_value_t = 120)]
     verify_timeout: u64,
+    /// With --verify: write the differing chunks of keyed tables again from the
+    /// source (the pipeline is held at its checkpoint meanwhile and then applies
+    /// the changes after it again), then verify those tables again.
+    #[arg(long, requires = "verify")]
+    repair: bool,
 }
 
 fn main() -> ExitCode {
@@ -323,9 +328,45 @@ async fn verify(args: Args) -> synchdb::core::Result<bool> {
     let source = MySqlSource::new(options);
     let target: Arc<dyn VerifyTarget> = Arc::new(sink);
     let report =
-        synchdb::core::verify::verify(&source, target, &converters, &args.pipeline_id, &opts).await?;
+        synchdb::core::verify::verify(&source, target.clone(), &converters, &args.pipeline_id, &opts).await?;
     println!("{report}");
-    Ok(report.all_equal())
+    if report.all_equal() || !args.repair {
+        return Ok(report.all_equal());
+    }
+    for t in report.differing().filter(|t| !t.keyed) {
+        println!(
+            "repair: {} not repaired: without a key its changes would apply twice; copy it again",
+            t.source
+        );
+    }
+    // The pipeline's next batch may deadlock with the repair: try again.
+    let mut attempt = 0;
+    let (tables, rows) = loop {
+        attempt += 1;
+        match synchdb::core::verify::repair(&source, target.clone(), &converters, &args.pipeline_id, &report)
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) if e.kind().is_transient() && attempt < 5 => {
+                tracing::warn!(error = %e, attempt, "repair failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    println!(
+        "repair: {rows} rows written again in {} tables ({}); verifying them again",
+        tables.len(),
+        tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
+    let again = VerifyOptions { tables, ..opts };
+    let after =
+        synchdb::core::verify::verify(&source, target, &converters, &args.pipeline_id, &again).await?;
+    println!("{after}");
+    Ok(after.all_equal() && report.differing().all(|t| t.keyed))
 }
 
 /// Wait for the pipeline while printing progress; Ctrl-C or SIGTERM stops it gracefully.

@@ -467,3 +467,29 @@ async fn newly_selected_tables_are_copied_then_followed() {
     .unwrap();
     assert_eq!(fks, 2);
 }
+
+/// MariaDB's long UNIQUE keys (on TEXT/BLOB, or longer than an index allows)
+/// add a hidden `DB_ROW_HASH_n` column that the binlog carries after the
+/// table's own columns; follow mode reads past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_unique_keys_hidden_hash_columns() {
+    both_paths(
+        "longuniq",
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, b TEXT, UNIQUE (b))",
+            "INSERT INTO t VALUES (1, 'a'), (2, NULL)",
+        ],
+        &[
+            "INSERT INTO t VALUES (3, 'b'), (4, NULL)",
+            "UPDATE t SET b = 'c' WHERE id = 1",
+            "DELETE FROM t WHERE id = 2",
+            "ALTER TABLE t ADD COLUMN c BLOB, ADD UNIQUE (c)",
+            "INSERT INTO t VALUES (5, 'd', 'e')",
+            "UPDATE t SET c = 'f', b = 'g' WHERE id = 5",
+            "CREATE TABLE u (a VARCHAR(2000), b TEXT, n INT, UNIQUE (a, b))",
+            "INSERT INTO u VALUES ('x', 'y', 1), (NULL, 'y', 2)",
+            "DELETE FROM u WHERE n = 2",
+        ],
+    )
+    .await;
+}

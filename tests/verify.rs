@@ -191,6 +191,22 @@ async fn tampering_is_reported_with_table_and_keys() {
     );
     assert_eq!(code, 1, "{report}");
     assert!(report.contains("2 tables, 0 equal, 2 differ"), "{report}");
+
+    // --repair writes the differing chunks of keyed tables again while the
+    // pipeline runs; the keyless ledger is named as not repaired.
+    let (code, report) =
+        run_verify(verify_cmd(&my_server.url(), &db, &dst.url(), "vtamper", &map), &["--repair"]);
+    assert_eq!(code, 1, "the keyless table is left differing:\n{report}");
+    assert!(report.contains(&format!("repair: {db}.ledger not repaired")), "{report}");
+    assert!(report.contains("verifying them again"), "{report}");
+    let (code, report) = run_verify(verify_cmd(&my_server.url(), &db, &dst.url(), "vtamper", &map), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("7 tables, 5 equal, 2 differ"),
+        "only the ledger and the dropped table differ:\n{report}"
+    );
+    assert!(line(&report, &format!("{db}.ledger")).contains("differs"), "{report}");
+    assert!(line(&report, &format!("{db}.gone")).contains("missing"), "{report}");
     assert!(follower.try_wait().unwrap().is_none(), "the pipeline keeps running");
 }
 

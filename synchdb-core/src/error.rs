@@ -46,6 +46,10 @@ pub enum ErrorKind {
     Checkpoint,
     /// A bug: an invariant did not hold.
     Internal,
+    /// An operator's request that cannot be carried out (a seek while not
+    /// paused, a table that is not selected, an operation the source does
+    /// not support). Nothing was changed.
+    Request,
 }
 
 impl ErrorKind {
@@ -65,6 +69,7 @@ impl ErrorKind {
                 | ErrorKind::SourcePositionLost
                 | ErrorKind::SourceDiverged
                 | ErrorKind::Internal
+                | ErrorKind::Request
         )
     }
 
@@ -79,6 +84,11 @@ impl ErrorKind {
                 | ErrorKind::Convert
                 | ErrorKind::SourceValue
         )
+    }
+
+    /// The name in metrics labels and JSON: [`as_str`](Self::as_str) in snake case.
+    pub fn label(self) -> String {
+        self.as_str().replace(' ', "_")
     }
 
     /// Short lower-case name.
@@ -99,6 +109,7 @@ impl ErrorKind {
             ErrorKind::Convert => "convert",
             ErrorKind::Checkpoint => "checkpoint",
             ErrorKind::Internal => "internal",
+            ErrorKind::Request => "request",
         }
     }
 }

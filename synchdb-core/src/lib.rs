@@ -63,6 +63,7 @@ mod sink;
 mod source;
 mod state;
 mod stats;
+pub mod status;
 pub mod verify;
 
 pub use converter::{default_convert_event, Converter, MapRows};
@@ -70,13 +71,17 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY};
 pub use policy::{retry_transient, ErrorPolicy, RetryPolicy};
 pub use sink::{ChangeBatch, RowStream, Sink};
-pub use source::{chunk_channel, ChunkSender, RowReceiver, Source, SourceContext, SourceMessage};
+pub use source::{
+    chunk_channel, ChunkSender, RowReceiver, Source, SourceCommand, SourceCommands, SourceContext,
+    SourceControl, SourceMessage,
+};
 pub use state::{
     done_chunks_by_table, CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, PipelineState,
     ResyncState, ResyncUpdate, SchemaUpdate, SkipPoint, SnapshotPlan, SnapshotProgress, SnapshotStatus,
     SnapshotUpdate, StateUpdate,
 };
 pub use stats::{Stats, StatsSnapshot};
+pub use status::{Phase, PipelineStatus, SourceHead};
 
 /// Re-export of the event model.
 pub use synchdb_types as types;

@@ -14,12 +14,15 @@ use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{ErrorPolicy, RetryPolicy};
 use crate::sink::{ChangeBatch, RowStream, Sink};
-use crate::source::{RowReceiver, SourceContext, SourceMessage};
+use crate::source::{
+    RowReceiver, SourceCommand, SourceCommands, SourceContext, SourceControl, SourceMessage,
+};
 use crate::state::{
     CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, ResyncState, ResyncUpdate, SchemaUpdate,
     SnapshotUpdate, StateUpdate,
 };
 use crate::stats::{Stats, StatsSnapshot};
+use crate::status::{Phase, PipelineStatus};
 use crate::Source;
 
 /// Default largest batch, in change events (a larger single transaction is still applied whole).
@@ -54,6 +57,7 @@ pub struct Pipeline {
     snapshot_parallelism: usize,
     error_policy: ErrorPolicy,
     restart: RetryPolicy,
+    commands: SourceCommands,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -110,23 +114,120 @@ impl Pipeline {
 
     /// Start the pipeline on the current tokio runtime.
     pub fn start(self) -> PipelineHandle {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(self.id.clone()));
+        stats.set_phase(Phase::Starting);
         let (shutdown_tx, _) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
         let (pause_tx, pause_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
+        let (restart_tx, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            id: self.id.clone(),
+            stats: stats.clone(),
+            shutdown: shutdown_tx.clone(),
+            pause: pause_tx,
+            done: done_rx,
+            restart: restart_tx,
+            seek: std::sync::Mutex::new(None),
+            commands: self.commands.clone(),
+            source_control: self.source.control(),
+            supports_resnapshot: self.source.supports_resnapshot(),
+            seek_lock: tokio::sync::Mutex::new(()),
+        });
         let span = info_span!("pipeline", id = %self.id);
-        let run = supervise(self, stats.clone(), shutdown_tx.clone(), pause_rx);
+        let sink = self.sink.clone();
+        let run = supervise(self, shared.clone(), pause_rx);
+        let monitor = tokio::spawn(monitor(shared.clone(), sink).instrument(span.clone()));
+        let task_stats = stats.clone();
         let task = tokio::spawn(
             async move {
                 let result = run.await;
+                match &result {
+                    Ok(()) => task_stats.set_phase(Phase::Stopped),
+                    Err(e) => {
+                        task_stats.record_error(e, false);
+                        task_stats.set_phase(Phase::Failed);
+                    }
+                }
+                // The monitor publishes the final status, then ends.
                 let _ = done_tx.send(true);
+                let _ = monitor.await;
                 result
             }
             .instrument(span),
         );
-        PipelineHandle { stats, shutdown: shutdown_tx, pause: pause_tx, done: done_rx, task }
+        PipelineHandle { control: PipelineControl { shared }, task }
     }
+}
+
+/// What the handle, its controls and the runtime share.
+struct Shared {
+    id: String,
+    stats: Arc<Stats>,
+    shutdown: Arc<watch::Sender<bool>>,
+    pause: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+    /// Bumped to end the current run gracefully (a seek restarts it).
+    restart: watch::Sender<u64>,
+    /// Where the next run starts instead of the stored checkpoint.
+    seek: std::sync::Mutex<Option<Position>>,
+    commands: SourceCommands,
+    source_control: Option<Arc<dyn SourceControl>>,
+    supports_resnapshot: bool,
+    /// One seek at a time.
+    seek_lock: tokio::sync::Mutex<()>,
+}
+
+/// Every second: the status into the metrics gauges and, when the sink
+/// keeps it ([`Sink::publish_status`]), into the target; every 5 s the
+/// source's head (for the lag in bytes). Ends after publishing the final status.
+async fn monitor(shared: Arc<Shared>, sink: Arc<dyn Sink>) {
+    let mut done = shared.done.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    let mut last_published: Option<PipelineStatus> = None;
+    loop {
+        let finished = tokio::select! {
+            _ = tick.tick() => false,
+            _ = done.wait_for(|d| *d) => true,
+        };
+        if n % 5 == 0 && !finished {
+            if let Some(control) = &shared.source_control {
+                match tokio::time::timeout(Duration::from_secs(5), control.head()).await {
+                    Ok(Ok(head)) => shared.stats.set_head(head),
+                    Ok(Err(e)) => debug!(error = %e, "source head not read"),
+                    Err(_) => debug!("source head not read within 5 s"),
+                }
+            }
+        }
+        n += 1;
+        let status = shared.stats.status(*shared.pause.borrow());
+        shared.stats.publish_gauges(&status);
+        let changed = last_published.as_ref().is_none_or(|l| status_changed(l, &status));
+        if changed {
+            match tokio::time::timeout(Duration::from_secs(5), sink.publish_status(&status)).await {
+                Ok(Ok(())) => last_published = Some(status),
+                Ok(Err(e)) => debug!(error = %e, "status not stored on the sink"),
+                Err(_) => debug!("status not stored on the sink within 5 s"),
+            }
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+/// Whether a status differs from the one last stored enough to store it again.
+fn status_changed(a: &PipelineStatus, b: &PipelineStatus) -> bool {
+    a.phase != b.phase
+        || a.applied != b.applied
+        || a.counters != b.counters
+        || a.tables != b.tables
+        || a.last_error != b.last_error
+        || a.lag_bytes != b.lag_bytes
+        || a.lag_seconds != b.lag_seconds
+        || a.source != b.source
 }
 
 impl PipelineBuilder {
@@ -230,67 +331,169 @@ impl PipelineBuilder {
             snapshot_parallelism: self.snapshot_parallelism,
             error_policy: self.error_policy,
             restart: self.restart,
+            commands: SourceCommands::default(),
         })
     }
 }
 
-/// The handle of a running pipeline.
+/// The handle of a running pipeline: its [`PipelineControl`] (status,
+/// pause, resume, seek, resnapshot, stop) and its end.
 #[derive(Debug)]
 pub struct PipelineHandle {
-    stats: Arc<Stats>,
-    shutdown: Arc<watch::Sender<bool>>,
-    pause: watch::Sender<bool>,
-    done: watch::Receiver<bool>,
+    control: PipelineControl,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
-impl PipelineHandle {
-    /// Current statistics.
-    pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+/// Status and control of a running pipeline; cheap to clone and shared with
+/// an HTTP layer or other tasks while the [`PipelineHandle`] waits for the end.
+#[derive(Clone)]
+pub struct PipelineControl {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PipelineControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineControl").field("id", &self.shared.id).finish()
+    }
+}
+
+impl std::ops::Deref for PipelineHandle {
+    type Target = PipelineControl;
+    fn deref(&self) -> &PipelineControl {
+        &self.control
+    }
+}
+
+impl PipelineControl {
+    /// The pipeline id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
     }
 
-    /// Stop taking new changes from the source (the batch in flight
-    /// finishes); the source then blocks on the full channel.
+    /// Current statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The whole typed status: phase, positions, lag, counters, errors.
+    pub fn status(&self) -> PipelineStatus {
+        self.shared.stats.status(self.is_paused())
+    }
+
+    /// Stop applying changes (the batch in flight finishes); the source then
+    /// blocks on the full channel. Nothing is applied until [`resume`](Self::resume).
     pub fn pause(&self) {
-        let _ = self.pause.send(true);
+        let _ = self.shared.pause.send(true);
     }
 
     /// Take changes again after [`pause`](Self::pause).
     pub fn resume(&self) {
-        let _ = self.pause.send(false);
+        let _ = self.shared.pause.send(false);
     }
 
     /// Whether the pipeline is paused.
     pub fn is_paused(&self) -> bool {
-        *self.pause.borrow()
+        *self.shared.pause.borrow()
     }
 
     /// Ask for a graceful stop: the batch in flight is applied and its
     /// checkpoint stored, then the pipeline ends. Returns at once; use
-    /// [`wait`](Self::wait) for the end.
+    /// [`PipelineHandle::wait`] or [`finished`](Self::finished) for the end.
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        if !self.is_finished() {
+            self.shared.stats.set_phase(Phase::Stopping);
+        }
+        let _ = self.shared.shutdown.send(true);
     }
 
     /// Whether the pipeline has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        *self.shared.done.borrow()
     }
 
-    /// Resolve when the pipeline has ended, without consuming the handle
-    /// (for `select!` loops that also print progress); then call
-    /// [`wait`](Self::wait) for the result.
+    /// Resolve when the pipeline has ended.
     pub async fn finished(&self) {
-        let mut done = self.done.clone();
+        let mut done = self.shared.done.clone();
         let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Move the pipeline to `position` (a binlog file and offset, or a GTID
+    /// set): only while paused and following. The source checks the
+    /// position first: a purged one ([`ErrorKind::SourcePositionLost`]) or
+    /// one after the server's head ([`ErrorKind::Request`]) is refused and
+    /// nothing changes. Otherwise the run restarts from there (still
+    /// paused); the next batch applied after [`resume`](Self::resume) stores
+    /// the new checkpoint. Changes from an earlier position are applied
+    /// again: keyed tables end up exact (inserts are upserts), keyless
+    /// tables get the rows again. Returns the position the pipeline will
+    /// start from.
+    pub async fn seek(&self, position: Position) -> Result<Position> {
+        let _one = self.shared.seek_lock.lock().await;
+        if !self.is_paused() {
+            return Err(Error::new(ErrorKind::Request, "seek only while paused: pause the pipeline first"));
+        }
+        if self.is_finished() {
+            return Err(Error::new(ErrorKind::Request, "the pipeline has ended"));
+        }
+        let stats = self.shared.stats.snapshot();
+        let phase = self.shared.stats.phase();
+        if phase != Phase::Following || !stats.resyncing.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Request,
+                format!(
+                    "seek only while following (the pipeline is {}{})",
+                    phase,
+                    if stats.resyncing.is_empty() { "" } else { ", copying tables again" }
+                ),
+            ));
+        }
+        let Some(control) = &self.shared.source_control else {
+            return Err(Error::new(ErrorKind::Request, "this source cannot seek"));
+        };
+        let checked = control.check_position(&position).await?;
+        info!(position = %checked, "seek: the pipeline restarts from this position (paused)");
+        *self.shared.seek.lock().expect("seek poisoned") = Some(checked.clone());
+        self.shared.restart.send_modify(|n| *n += 1);
+        Ok(checked)
+    }
+
+    /// Copy `tables` (source `database.table` ids) again at a new consistent
+    /// point while every other table keeps following, then follow them.
+    /// `Ok(true)` when the source has taken the request, `Ok(false)` when it
+    /// is queued (the source is busy: paused, snapshotting or inside a
+    /// large transaction) and starts later; an error for tables that are not
+    /// selected or a source without resnapshot.
+    pub async fn resnapshot(&self, tables: Vec<synchdb_types::TableId>) -> Result<bool> {
+        if !self.shared.supports_resnapshot {
+            return Err(Error::new(ErrorKind::Request, "this source cannot copy tables again"));
+        }
+        if tables.is_empty() {
+            return Err(Error::new(ErrorKind::Request, "resnapshot needs at least one table"));
+        }
+        if self.is_finished() {
+            return Err(Error::new(ErrorKind::Request, "the pipeline has ended"));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared.commands.push(SourceCommand::Resnapshot { tables, reply });
+        match tokio::time::timeout(Duration::from_secs(10), answer).await {
+            Ok(Ok(r)) => r.map(|()| true),
+            Ok(Err(_)) => Err(Error::new(ErrorKind::Request, "the source dropped the request (it stopped)")),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+impl PipelineHandle {
+    /// A clonable control of the pipeline (for an HTTP layer or other tasks).
+    pub fn control(&self) -> PipelineControl {
+        self.control.clone()
     }
 
     /// Wait for the end: `Ok` with the final statistics when the source ran
     /// out or shutdown was asked, the error otherwise.
     pub async fn wait(self) -> Result<StatsSnapshot> {
         match self.task.await {
-            Ok(Ok(())) => Ok(self.stats.snapshot()),
+            Ok(Ok(())) => Ok(self.control.stats()),
             Ok(Err(e)) => Err(e),
             Err(join) => Err(Error::internal(format!("pipeline task failed: {join}"))),
         }
@@ -298,7 +501,7 @@ impl PipelineHandle {
 
     /// Shut down and wait.
     pub async fn stop(self) -> Result<StatsSnapshot> {
-        self.shutdown();
+        self.control.shutdown();
         self.wait().await
     }
 }
@@ -355,6 +558,7 @@ impl Ctx {
                     let delay = retry.backoff(attempt);
                     warn!(error = %e, attempt, ?delay, "{what} failed, retrying");
                     self.stats.record_retry();
+                    self.stats.record_error(&e, true);
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -386,19 +590,22 @@ impl Source for Taken {
 /// Run the pipeline; after a transient failure (a lost connection, a server
 /// restart) start it again from the stored state, with backoff, until it
 /// ends, is shut down, or fails for good.
-async fn supervise(
-    mut p: Pipeline,
-    stats: Arc<Stats>,
-    user_stop: Arc<watch::Sender<bool>>,
-    pause: watch::Receiver<bool>,
-) -> Result<()> {
+async fn supervise(mut p: Pipeline, shared: Arc<Shared>, pause: watch::Receiver<bool>) -> Result<()> {
+    let stats = shared.stats.clone();
+    let user_stop = shared.shutdown.clone();
     let mut shutdown = user_stop.subscribe();
     let mut attempt = 0u32;
     loop {
         let started = std::time::Instant::now();
         let progress = |s: &StatsSnapshot| (s.position.clone(), s.snapshot_chunks_done, s.transactions);
         let before = progress(&stats.snapshot());
-        let e = match run(&mut p, stats.clone(), &user_stop, pause.clone()).await {
+        if !*shutdown.borrow() {
+            stats.set_phase(Phase::Starting);
+        }
+        let e = match run(&mut p, &shared, pause.clone()).await {
+            Ok(()) if !*shutdown.borrow() && shared.seek.lock().expect("seek poisoned").is_some() => {
+                continue; // a seek ended the run: start again from there
+            }
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -416,6 +623,8 @@ async fn supervise(
         let delay = p.restart.backoff(attempt);
         warn!(error = %e, attempt, ?delay, "pipeline failed with a transient error; restarting from the stored checkpoint");
         stats.record_restart();
+        stats.record_error(&e, true);
+        stats.set_phase(Phase::Restarting);
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => return Ok(()),
@@ -424,25 +633,26 @@ async fn supervise(
     }
 }
 
-async fn run(
-    p: &mut Pipeline,
-    stats: Arc<Stats>,
-    user_stop: &Arc<watch::Sender<bool>>,
-    mut pause: watch::Receiver<bool>,
-) -> Result<()> {
-    // This run's stop signal: the user's shutdown, or the end of the run.
+async fn run(p: &mut Pipeline, shared: &Arc<Shared>, mut pause: watch::Receiver<bool>) -> Result<()> {
+    let user_stop = &shared.shutdown;
+    // This run's stop signal: the user's shutdown, a seek, or the end of the run.
     let (stop_all, shutdown) = watch::channel(*user_stop.borrow());
     let stop_all = Arc::new(stop_all);
     let forward = {
         let stop_all = stop_all.clone();
         let mut user = user_stop.subscribe();
+        let mut restart = shared.restart.subscribe();
+        restart.mark_unchanged();
         tokio::spawn(async move {
-            if user.wait_for(|s| *s).await.is_ok() {
-                let _ = stop_all.send(true);
+            tokio::select! {
+                r = user.wait_for(|s| *s) => if r.is_err() { return },
+                r = restart.changed() => if r.is_err() { return },
             }
+            let _ = stop_all.send(true);
         })
     };
-    let result = run_once(p, stats, &stop_all, shutdown, &mut pause).await;
+    let seek = shared.seek.lock().expect("seek poisoned").take();
+    let result = run_once(p, shared.stats.clone(), &stop_all, shutdown, &mut pause, seek).await;
     forward.abort();
     result
 }
@@ -453,6 +663,7 @@ async fn run_once(
     stop_all: &Arc<watch::Sender<bool>>,
     shutdown: watch::Receiver<bool>,
     pause: &mut watch::Receiver<bool>,
+    seek: Option<Position>,
 ) -> Result<()> {
     let ctx = Ctx {
         id: p.id.clone().into(),
@@ -461,8 +672,23 @@ async fn run_once(
         stats: stats.clone(),
         policy: p.error_policy.clone(),
     };
-    let state =
+    let mut state =
         if p.sink.stores_state() { p.sink.load_state(&p.id).await? } else { p.store.load(&p.id).await? };
+    if let Some(to) = seek {
+        info!(position = %to, "seek: following from the position asked for");
+        match &mut state {
+            Some(s) => s.position = Some(to),
+            None => {
+                state = Some(crate::state::PipelineState {
+                    position: Some(to),
+                    snapshot: crate::state::SnapshotStatus::Done,
+                    schemas: vec![],
+                    resync: None,
+                    skip_before: vec![],
+                })
+            }
+        }
+    }
     if let Some(s) = &state {
         if let Some(pos) = &s.position {
             info!(position = %pos, "resuming from stored checkpoint");
@@ -471,8 +697,13 @@ async fn run_once(
     }
 
     let (src_tx, mut src_rx) = mpsc::channel(p.channel_capacity);
-    let source_ctx =
-        SourceContext { pipeline_id: p.id.clone(), state, sender: src_tx, shutdown: shutdown.clone() };
+    let source_ctx = SourceContext {
+        pipeline_id: p.id.clone(),
+        state,
+        sender: src_tx,
+        shutdown: shutdown.clone(),
+        commands: p.commands.clone(),
+    };
     let mut source = std::mem::replace(&mut p.source, Box::new(Taken));
     let source_name = source.name().to_string();
     let source_task = tokio::spawn(
@@ -630,6 +861,8 @@ async fn handle_message(
         SourceMessage::SnapshotStarted { plan, tables, restart, resumed } => {
             info!(tables = tables.len(), chunks = plan.chunks.len(), position = %plan.position, resumed, "snapshot starts");
             ctx.stats.set_snapshot_totals(tables.len() as u64, plan.chunks.len() as u64);
+            ctx.stats.set_snapshot_plan(plan.chunks.iter().map(|c| &c.table));
+            ctx.stats.set_phase(Phase::Snapshotting);
             let mut out = Vec::new();
             for t in &tables {
                 if let Some(chain) = convert_chain(converters, t)? {
@@ -703,6 +936,8 @@ async fn handle_message(
             ctx.with_retry("finish snapshot", || ctx.sink.finish_snapshot(&ctx.id, &tables, &update)).await?;
             ctx.after_durable(&update).await?;
             info!(%position, rows = ctx.stats.snapshot().snapshot_rows, "snapshot finished");
+            ctx.stats.set_read(&position);
+            ctx.stats.set_phase(Phase::Following);
             Ok(0)
         }
         SourceMessage::SchemaOnly { tables, position } => {
@@ -731,6 +966,7 @@ async fn handle_message(
             };
             ctx.with_retry("finish schema", || ctx.sink.finish_snapshot(&ctx.id, &out, &done)).await?;
             ctx.after_durable(&done).await?;
+            ctx.stats.set_phase(Phase::Following);
             Ok(0)
         }
         SourceMessage::ResyncStarted { tables, position, reason } => {
@@ -809,9 +1045,11 @@ async fn handle_message(
                 skip_before: None,
             };
             ctx.with_retry("store the follow start", || ctx.save_state(&update)).await?;
+            ctx.stats.set_phase(Phase::Following);
             Ok(0)
         }
         SourceMessage::Transaction(tx) => {
+            following(ctx, &tx.end_position);
             let schemas = schema_updates(&tx);
             let converted = convert_transaction(ctx, converters, tx).await?;
             let n = converted.events.len().max(1);
@@ -819,6 +1057,7 @@ async fn handle_message(
             Ok(n)
         }
         SourceMessage::TransactionPart(tx) => {
+            following(ctx, &tx.end_position);
             let schemas = schema_updates(&tx);
             let converted = convert_transaction(ctx, converters, tx).await?;
             let n = converted.events.len().max(1);
@@ -826,6 +1065,7 @@ async fn handle_message(
             Ok(n)
         }
         SourceMessage::Heartbeat { position, source_time } => {
+            following(ctx, &position);
             // An empty transaction moves the checkpoint; merge consecutive ones.
             if let Some(last) = pending.last_mut() {
                 if last.tx.events.is_empty() && last.schemas.is_empty() {
@@ -847,6 +1087,14 @@ async fn handle_message(
             pending.push(Converted { tx, schemas: vec![], partial: false });
             Ok(1)
         }
+    }
+}
+
+/// A change or heartbeat arrived: the pipeline follows, and has read up to `position`.
+fn following(ctx: &Ctx, position: &Position) {
+    ctx.stats.set_read(position);
+    if ctx.stats.phase() == Phase::Starting {
+        ctx.stats.set_phase(Phase::Following);
     }
 }
 
@@ -877,26 +1125,10 @@ async fn write_chunk(
     let target = chain.last().expect("non-empty").clone();
     let converters = converters.to_vec();
     let stages = chain.clone();
-    let stream: RowStream<'static> = tokio_stream_from(rows)
-        .map(move |batch| {
-            let batch = batch?;
-            let mut out = Vec::with_capacity(batch.len());
-            'rows: for row in batch {
-                let mut row = row;
-                for (c, schema) in converters.iter().zip(&stages) {
-                    match c.convert_row(schema, row)? {
-                        Some(r) => row = r,
-                        None => continue 'rows,
-                    }
-                }
-                out.push(row);
-            }
-            Ok(out)
-        })
-        .boxed();
+    let stream: RowStream<'static> =
+        tokio_stream_from(rows).map(move |batch| convert_rows(&converters, &stages, batch?)).boxed();
     let written = ctx.sink.write_chunk(&ctx.id, &target, &chunk, &read_at, stream).await?;
-    ctx.stats.record_snapshot_rows(written);
-    ctx.stats.record_snapshot_chunk();
+    ctx.stats.record_chunk_rows(&chunk.table, &target.id, written);
     let update = chunk_done(&chunk, written, read_at);
     ctx.after_durable(&update).await?;
     debug!(table = %chunk.table, chunk = chunk.index, rows = written, "chunk durable");
@@ -920,6 +1152,27 @@ fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
         resync: None,
         skip_before: None,
     }
+}
+
+/// A batch of snapshot rows through the converters (`stages`: each
+/// converter's input schema); rows a converter filters out are dropped.
+pub(crate) fn convert_rows(
+    converters: &[Arc<dyn Converter>],
+    stages: &[Arc<TableSchema>],
+    batch: Vec<synchdb_types::Row>,
+) -> Result<Vec<synchdb_types::Row>> {
+    let mut out = Vec::with_capacity(batch.len());
+    'rows: for row in batch {
+        let mut row = row;
+        for (c, schema) in converters.iter().zip(stages) {
+            match c.convert_row(schema, row)? {
+                Some(r) => row = r,
+                None => continue 'rows,
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
 }
 
 pub(crate) fn tokio_stream_from(
@@ -994,7 +1247,7 @@ async fn convert_transaction(
             (None, _) => out.extend(current),
             (Some(err), Some(original)) => {
                 ctx.sink.dead_letter(&ctx.id, &original, &err).await?;
-                ctx.stats.record_skip();
+                ctx.stats.record_dead_letter(&original, &err);
             }
             (Some(err), None) => return Err(err),
         }
@@ -1150,7 +1403,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
             if item.tx.events.len() <= 1 {
                 if let Some(ev) = item.tx.events.first() {
                     ctx.sink.dead_letter(&ctx.id, ev, &e).await?;
-                    ctx.stats.record_skip();
+                    ctx.stats.record_dead_letter(ev, &e);
                 }
                 // Move the checkpoint past the skipped transaction.
                 return ctx.save_state(&batch.state).await;
@@ -1183,7 +1436,7 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
             }
             Err(e) if e.kind().is_per_event() => {
                 ctx.sink.dead_letter(&ctx.id, &b.transactions[0].events[0], &e).await?;
-                ctx.stats.record_skip();
+                ctx.stats.record_dead_letter(&b.transactions[0].events[0], &e);
                 ctx.save_state(&b.state).await?;
             }
             Err(e) => return Err(e),

@@ -180,6 +180,16 @@ pub trait Sink: Send + Sync {
         );
         Ok(())
     }
+
+    /// Keep the pipeline's status where operators look (for PostgreSQL, the
+    /// `pipeline_status` and `table_stats` views). Called at most once a
+    /// second while the status changes, outside the data's transactions;
+    /// a failure is logged and retried with the next status. The default
+    /// keeps nothing.
+    async fn publish_status(&self, status: &crate::status::PipelineStatus) -> Result<()> {
+        let _ = status;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -256,5 +266,8 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     async fn dead_letter(&self, pipeline: &str, event: &ChangeEvent, error: &Error) -> Result<()> {
         (**self).dead_letter(pipeline, event, error).await
+    }
+    async fn publish_status(&self, status: &crate::status::PipelineStatus) -> Result<()> {
+        (**self).publish_status(status).await
     }
 }

@@ -219,6 +219,67 @@ pub struct SourceContext {
     pub sender: mpsc::Sender<SourceMessage>,
     /// Becomes `true` when the pipeline shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Operators' requests for the source ([`SourceCommand`]); they outlive
+    /// a restart of the run. A source that takes none leaves them queued.
+    pub commands: SourceCommands,
+}
+
+/// A request for a running source.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceCommand {
+    /// Copy these tables again at a new consistent point while the others
+    /// keep following ([`SourceMessage::ResyncStarted`]), then follow them.
+    /// `reply` gets `Ok` once the source has taken the request, or why not.
+    Resnapshot {
+        /// The source tables.
+        tables: Vec<TableId>,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The queue of [`SourceCommand`]s of one pipeline (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct SourceCommands {
+    inner: Arc<CommandsInner>,
+}
+
+#[derive(Debug, Default)]
+struct CommandsInner {
+    queue: std::sync::Mutex<std::collections::VecDeque<SourceCommand>>,
+    notify: tokio::sync::Notify,
+}
+
+impl SourceCommands {
+    /// Queue a command and wake the source.
+    pub fn push(&self, command: SourceCommand) {
+        self.inner.queue.lock().expect("commands poisoned").push_back(command);
+        self.inner.notify.notify_one();
+    }
+
+    /// Take every queued command.
+    pub fn take_all(&self) -> Vec<SourceCommand> {
+        self.inner.queue.lock().expect("commands poisoned").drain(..).collect()
+    }
+
+    /// Resolve when a command may have been queued since the last call.
+    pub async fn notified(&self) {
+        self.inner.notify.notified().await
+    }
+}
+
+/// Operations on the source server beside the running stream, used by the
+/// pipeline's handle and its monitor ([`Source::control`]).
+#[async_trait]
+pub trait SourceControl: Send + Sync {
+    /// Check that following can start at `position`: it must be on the
+    /// server (not purged) and not after its head. Returns the position to
+    /// start from (completed, e.g. with the GTID set at a file position).
+    async fn check_position(&self, position: &Position) -> Result<Position>;
+
+    /// The server's current position and binlog files with their sizes.
+    async fn head(&self) -> Result<crate::status::SourceHead>;
 }
 
 impl SourceContext {
@@ -255,6 +316,18 @@ pub trait Source: Send {
 
     /// Produce messages until done, shut down or failed.
     async fn run(&mut self, ctx: SourceContext) -> Result<()>;
+
+    /// Operations on the source server beside the stream (seek validation,
+    /// the server's head for the lag in bytes); `None` when the source has
+    /// none (the default).
+    fn control(&self) -> Option<Arc<dyn SourceControl>> {
+        None
+    }
+
+    /// Whether the source takes [`SourceCommand::Resnapshot`] (default: no).
+    fn supports_resnapshot(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

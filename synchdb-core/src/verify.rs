@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{convert_chain, tokio_stream_from};
+use crate::pipeline::{convert_chain, convert_rows, tokio_stream_from};
 use crate::sink::RowStream;
 use crate::source::{RowReceiver, SourceContext, SourceMessage};
 use crate::state::ChunkInfo;
@@ -113,6 +113,30 @@ pub trait VerifyTarget: Send + Sync {
         rows: RowStream<'_>,
         limit: usize,
     ) -> Result<ChunkComparison>;
+
+    /// Repair: hold the pipeline's checkpoint (so no batch commits
+    /// meanwhile), say so on `locked`, then replace each received chunk's
+    /// rows on the target with the given ones, and commit. Returns the rows
+    /// written. Only for keyed tables: the pipeline then applies the
+    /// changes after its checkpoint again, idempotently by key.
+    async fn repair(
+        &self,
+        pipeline: &str,
+        locked: tokio::sync::oneshot::Sender<()>,
+        chunks: mpsc::Receiver<RepairChunk>,
+    ) -> Result<u64>;
+}
+
+/// One chunk to write again on the target ([`VerifyTarget::repair`]).
+pub struct RepairChunk {
+    /// The target table's schema.
+    pub table: Arc<TableSchema>,
+    /// The chunk (its key range, or the whole table when not `ranged`).
+    pub chunk: ChunkInfo,
+    /// Whether the chunk's range selects its rows on the target.
+    pub ranged: bool,
+    /// The source rows after the converters.
+    pub rows: RowStream<'static>,
 }
 
 /// Options of [`verify`].
@@ -221,6 +245,11 @@ pub struct TableReport {
     pub samples: Vec<RowDifference>,
     /// Why the table is missing or could not be compared, if so.
     pub note: Option<String>,
+    /// The chunks whose differences persisted (for [`repair`]).
+    pub differing_chunks: Vec<ChunkInfo>,
+    /// Whether the table has a key (only keyed tables can be repaired while
+    /// the pipeline runs).
+    pub keyed: bool,
 }
 
 /// The result of [`verify`].
@@ -370,7 +399,7 @@ pub async fn verify(
     let mut first: Option<BTreeMap<TableId, (TableRound, TableId)>> = None;
     // Per (table, chunk): the differing rows found in every round so far, and
     // the last round's count of them.
-    let mut persisting: BTreeMap<(TableId, u32), (BTreeSet<Found>, u64)> = BTreeMap::new();
+    let mut persisting: BTreeMap<(TableId, u32), (BTreeSet<Found>, u64, ChunkInfo)> = BTreeMap::new();
     let mut key_names: HashMap<TableId, (Vec<usize>, Vec<String>)> = HashMap::new();
     for round in 0..=options.rechecks {
         if round > 0 {
@@ -394,14 +423,14 @@ pub async fn verify(
                     found.clone()
                 } else {
                     match persisting.get(&(id.clone(), *index)) {
-                        Some((before, _)) => found.intersection(before).cloned().collect(),
+                        Some((before, _, _)) => found.intersection(before).cloned().collect(),
                         None => continue,
                     }
                 };
                 if kept.is_empty() {
                     continue; // other rows each time: changes in flight, not a difference
                 }
-                next.insert((id.clone(), *index), (kept, *n));
+                next.insert((id.clone(), *index), (kept, *n, chunk.clone()));
                 again.push(chunk.clone());
             }
         }
@@ -425,6 +454,8 @@ pub async fn verify(
             differences: 0,
             samples: Vec::new(),
             note: None,
+            differing_chunks: Vec::new(),
+            keyed: key_names.get(&id).is_some_and(|(k, _)| !k.is_empty()),
         };
         if let Some(m) = r.missing {
             t.status = TableStatus::Missing;
@@ -432,7 +463,8 @@ pub async fn verify(
         } else {
             let mut found = Vec::new();
             let mut counted = 0u64;
-            for ((_, _), (kept, n)) in persisting.range((id.clone(), 0)..=(id.clone(), u32::MAX)) {
+            for ((_, _), (kept, n, chunk)) in persisting.range((id.clone(), 0)..=(id.clone(), u32::MAX)) {
+                t.differing_chunks.push(chunk.clone());
                 counted += n;
                 found.extend(kept.iter().cloned());
             }
@@ -448,6 +480,100 @@ pub async fn verify(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Repair the differing chunks of the keyed tables of `report` while the
+/// pipeline may keep running: the target's checkpoint is held (the pipeline
+/// waits), the chunks are read from the source at a position at or after it
+/// and written over the target's, and the pipeline then applies the changes
+/// after its checkpoint again, which by key converges to the source (as a
+/// resumed snapshot does). Keyless tables are not repaired (their changes
+/// would apply twice). Returns the tables repaired and the rows written.
+pub async fn repair(
+    source: &dyn VerifySource,
+    target: Arc<dyn VerifyTarget>,
+    converters: &[Arc<dyn Converter>],
+    pipeline: &str,
+    report: &VerifyReport,
+) -> Result<(Vec<TableId>, u64)> {
+    let chunks: Vec<ChunkInfo> = report
+        .differing()
+        .filter(|t| t.keyed && t.status == TableStatus::Differs)
+        .flat_map(|t| t.differing_chunks.iter().cloned())
+        .collect();
+    if chunks.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let mut tables: Vec<TableId> = chunks.iter().map(|c| c.table.clone()).collect();
+    tables.dedup();
+    let whole: Vec<TableId> =
+        chunks.iter().filter(|c| c.lower.is_none() && c.upper.is_none()).map(|c| c.table.clone()).collect();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (chunk_tx, chunk_rx) = mpsc::channel::<RepairChunk>(1);
+    let writer = {
+        let target = target.clone();
+        let pipeline = pipeline.to_string();
+        tokio::spawn(async move { target.repair(&pipeline, locked_tx, chunk_rx).await })
+    };
+    if locked_rx.await.is_err() {
+        return Err(writer
+            .await
+            .map_err(|e| Error::internal(format!("repair task failed: {e}")))?
+            .err()
+            .unwrap_or_else(|| Error::internal("repair stopped")));
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, shutdown) = watch::channel(false);
+    let ctx = SourceContext {
+        pipeline_id: pipeline.to_string(),
+        state: None,
+        sender: tx,
+        shutdown,
+        commands: Default::default(),
+    };
+    let request = ReadRequest { tables: tables.clone(), whole, chunks: Some(chunks), chunk_rows: None };
+    let reader = source.verify_read(ctx, request);
+    let consume = async {
+        let mut plans: HashMap<TableId, Vec<Arc<TableSchema>>> = HashMap::new();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                SourceMessage::ResyncStarted { tables, .. } => {
+                    for t in tables {
+                        if let Some(chain) = convert_chain(converters, &t)? {
+                            plans.insert(t.id.clone(), chain);
+                        }
+                    }
+                }
+                SourceMessage::SnapshotChunk { chunk, table, rows, .. } => {
+                    let Some(chain) = plans.get(&table.id).cloned() else {
+                        drain(rows).await?;
+                        continue;
+                    };
+                    let last = chain.last().expect("non-empty").clone();
+                    let ranged = chunk.lower.is_some() || chunk.upper.is_some();
+                    let converters = converters.to_vec();
+                    let stream: RowStream<'static> = tokio_stream_from(rows)
+                        .map(move |batch| convert_rows(&converters, &chain, batch?))
+                        .boxed();
+                    if chunk_tx.send(RepairChunk { table: last, chunk, ranged, rows: stream }).await.is_err()
+                    {
+                        break; // the writer failed: its error is returned below
+                    }
+                }
+                SourceMessage::ResyncFinished { .. } => break,
+                _ => {}
+            }
+        }
+        drop(chunk_tx);
+        Ok::<(), Error>(())
+    };
+    let (read, consumed) = tokio::join!(reader, consume);
+    let written = writer.await.map_err(|e| Error::internal(format!("repair task failed: {e}")))?;
+    let written = written?;
+    read?;
+    consumed?;
+    info!(tables = tables.len(), rows = written, "repair: differing chunks written again");
+    Ok((tables, written))
 }
 
 /// Pair the rows only one side has by key into differences: returns the
@@ -549,7 +675,13 @@ async fn run_round(
 ) -> Result<(BTreeMap<TableId, (TableRound, TableId)>, u64)> {
     let (tx, mut rx) = mpsc::channel(16);
     let (_stop, shutdown) = watch::channel(false);
-    let ctx = SourceContext { pipeline_id: pipeline.to_string(), state: None, sender: tx, shutdown };
+    let ctx = SourceContext {
+        pipeline_id: pipeline.to_string(),
+        state: None,
+        sender: tx,
+        shutdown,
+        commands: Default::default(),
+    };
     let whole = request.whole.clone();
     let reader = source.verify_read(ctx, request);
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
@@ -724,18 +856,7 @@ async fn compare_one(
                 if let Some(r) = &rate {
                     r.take(batch.len() as u64).await;
                 }
-                let mut out = Vec::with_capacity(batch.len());
-                'rows: for row in batch {
-                    let mut row = row;
-                    for (c, schema) in converters.iter().zip(&stages) {
-                        match c.convert_row(schema, row)? {
-                            Some(r) => row = r,
-                            None => continue 'rows,
-                        }
-                    }
-                    out.push(row);
-                }
-                Ok(out)
+                convert_rows(&converters, &stages, batch)
             }
         })
         .boxed();

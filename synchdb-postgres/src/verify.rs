@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{Acquire, AssertSqlSafe, Executor, Row as _};
-use synchdb_core::verify::{ChunkComparison, VerifyTarget};
+use synchdb_core::verify::{ChunkComparison, RepairChunk, VerifyTarget};
 use synchdb_core::{ChunkInfo, Error, ErrorKind, Result, RowStream};
 use synchdb_types::{ColumnType, Position, TableSchema, Value};
 
@@ -110,23 +110,7 @@ impl VerifyTarget for PgSink {
         let source_rows =
             copy_rows(&mut tx, &temp, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), rows).await?;
 
-        // The chunk's key range on the target, bounds typed as the key columns.
-        let mut conds = Vec::new();
-        let mut params: Vec<Option<String>> = Vec::new();
-        if ranged {
-            let key_cols: Vec<String> =
-                pt.key.iter().map(|&i| format!("t.{}", quote(&pt.columns[i].name))).collect();
-            for (bound, op) in [(&chunk.lower, ">"), (&chunk.upper, "<=")] {
-                let Some(values) = bound else { continue };
-                let mut placeholders = Vec::new();
-                for (&i, v) in pt.key.iter().zip(values) {
-                    params.push(bound_text(v, &pt.columns[i], opts.get_zero_dates())?);
-                    placeholders.push(format!("${}::{}", params.len(), pt.columns[i].sql_type));
-                }
-                conds.push(format!("({}) {op} ({})", key_cols.join(", "), placeholders.join(", ")));
-            }
-        }
-        let range = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+        let (range, params) = chunk_range(&pt, chunk, ranged, opts.get_zero_dates())?;
         let diff = format!(
             "CREATE TEMP TABLE {VERIFY_TABLE}_diff ON COMMIT DROP AS \
              SELECT false AS target_side, r FROM (SELECT {s} AS r FROM pg_temp.{VERIFY_TABLE} s \
@@ -180,6 +164,82 @@ impl VerifyTarget for PgSink {
         let _ = tx.rollback().await;
         Ok(out)
     }
+
+    async fn repair(
+        &self,
+        pipeline: &str,
+        locked: tokio::sync::oneshot::Sender<()>,
+        mut chunks: tokio::sync::mpsc::Receiver<RepairChunk>,
+    ) -> Result<u64> {
+        let cx = Context::state();
+        let err = |e: sqlx::Error| sqlx_error(e, &cx);
+        let mut conn = self.pool().acquire().await.map_err(err)?;
+        let mut tx = conn.begin().await.map_err(err)?;
+        // Every batch the pipeline commits writes this row: holding it holds
+        // the pipeline at its checkpoint until the repair commits.
+        let lock = format!("{} FOR UPDATE", self.state_sql().select_position_sql());
+        let held: Option<Option<String>> = sqlx::query_scalar(AssertSqlSafe(lock))
+            .bind(pipeline)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        if held.flatten().is_none() {
+            return Err(Error::config(format!(
+                "repair: pipeline {pipeline:?} has no checkpoint on the target"
+            )));
+        }
+        let _ = locked.send(());
+        let opts = self.options();
+        let mut written = 0u64;
+        while let Some(c) = chunks.recv().await {
+            let pt = PgTable::build(&c.table, opts, self.uses_postgis())?;
+            if pt.key.is_empty() {
+                return Err(Error::config(format!(
+                    "repair: table {} has no key; its changes would apply twice: copy it again instead",
+                    pt.qualified
+                )));
+            }
+            let (range, params) = chunk_range(&pt, &c.chunk, c.ranged, opts.get_zero_dates())?;
+            let delete = format!("DELETE FROM {} t{range}", pt.qualified);
+            let mut q = sqlx::query(AssertSqlSafe(delete));
+            for p in &params {
+                q = q.bind(p.clone());
+            }
+            let cxd = Context::data(&pt.id, None);
+            q.execute(&mut *tx).await.map_err(|e| sqlx_error(e, &cxd))?;
+            written +=
+                copy_rows(&mut tx, &pt, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), c.rows).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(written)
+    }
+}
+
+/// ` WHERE (keys) > (lower) AND (keys) <= (upper)` over table alias `t`, bounds
+/// typed as the key columns, and its parameters (empty when not `ranged`).
+fn chunk_range(
+    pt: &PgTable,
+    chunk: &ChunkInfo,
+    ranged: bool,
+    zero: crate::options::ZeroDatePolicy,
+) -> Result<(String, Vec<Option<String>>)> {
+    let mut conds = Vec::new();
+    let mut params: Vec<Option<String>> = Vec::new();
+    if ranged {
+        let key_cols: Vec<String> =
+            pt.key.iter().map(|&i| format!("t.{}", quote(&pt.columns[i].name))).collect();
+        for (bound, op) in [(&chunk.lower, ">"), (&chunk.upper, "<=")] {
+            let Some(values) = bound else { continue };
+            let mut placeholders = Vec::new();
+            for (&i, v) in pt.key.iter().zip(values) {
+                params.push(bound_text(v, &pt.columns[i], zero)?);
+                placeholders.push(format!("${}::{}", params.len(), pt.columns[i].sql_type));
+            }
+            conds.push(format!("({}) {op} ({})", key_cols.join(", "), placeholders.join(", ")));
+        }
+    }
+    let range = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+    Ok((range, params))
 }
 
 fn parse_position(pos: Option<String>) -> Result<Option<Position>> {

@@ -1157,8 +1157,18 @@ fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
 }
 
 fn agrees(schema: &TableSchema, count: usize, names: Option<&[String]>) -> bool {
-    schema.columns.len() == count
+    let visible = schema.columns.len();
+    // MariaDB adds a hidden `DB_ROW_HASH_n` column per long UNIQUE key (on
+    // TEXT/BLOB or beyond the index length), after the table's own columns.
+    let hidden = count > visible
+        && names.is_some_and(|n| n.len() == count && n[visible..].iter().all(|x| is_hidden_hash(x)));
+    (visible == count || hidden)
         && names.is_none_or(|n| n.iter().zip(&schema.columns).all(|(a, c)| a.eq_ignore_ascii_case(&c.name)))
+}
+
+/// `DB_ROW_HASH_1`, `DB_ROW_HASH_2`, ...: MariaDB's long-unique hash columns.
+fn is_hidden_hash(name: &str) -> bool {
+    name.strip_prefix("DB_ROW_HASH_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The changes from `old` to `new` (for a table re-read after an unparsed DDL).

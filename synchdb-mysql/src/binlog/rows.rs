@@ -108,7 +108,12 @@ impl<'a> Layout<'a> {
                 .with_position(pos.clone())
         };
         let count = data.num_columns() as usize;
-        if count != schema.columns.len() || tme.columns_count() as usize != count {
+        // MariaDB's hidden hash columns of long UNIQUE keys (`DB_ROW_HASH_n`,
+        // BIGINT) follow the table's own columns in the binlog; the table map
+        // check has matched them by name. Their values are read and dropped.
+        let hidden_only = (schema.columns.len()..count)
+            .all(|i| matches!(tme.get_column_type(i), Ok(Some(MyColumnType::MYSQL_TYPE_LONGLONG))));
+        if count < schema.columns.len() || !hidden_only || tme.columns_count() as usize != count {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
                 format!(
@@ -125,7 +130,8 @@ impl<'a> Layout<'a> {
             return Err(fail("the rows event has no columns".into()));
         }
         let mut columns = Vec::with_capacity(count);
-        for (i, column) in schema.columns.iter().enumerate() {
+        for i in 0..count {
+            let column = schema.columns.get(i);
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
                 Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
@@ -139,7 +145,8 @@ impl<'a> Layout<'a> {
             if ty == MyColumnType::MYSQL_TYPE_TYPED_ARRAY || meta.len() < metadata_len(ty) || bad_decimal {
                 return Err(fail(format!("the table map's metadata of column {i} ({ty:?}) is malformed")));
             }
-            let unsigned = matches!(column.column_type, ColumnType::Integer { unsigned: true, .. });
+            let unsigned =
+                column.is_none_or(|c| matches!(c.column_type, ColumnType::Integer { unsigned: true, .. }));
             columns.push((ty, meta, unsigned));
         }
         Ok(Layout { columns })
@@ -214,6 +221,13 @@ impl<'a> Layout<'a> {
             let v = decode_value(column, value)
                 .map_err(|e| e.into_error(&schema.id, &column.name).with_position(pos.clone()))?;
             row.push(v);
+        }
+        // Hidden hash columns (see `new`): BIGINT values, read past.
+        for i in schema.columns.len()..count {
+            if nulls[i / 8] & (1 << (i % 8)) == 0 {
+                buf.parse::<&[u8]>(8)
+                    .map_err(|e| fail(None, format!("cannot read a hidden hash column: {e}")))?;
+            }
         }
         Ok(row)
     }

@@ -48,7 +48,13 @@ fn start_reader(opts: MySqlSourceOptions, start: Position, schemas: Vec<TableSch
     let (tx, rx) = mpsc::channel(64);
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let ctx = SourceContext { pipeline_id: "test".into(), state: None, sender: tx, shutdown };
+        let ctx = SourceContext {
+            pipeline_id: "test".into(),
+            state: None,
+            sender: tx,
+            shutdown,
+            commands: Default::default(),
+        };
         let info = preflight_info(&opts).await;
         super::follow(&opts, 0, &info, &ctx, start, schemas, Vec::new(), None, Vec::new()).await
     });
