@@ -6,6 +6,8 @@
 //!   --target postgres://USER@HOST:PORT/DBNAME \
 //!   [--pipeline-id NAME] [--snapshot initial|initial_only|no_data|never|always] \
 //!   [--until-caught-up] [--error-policy exit|retry|skip] [--mapping FILE.toml|FILE.json] [--explain]
+//!   [--http 127.0.0.1:8080 [--http-token TOKEN]]
+//! replicate --status --target postgres://... [--pipeline-id NAME]
 //! ```
 //!
 //! Each MySQL database `DB` lands in the PostgreSQL schema `DB`, unless a
@@ -36,10 +38,10 @@ struct Args {
     /// Source URL, mysql://USER:PASS@HOST:PORT. Failover servers of the same
     /// topology: repeat --source, or list them (`mysql://U:P@db1:3306,db2:3306`);
     /// the first that answers is used, the others when it fails (GTID).
-    #[arg(long, env = "SYNCHDB_SOURCE_URL", hide_env_values = true, required = true)]
+    #[arg(long, env = "SYNCHDB_SOURCE_URL", hide_env_values = true, required_unless_present = "status")]
     source: Vec<String>,
     /// Databases to replicate, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "status")]
     databases: Vec<String>,
     /// Table patterns, comma-separated: `db.t*` includes, `!db.tmp_*` excludes.
     #[arg(long)]
@@ -121,6 +123,17 @@ struct Args {
     /// the changes after it again), then verify those tables again.
     #[arg(long, requires = "verify")]
     repair: bool,
+    /// Serve the operations API, Prometheus metrics (/metrics) and the web
+    /// console (/) on this address (`HOST:PORT`, or a port on 127.0.0.1).
+    #[arg(long)]
+    http: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every /api call.
+    #[arg(long, env = "SYNCHDB_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
+    /// Print the status the pipeline stored on the target (phase, positions,
+    /// lag, counters, per-table counters) as JSON, without the source; exit.
+    #[arg(long)]
+    status: bool,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +163,16 @@ async fn run_main() -> ExitCode {
         .with_target(false)
         .init();
     let args = Args::parse();
+    if args.status {
+        return match status(&args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("replicate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if args.verify {
         return match verify(args).await {
             Ok(true) => ExitCode::SUCCESS,
@@ -167,6 +190,70 @@ async fn run_main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--status`: the status stored on the target; `false` for an unknown pipeline.
+async fn status(args: &Args) -> synchdb::core::Result<bool> {
+    let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?;
+    let sink = PgSink::connect(target.pool_size(1)).await?;
+    match sink.stored_status(&args.pipeline_id).await? {
+        Some(s) => {
+            let text = serde_json::to_string_pretty(&s)
+                .map_err(|e| synchdb::core::Error::internal("status to JSON").with_source(e))?;
+            println!("{text}");
+            Ok(true)
+        }
+        None => {
+            eprintln!("replicate: no pipeline {:?} on this target", args.pipeline_id);
+            Ok(false)
+        }
+    }
+}
+
+/// The address of `--http`: `HOST:PORT`, or a port alone on the loopback.
+fn http_address(spec: &str) -> synchdb::core::Result<std::net::SocketAddr> {
+    let spec = spec.trim();
+    let full =
+        if spec.chars().all(|c| c.is_ascii_digit()) { format!("127.0.0.1:{spec}") } else { spec.to_string() };
+    full.parse().map_err(|e| synchdb::core::Error::config(format!("--http {spec:?}: not HOST:PORT ({e})")))
+}
+
+/// Serve the operations API for `handle` in the background (with
+/// verification of the replica from `POST /api/verify`).
+async fn serve_http(
+    args: &Args,
+    handle: &PipelineHandle,
+    verifier: synchdb::http::Verifier,
+) -> synchdb::core::Result<()> {
+    let Some(spec) = &args.http else { return Ok(()) };
+    let addr = http_address(spec)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| synchdb::core::Error::config(format!("--http: cannot listen on {addr}: {e}")))?;
+    let token = args.http_token.clone().filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the operations API listens beyond the loopback without a token (--http-token)");
+    }
+    let metrics = match synchdb::http::install_prometheus() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "no Prometheus metrics");
+            None
+        }
+    };
+    let api = synchdb::http::Api::new()
+        .pipeline(handle.control())
+        .metrics(metrics)
+        .token(token)
+        .verifier(Some(verifier));
+    let local = listener.local_addr().unwrap_or(addr);
+    eprintln!("http: operations API and console on http://{local}/");
+    tokio::spawn(async move {
+        if let Err(e) = synchdb::http::serve(listener, api).await {
+            tracing::error!(error = %e, "the operations API stopped");
+        }
+    });
+    Ok(())
 }
 
 /// A stable server id per pipeline id, so that side-by-side pipelines do not collide.
@@ -252,6 +339,10 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         m.validate(&discovered)?;
         return explain(m, &discovered, &target);
     }
+    if args.http.is_some() {
+        // Before any count is recorded.
+        let _ = synchdb::http::install_prometheus();
+    }
     let target = target.pool_size(args.pool_size);
     let sink =
         retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
@@ -274,6 +365,7 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         }
         retry_transient(&startup, "checking the target tables", || sink.validate_tables(&converted)).await?;
     }
+    let verifier = http_verifier(&args, &options, &sink, mapping.clone());
     let mut builder = Pipeline::builder()
         .id(args.pipeline_id.clone())
         .source(MySqlSource::new(options))
@@ -287,11 +379,49 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         builder = builder.snapshot_parallelism(n);
     }
     let handle = builder.build()?.start();
+    if let Err(e) = serve_http(&args, &handle, verifier).await {
+        let _ = handle.stop().await;
+        return Err(e);
+    }
     let started = Instant::now();
     let stats = drive(handle).await?;
     let secs = started.elapsed().as_secs_f64();
     println!("{}", summary(&stats, secs));
     Ok(())
+}
+
+/// The verification of `POST /api/verify`: the `--verify-*` settings, the
+/// pipeline's source, sink and mapping.
+fn http_verifier(
+    args: &Args,
+    options: &MySqlSourceOptions,
+    sink: &PgSink,
+    mapping: Option<Arc<Mapping>>,
+) -> synchdb::http::Verifier {
+    use synchdb::core::verify::{VerifyOptions, VerifyTarget};
+    let base = verify_options(args, Vec::new());
+    let source = Arc::new(MySqlSource::new(options.clone()));
+    let target: Arc<dyn VerifyTarget> = Arc::new(sink.clone());
+    let converters: Vec<Arc<dyn Converter>> = mapping.into_iter().map(|m| m as Arc<dyn Converter>).collect();
+    Arc::new(move |pipeline: String, tables, chunk_rows| {
+        let opts = VerifyOptions { tables, chunk_rows: chunk_rows.or(base.chunk_rows), ..base.clone() };
+        let (source, target, converters) = (source.clone(), target.clone(), converters.clone());
+        Box::pin(async move {
+            synchdb::core::verify::verify(&*source, target, &converters, &pipeline, &opts).await
+        })
+    })
+}
+
+fn verify_options(args: &Args, tables: Vec<synchdb::types::TableId>) -> synchdb::core::verify::VerifyOptions {
+    synchdb::core::verify::VerifyOptions {
+        tables,
+        chunk_rows: args.verify_chunk_rows,
+        parallelism: args.verify_parallelism.max(1),
+        rows_per_second: args.verify_rate,
+        rechecks: args.verify_rechecks,
+        catch_up_timeout: Duration::from_secs(args.verify_timeout),
+        ..Default::default()
+    }
 }
 
 /// `--verify`: compare the replica with the source; `true` when all tables are equal.
@@ -316,15 +446,7 @@ async fn verify(args: Args) -> synchdb::core::Result<bool> {
                 .map_err(|e| synchdb::core::Error::config(format!("--verify-tables: {e}")))
         })
         .collect::<synchdb::core::Result<Vec<_>>>()?;
-    let opts = VerifyOptions {
-        tables,
-        chunk_rows: args.verify_chunk_rows,
-        parallelism: args.verify_parallelism.max(1),
-        rows_per_second: args.verify_rate,
-        rechecks: args.verify_rechecks,
-        catch_up_timeout: Duration::from_secs(args.verify_timeout),
-        ..VerifyOptions::default()
-    };
+    let opts = verify_options(&args, tables);
     let source = MySqlSource::new(options);
     let target: Arc<dyn VerifyTarget> = Arc::new(sink);
     let report =

@@ -68,7 +68,9 @@ pub mod verify;
 
 pub use converter::{default_convert_event, Converter, MapRows};
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY};
+pub use pipeline::{
+    Pipeline, PipelineBuilder, PipelineControl, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY,
+};
 pub use policy::{retry_transient, ErrorPolicy, RetryPolicy};
 pub use sink::{ChangeBatch, RowStream, Sink};
 pub use source::{

@@ -179,7 +179,7 @@ struct Shared {
 }
 
 /// Every second: the status into the metrics gauges and, when the sink
-/// keeps it ([`Sink::publish_status`]), into the target; every 5 s the
+/// keeps it ([`Sink::publish_status`]), into the target; every 2 s the
 /// source's head (for the lag in bytes). Ends after publishing the final status.
 async fn monitor(shared: Arc<Shared>, sink: Arc<dyn Sink>) {
     let mut done = shared.done.clone();
@@ -192,7 +192,7 @@ async fn monitor(shared: Arc<Shared>, sink: Arc<dyn Sink>) {
             _ = tick.tick() => false,
             _ = done.wait_for(|d| *d) => true,
         };
-        if n % 5 == 0 && !finished {
+        if n % 2 == 0 && !finished {
             if let Some(control) = &shared.source_control {
                 match tokio::time::timeout(Duration::from_secs(5), control.head()).await {
                     Ok(Ok(head)) => shared.stats.set_head(head),
@@ -380,6 +380,14 @@ impl PipelineControl {
         self.shared.stats.status(self.is_paused())
     }
 
+    /// Set the `metrics` gauges (lag, up, paused, progress) from the current
+    /// status; the pipeline does it every second, an exporter may call it
+    /// right before a scrape.
+    pub fn publish_metrics(&self) {
+        let status = self.status();
+        self.shared.stats.publish_gauges(&status);
+    }
+
     /// Stop applying changes (the batch in flight finishes); the source then
     /// blocks on the full channel. Nothing is applied until [`resume`](Self::resume).
     pub fn pause(&self) {
@@ -437,7 +445,12 @@ impl PipelineControl {
         }
         let stats = self.shared.stats.snapshot();
         let phase = self.shared.stats.phase();
-        if phase != Phase::Following || !stats.resyncing.is_empty() {
+        // A run that restarted (after a seek or a transient failure) from a
+        // follow checkpoint is as good as following.
+        let resumed_follow = phase == Phase::Starting
+            && stats.position.is_some()
+            && stats.snapshot_chunks_done >= stats.snapshot_chunks_total;
+        if !(phase == Phase::Following || resumed_follow) || !stats.resyncing.is_empty() {
             return Err(Error::new(
                 ErrorKind::Request,
                 format!(
@@ -479,6 +492,35 @@ impl PipelineControl {
             Ok(Ok(r)) => r.map(|()| true),
             Ok(Err(_)) => Err(Error::new(ErrorKind::Request, "the source dropped the request (it stopped)")),
             Err(_) => Ok(false),
+        }
+    }
+}
+
+impl PipelineControl {
+    /// Add tables to the selection while running: each is copied at a new
+    /// consistent point while the others keep following, then followed.
+    /// Returns the tables that were newly selected (`Ok(None)`: queued, the
+    /// source is busy). The addition lasts for this process: add the tables
+    /// to the source options too (`--tables`), or a restart deselects them.
+    pub async fn add_tables(
+        &self,
+        tables: Vec<synchdb_types::TableId>,
+    ) -> Result<Option<Vec<synchdb_types::TableId>>> {
+        if !self.shared.supports_resnapshot {
+            return Err(Error::new(ErrorKind::Request, "this source cannot add tables while running"));
+        }
+        if tables.is_empty() {
+            return Err(Error::new(ErrorKind::Request, "name at least one table to add"));
+        }
+        if self.is_finished() {
+            return Err(Error::new(ErrorKind::Request, "the pipeline has ended"));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared.commands.push(SourceCommand::AddTables { tables, reply });
+        match tokio::time::timeout(Duration::from_secs(10), answer).await {
+            Ok(Ok(r)) => r.map(Some),
+            Ok(Err(_)) => Err(Error::new(ErrorKind::Request, "the source dropped the request (it stopped)")),
+            Err(_) => Ok(None),
         }
     }
 }

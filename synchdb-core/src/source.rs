@@ -237,6 +237,15 @@ pub enum SourceCommand {
         /// The answer.
         reply: tokio::sync::oneshot::Sender<Result<()>>,
     },
+    /// Add these tables to the selection: they are copied while the others
+    /// keep following, then followed. `reply` gets the tables that were
+    /// not selected before (already selected ones are left as they are).
+    AddTables {
+        /// The source tables.
+        tables: Vec<TableId>,
+        /// The answer.
+        reply: tokio::sync::oneshot::Sender<Result<Vec<TableId>>>,
+    },
 }
 
 /// The queue of [`SourceCommand`]s of one pipeline (cheap to clone).
@@ -338,5 +347,13 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         (**self).run(ctx).await
+    }
+
+    fn control(&self) -> Option<Arc<dyn SourceControl>> {
+        (**self).control()
+    }
+
+    fn supports_resnapshot(&self) -> bool {
+        (**self).supports_resnapshot()
     }
 }

@@ -299,11 +299,16 @@ impl Stats {
             phase = Phase::Paused;
         }
         let applied = s.position.clone();
+        let lag_bytes = match (&live.head, &applied) {
+            (Some(h), Some(a)) => h.bytes_behind(&a.binlog),
+            _ => None,
+        };
+        // Everything read is applied, and the source's head (when known) too.
         let caught_up = match (&live.read, &applied) {
             (Some(r), Some(a)) => r.binlog == a.binlog,
             (None, Some(_)) => true,
             _ => false,
-        };
+        } && lag_bytes.is_none_or(|b| b == 0);
         let lag_seconds = live.applied_source_time.map(|t| {
             if caught_up {
                 0.0
@@ -311,10 +316,6 @@ impl Stats {
                 ((Utc::now() - t).num_milliseconds().max(0) as f64) / 1000.0
             }
         });
-        let lag_bytes = match (&live.head, &applied) {
-            (Some(h), Some(a)) => h.bytes_behind(&a.binlog),
-            _ => None,
-        };
         let gtid = |p: &Option<Position>| p.as_ref().and_then(|p| p.gtid.as_ref()).map(ToString::to_string);
         let tables_done =
             live.snapshot_tables.values().filter(|(done, total)| *total > 0 && done >= total).count() as u64;

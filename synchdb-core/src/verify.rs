@@ -177,8 +177,9 @@ impl Default for VerifyOptions {
 }
 
 /// How a table compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum TableStatus {
     /// Every row equal.
     Equal,
@@ -199,8 +200,9 @@ impl fmt::Display for TableStatus {
 }
 
 /// What differs in one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum DifferenceKind {
     /// The source has the row, the target does not.
     MissingOnTarget,
@@ -214,7 +216,7 @@ pub enum DifferenceKind {
 /// columns whose values differ (source value vs target value, as the target
 /// prints them; `None` is NULL). A keyless table's row has no key and all
 /// its columns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RowDifference {
     /// What differs.
     pub kind: DifferenceKind,
@@ -225,7 +227,7 @@ pub struct RowDifference {
 }
 
 /// The verification of one table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TableReport {
     /// The source table.
     pub source: TableId,
@@ -253,7 +255,7 @@ pub struct TableReport {
 }
 
 /// The result of [`verify`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct VerifyReport {
     /// Per table, in name order.
     pub tables: Vec<TableReport>,

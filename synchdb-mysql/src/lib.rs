@@ -26,6 +26,7 @@
 mod binlog;
 mod charset;
 mod charset_tables;
+mod control;
 mod ddl;
 mod decode;
 mod defaults;

@@ -137,6 +137,14 @@ impl Source for MySqlSource {
         "mysql"
     }
 
+    fn control(&self) -> Option<std::sync::Arc<dyn synchdb_core::SourceControl>> {
+        Some(std::sync::Arc::new(crate::control::MySqlControl::new(self.options.clone())))
+    }
+
+    fn supports_resnapshot(&self) -> bool {
+        true
+    }
+
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         let base = &self.options;
         base.validate()?;

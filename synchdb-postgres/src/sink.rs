@@ -53,6 +53,13 @@ impl std::fmt::Debug for PgSink {
 }
 
 impl PgSink {
+    /// The status a pipeline last stored (the `pipeline_status` view's row,
+    /// the full status as JSON and the `table_stats` rows), read without the
+    /// source; `None` for an unknown pipeline.
+    pub async fn stored_status(&self, pipeline: &str) -> Result<Option<serde_json::Value>> {
+        self.inner.state.read_status(&self.inner.pool, pipeline).await
+    }
+
     /// Validate the options, open the pool, create the state schema and tables.
     pub async fn connect(options: PgSinkOptions) -> Result<PgSink> {
         options.validate()?;
@@ -601,5 +608,9 @@ impl Sink for PgSink {
             .await
             .map_err(|e| sqlx_error(e, &Context::state()))?;
         Ok(())
+    }
+
+    async fn publish_status(&self, status: &synchdb_core::PipelineStatus) -> Result<()> {
+        self.inner.state.publish_status(&self.inner.pool, status).await
     }
 }

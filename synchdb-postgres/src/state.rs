@@ -121,6 +121,125 @@ impl StateSql {
         }
     }
 
+    /// Store a pipeline's status and per-table counters (one transaction,
+    /// apart from the data's).
+    pub async fn publish_status(&self, pool: &sqlx::PgPool, st: &synchdb_core::PipelineStatus) -> Result<()> {
+        let s = &self.schema;
+        let cx = Context::state();
+        let err = |e| sqlx_error(e, &cx);
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let json = serde_json::to_value(st).map_err(|e| Error::internal("status to JSON").with_source(e))?;
+        let mut tx = pool.begin().await.map_err(err)?;
+        let c = &st.counters;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {s}.pipeline_stats AS t (pipeline_id, phase, paused, started_at, lag_seconds, lag_bytes,
+               latency_ms, last_applied_at, source_position, source_head, inserts, updates, deletes, truncates, ddl,
+               transactions, snapshot_rows, snapshot_chunks_done, snapshot_chunks_total, retries, restarts,
+               dead_letters, last_error, last_error_at, status, updated_at)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,now())
+             ON CONFLICT (pipeline_id) DO UPDATE SET phase = EXCLUDED.phase, paused = EXCLUDED.paused,
+               started_at = EXCLUDED.started_at, lag_seconds = EXCLUDED.lag_seconds, lag_bytes = EXCLUDED.lag_bytes,
+               latency_ms = EXCLUDED.latency_ms, last_applied_at = EXCLUDED.last_applied_at,
+               source_position = EXCLUDED.source_position, source_head = EXCLUDED.source_head,
+               inserts = EXCLUDED.inserts, updates = EXCLUDED.updates, deletes = EXCLUDED.deletes,
+               truncates = EXCLUDED.truncates, ddl = EXCLUDED.ddl, transactions = EXCLUDED.transactions,
+               snapshot_rows = EXCLUDED.snapshot_rows, snapshot_chunks_done = EXCLUDED.snapshot_chunks_done,
+               snapshot_chunks_total = EXCLUDED.snapshot_chunks_total, retries = EXCLUDED.retries,
+               restarts = EXCLUDED.restarts, dead_letters = EXCLUDED.dead_letters,
+               last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at,
+               status = EXCLUDED.status, updated_at = now()"
+        )))
+        .bind(&st.pipeline)
+        .bind(st.phase.as_str())
+        .bind(st.paused)
+        .bind(st.started_at)
+        .bind(st.lag_seconds)
+        .bind(st.lag_bytes.map(i))
+        .bind(i(st.latency_last_ms))
+        .bind(st.applied.at)
+        .bind(&st.source.position)
+        .bind(&st.source.head)
+        .bind(i(c.inserts))
+        .bind(i(c.updates))
+        .bind(i(c.deletes))
+        .bind(i(c.truncates))
+        .bind(i(c.ddl))
+        .bind(i(c.transactions))
+        .bind(i(c.snapshot_rows))
+        .bind(i(st.snapshot.chunks_done))
+        .bind(i(st.snapshot.chunks_total))
+        .bind(i(c.retries))
+        .bind(i(c.restarts))
+        .bind(i(c.dead_letters))
+        .bind(st.last_error.as_ref().map(|e| e.message.replace('\0', "\\0")))
+        .bind(st.last_error.as_ref().map(|e| e.at))
+        .bind(json)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if !st.tables.is_empty() {
+            let col = |f: &dyn Fn(&synchdb_core::status::TableStatus) -> u64| -> Vec<i64> {
+                st.tables.iter().map(|t| i(f(t))).collect()
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {s}.table_counters AS t (pipeline_id, table_id, inserts, updates, deletes, truncates, ddl,
+                   snapshot_rows, dead_letters, last_applied_at, updated_at)
+                 SELECT $1, * , now() FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                   $8::int8[], $9::int8[], $10::timestamptz[])
+                 ON CONFLICT (pipeline_id, table_id) DO UPDATE SET inserts = EXCLUDED.inserts,
+                   updates = EXCLUDED.updates, deletes = EXCLUDED.deletes, truncates = EXCLUDED.truncates,
+                   ddl = EXCLUDED.ddl, snapshot_rows = EXCLUDED.snapshot_rows, dead_letters = EXCLUDED.dead_letters,
+                   last_applied_at = EXCLUDED.last_applied_at, updated_at = now()"
+            )))
+            .bind(&st.pipeline)
+            .bind(st.tables.iter().map(|t| t.table.replace('\0', "")).collect::<Vec<_>>())
+            .bind(col(&|t| t.inserts))
+            .bind(col(&|t| t.updates))
+            .bind(col(&|t| t.deletes))
+            .bind(col(&|t| t.truncates))
+            .bind(col(&|t| t.ddl))
+            .bind(col(&|t| t.snapshot_rows))
+            .bind(col(&|t| t.dead_letters))
+            .bind(st.tables.iter().map(|t| t.last_applied_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// The stored status of a pipeline (`replicate --status`): the
+    /// `pipeline_status` view's row as JSON, the last full status, and the
+    /// per-table counters.
+    pub async fn read_status(
+        &self,
+        pool: &sqlx::PgPool,
+        pipeline: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let s = &self.schema;
+        let cx = Context::state();
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT to_jsonb(v) AS view, st.status FROM {s}.pipeline_status v
+               LEFT JOIN {s}.pipeline_stats st USING (pipeline_id) WHERE v.pipeline_id = $1"
+        )))
+        .bind(pipeline)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| sqlx_error(e, &cx))?;
+        let Some(row) = row else { return Ok(None) };
+        let view: serde_json::Value = row.try_get("view").map_err(|e| sqlx_error(e, &cx))?;
+        let status: Option<serde_json::Value> = row.try_get("status").map_err(|e| sqlx_error(e, &cx))?;
+        let tables: Vec<serde_json::Value> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT to_jsonb(t) FROM {s}.table_stats t WHERE pipeline_id = $1 ORDER BY table_name"
+        )))
+        .bind(pipeline)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| sqlx_error(e, &cx))?;
+        Ok(Some(serde_json::json!({ "view": view, "status": status, "tables": tables })))
+    }
+
     /// Create the state schema and tables (idempotent; serialised by an advisory lock).
     pub async fn create(&self, conn: &mut PgConnection) -> Result<()> {
         let s = &self.schema;
@@ -141,6 +260,35 @@ impl StateSql {
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync text;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync_loaded boolean NOT NULL DEFAULT false;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS skip_before text;
+             CREATE TABLE IF NOT EXISTS {s}.pipeline_stats (pipeline_id text PRIMARY KEY, phase text NOT NULL,
+               paused boolean NOT NULL, started_at timestamptz, lag_seconds double precision, lag_bytes bigint,
+               latency_ms bigint, last_applied_at timestamptz, source_position text, source_head text,
+               inserts bigint, updates bigint, deletes bigint, truncates bigint, ddl bigint, transactions bigint,
+               snapshot_rows bigint, snapshot_chunks_done bigint, snapshot_chunks_total bigint, retries bigint,
+               restarts bigint, dead_letters bigint, last_error text, last_error_at timestamptz, status jsonb,
+               updated_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS {s}.table_counters (pipeline_id text NOT NULL, table_id text NOT NULL,
+               inserts bigint NOT NULL, updates bigint NOT NULL, deletes bigint NOT NULL, truncates bigint NOT NULL,
+               ddl bigint NOT NULL, snapshot_rows bigint NOT NULL, dead_letters bigint NOT NULL,
+               last_applied_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+               PRIMARY KEY (pipeline_id, table_id));
+             CREATE OR REPLACE VIEW {s}.pipeline_status AS
+               SELECT p.pipeline_id,
+                 CASE WHEN st.phase IS NULL THEN 'unknown'
+                      WHEN st.phase NOT IN ('stopped', 'failed') AND st.updated_at < now() - interval '15 seconds'
+                        THEN 'not running'
+                      ELSE st.phase END AS phase,
+                 st.paused, p.position, p.gtid, st.lag_seconds, st.lag_bytes, st.latency_ms,
+                 st.last_applied_at, st.last_error, st.last_error_at, st.inserts, st.updates, st.deletes,
+                 st.truncates, st.ddl, st.transactions, st.snapshot_rows, st.snapshot_chunks_done,
+                 st.snapshot_chunks_total, st.retries, st.restarts, st.dead_letters, st.source_position,
+                 st.source_head, st.started_at, st.updated_at AS status_updated_at,
+                 p.updated_at AS checkpoint_updated_at
+               FROM {s}.pipelines p LEFT JOIN {s}.pipeline_stats st USING (pipeline_id);
+             CREATE OR REPLACE VIEW {s}.table_stats AS
+               SELECT pipeline_id, table_id AS table_name, inserts, updates, deletes, truncates, ddl, snapshot_rows,
+                 dead_letters, last_applied_at, updated_at
+               FROM {s}.table_counters;
              DO $$ BEGIN
                IF (SELECT atttypid FROM pg_attribute WHERE attrelid = '{lit}.schemas'::regclass
                    AND attname = 'schema') = 'jsonb'::regtype THEN

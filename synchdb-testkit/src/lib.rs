@@ -71,6 +71,7 @@ pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use proxy::{FaultProxy, ProxyStats};
 pub use tls::TlsFiles;
+pub use util::ensure_programs;
 
 /// Process-wide shared MariaDB server, started on first call and stopped (its directory
 /// removed) when the process exits.

@@ -280,12 +280,38 @@ pub(crate) fn install_packages() -> Result<(), TestkitError> {
 }
 
 fn apt_install() -> Result<(), String> {
-    const PACKAGES: [&str; 4] = ["mariadb-server", "mariadb-client", "postgresql", "postgresql-client"];
+    apt_get(&["mariadb-server", "mariadb-client", "postgresql", "postgresql-client"])
+}
+
+/// Find each program (absolute paths or names on `PATH`); when one is
+/// missing, install its Debian package with apt-get (once per process and
+/// package set) and look again.
+pub fn ensure_programs(programs: &[(&str, &str)]) -> Result<Vec<PathBuf>, TestkitError> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let find = |p: &str| {
+        if p.starts_with('/') {
+            find_program(&[p], &[])
+        } else {
+            find_program(&[], &[p])
+        }
+    };
+    let missing: Vec<&str> =
+        programs.iter().filter(|(p, _)| find(p).is_none()).map(|(_, pkg)| *pkg).collect();
+    if !missing.is_empty() {
+        apt_get(&missing).map_err(TestkitError::Install)?;
+    }
+    programs
+        .iter()
+        .map(|(p, pkg)| {
+            find(p).ok_or_else(|| TestkitError::Install(format!("{p} not found after installing {pkg}")))
+        })
+        .collect()
+}
+
+fn apt_get(packages: &[&str]) -> Result<(), String> {
     let Some(apt) = find_program(&["/usr/bin/apt-get"], &["apt-get"]) else {
-        return Err(format!(
-            "MariaDB/PostgreSQL binaries are missing and apt-get is not available; install {} by hand",
-            PACKAGES.join(" ")
-        ));
+        return Err(format!("apt-get is not available; install {} by hand", packages.join(" ")));
     };
     let sudo = !is_root();
     let make = |args: &[&str]| {
@@ -300,13 +326,13 @@ fn apt_install() -> Result<(), String> {
         cmd
     };
     let mut update = make(&["update"]);
-    eprintln!("synchdb-testkit: database binaries missing; running `{}`", describe(&update));
-    run_checked(&mut update).map_err(|e| format!("installing database packages failed: {e}"))?;
+    eprintln!("synchdb-testkit: {} missing; running `{}`", packages.join(" "), describe(&update));
+    run_checked(&mut update).map_err(|e| format!("installing {} failed: {e}", packages.join(" ")))?;
     let mut args = vec!["install", "-y"];
-    args.extend(PACKAGES);
+    args.extend(packages);
     let mut install = make(&args);
     eprintln!("synchdb-testkit: running `DEBIAN_FRONTEND=noninteractive {}`", describe(&install));
-    run_checked(&mut install).map_err(|e| format!("installing database packages failed: {e}"))?;
+    run_checked(&mut install).map_err(|e| format!("installing {} failed: {e}", packages.join(" ")))?;
     eprintln!("synchdb-testkit: packages installed");
     Ok(())
 }

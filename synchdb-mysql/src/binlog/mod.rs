@@ -18,6 +18,8 @@ mod resync;
 mod rows;
 mod schema;
 mod stream;
+
+pub(crate) use stream::{gtid_at, master_position};
 #[cfg(test)]
 mod tests;
 
@@ -200,7 +202,8 @@ impl<'a> Follower<'a> {
     }
 
     async fn run(&mut self) -> Result<()> {
-        // Resyncs asked for at start begin at the start position.
+        // Resyncs asked for at start (and by operators meanwhile) begin at the start position.
+        self.take_commands().await?;
         if let Flow::Stop = self.resync_at_boundary().await? {
             return Ok(());
         }
@@ -296,10 +299,17 @@ impl<'a> Follower<'a> {
         debug!(start = %self.resume, "binlog stream open");
         let idle_limit = heartbeat.saturating_mul(3) + Duration::from_secs(5);
         let mut shutdown = self.ctx.shutdown.clone();
+        let commands = self.ctx.commands.clone();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
+                _ = commands.notified() => {
+                    if let Flow::Stop = self.take_commands().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 n = tokio::time::timeout(idle_limit, stream.next()) => n,
             };
             let event = match next {

@@ -24,7 +24,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use synchdb_core::{Error, Result, ResyncState, SourceMessage};
+use mysql_async::prelude::Queryable;
+use synchdb_core::{Error, ErrorKind, Result, ResyncState, SourceCommand, SourceMessage};
 use synchdb_types::{
     BinlogPosition, ChangeEvent, EventMeta, Position, SchemaChange, SchemaChangeEvent, TableId, TableSchema,
     Transaction,
@@ -75,6 +76,122 @@ impl Follower<'_> {
             info!(tables = ids.len(), "resync: interrupted before every row was durable; copying again");
             self.request_resync(ids, format!("{} (started again after a restart)", r.reason));
         }
+    }
+
+    /// Take operators' requests: a resnapshot of selected tables becomes a
+    /// resync, started at once when between transactions (else at the next
+    /// boundary).
+    pub(super) async fn take_commands(&mut self) -> Result<Flow> {
+        let mut asked = false;
+        for command in self.ctx.commands.take_all() {
+            match command {
+                SourceCommand::Resnapshot { tables, reply } => match self.check_resnapshot(tables).await {
+                    Ok(ids) => {
+                        info!(tables = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            "resnapshot asked for: the tables are copied again while the others follow");
+                        self.request_resync(ids, "resnapshot asked for by an operator".into());
+                        asked = true;
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                SourceCommand::AddTables { tables, reply } => match self.add_tables(tables).await {
+                    Ok(new) => {
+                        if !new.is_empty() {
+                            info!(tables = ?new.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                                "added to the selection: copied while the others follow (until a restart; add them to the options to keep them)");
+                            self.request_resync(new.clone(), "added to the selection".into());
+                            asked = true;
+                        }
+                        let _ = reply.send(Ok(new));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                other => {
+                    warn!(?other, "source command not supported; ignored");
+                }
+            }
+        }
+        if asked && self.tx.is_none() {
+            return self.resync_at_boundary().await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Select tables that exist on the source; returns those not selected before.
+    async fn add_tables(&mut self, tables: Vec<TableId>) -> Result<Vec<TableId>> {
+        let mut checked = Vec::new();
+        for mut id in tables {
+            self.info.fold_table(&mut id, &|x| self.schemas.find_ci(x));
+            if self.schemas.get(&id).is_some() || self.schemas.is_hidden(&id) || checked.contains(&id) {
+                continue;
+            }
+            if !self.exists_on_source(&id).await? {
+                return Err(Error::new(
+                    ErrorKind::Request,
+                    format!("table {id} does not exist on the source"),
+                )
+                .with_table(id));
+            }
+            checked.push(id);
+        }
+        // All or nothing: check every pattern before selecting any.
+        let before = self.schemas.filter().clone();
+        for id in &checked {
+            if let Err(e) = self.schemas.select(id) {
+                self.schemas.set_filter(before);
+                return Err(e);
+            }
+        }
+        Ok(checked)
+    }
+
+    async fn exists_on_source(&mut self, id: &TableId) -> Result<bool> {
+        let conn = self.side.get().await?;
+        let exists: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (id.database.clone(), id.table.clone()),
+            )
+            .await
+            .map_err(|e| crate::errors::error("reading the source catalog failed", e))?;
+        Ok(exists.is_some())
+    }
+
+    /// The tables of a resnapshot request as tracked (names matched without
+    /// regard to case where the server does): followed, being copied, or
+    /// selected by the options and present on the source.
+    async fn check_resnapshot(&mut self, tables: Vec<TableId>) -> Result<Vec<TableId>> {
+        let mut out = Vec::new();
+        for mut id in tables {
+            self.info.fold_table(&mut id, &|x| self.schemas.find_ci(x));
+            let id = if self.schemas.get(&id).is_some() || self.schemas.is_hidden(&id) {
+                id
+            } else if self.schemas.filter().matches(&id) {
+                if !self.exists_on_source(&id).await? {
+                    return Err(Error::new(
+                        ErrorKind::Request,
+                        format!("table {id} does not exist on the source"),
+                    )
+                    .with_table(id));
+                }
+                id
+            } else {
+                return Err(Error::new(
+                    ErrorKind::Request,
+                    format!("table {id} is not selected by this pipeline (--databases/--tables)"),
+                )
+                .with_table(id));
+            };
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Ask for a resync of `ids`; it starts at the next transaction boundary

@@ -138,6 +138,40 @@ impl Schemas {
         self.tables.keys().find(|k| k.database.to_lowercase() == db && k.table.to_lowercase() == t).cloned()
     }
 
+    /// Whether the table is being copied again (hidden until its resync joins).
+    pub(crate) fn is_hidden(&self, id: &TableId) -> bool {
+        self.hidden.contains(id)
+    }
+
+    /// Select `id` too (a table added while running); an error when an
+    /// exclude pattern still excludes it.
+    pub(crate) fn select(&mut self, id: &TableId) -> Result<()> {
+        let pattern = format!("{}.{}", id.database, id.table);
+        let filter = self.filter.clone().include(&pattern).map_err(|e| {
+            Error::new(ErrorKind::Request, format!("table {id} cannot be selected: {e}"))
+                .with_table(id.clone())
+        })?;
+        if !filter.matches(id) {
+            return Err(Error::new(
+                ErrorKind::Request,
+                format!("table {id} is excluded by a pattern of the selection (--tables '!...')"),
+            )
+            .with_table(id.clone()));
+        }
+        self.filter = filter;
+        Ok(())
+    }
+
+    /// Put back an earlier filter.
+    pub(crate) fn set_filter(&mut self, filter: TableFilter) {
+        self.filter = filter;
+    }
+
+    /// The table filter of the options.
+    pub(crate) fn filter(&self) -> &TableFilter {
+        &self.filter
+    }
+
     /// Whether rows of this table are replicated.
     pub(crate) fn is_selected(&self, id: &TableId) -> bool {
         self.tables.contains_key(id)
