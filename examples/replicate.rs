@@ -27,7 +27,7 @@ use std::sync::Arc;
 use clap::Parser;
 use synchdb::core::mapping::{Mapping, MappingRules};
 use synchdb::core::{
-    retry_transient, Converter, ErrorPolicy, Pipeline, PipelineHandle, RetryPolicy, Sink, StatsSnapshot,
+    retry_transient, Converter, ErrorPolicy, Pipeline, PipelineHandle, RetryPolicy, StatsSnapshot,
 };
 use synchdb::mysql::{MySqlSource, MySqlSourceOptions, SnapshotMode};
 use synchdb::postgres::{pg_type_for, PgSink, PgSinkOptions};
@@ -256,14 +256,6 @@ async fn serve_http(
     Ok(())
 }
 
-/// A stable server id per pipeline id, so that side-by-side pipelines do not collide.
-fn server_id_for(pipeline: &str) -> u32 {
-    let h = pipeline
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    1_000_000 + (h % 1_000_000_000) as u32
-}
-
 fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
     let mut options: MySqlSourceOptions = args.source.join(",").parse()?;
     let patterns: Vec<&str> =
@@ -289,8 +281,11 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
     options = options
         .snapshot_mode(args.snapshot)
         .stop_at_caught_up(args.until_caught_up)
-        .unlogged_changes(args.unlogged_changes)
-        .server_id(args.server_id.unwrap_or_else(|| server_id_for(&args.pipeline_id)));
+        .unlogged_changes(args.unlogged_changes);
+    if let Some(id) = args.server_id {
+        // Otherwise the library derives it from the pipeline id.
+        options = options.server_id(id);
+    }
     if let Some(n) = args.snapshot_workers {
         options = options.snapshot_workers(n);
     }
@@ -324,16 +319,12 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         Some(path) => Some(Arc::new(Mapping::new(MappingRules::load(path)?)?)),
         None => None,
     };
-    // A mapping is checked against the source schema (and, below, the target) before data moves.
     // Servers that are down or restarting at start are waited for (a log line per attempt).
     let startup = RetryPolicy::forever();
-    let discovered = match (&mapping, args.explain) {
-        (None, false) => Vec::new(),
-        _ => {
-            retry_transient(&startup, "reading the source schema", || MySqlSource::discover(&options)).await?
-        }
-    };
     if args.explain {
+        let discovered =
+            retry_transient(&startup, "reading the source schema", || MySqlSource::discover(&options))
+                .await?;
         let none = Mapping::new(MappingRules::new())?;
         let m = mapping.as_deref().unwrap_or(&none);
         m.validate(&discovered)?;
@@ -346,25 +337,8 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
     let target = target.pool_size(args.pool_size);
     let sink =
         retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
-    if let Some(m) = &mapping {
-        // On a restart, DDL may have dropped a table or column a rule names since the first run.
-        let resumed =
-            retry_transient(&startup, "loading the checkpoint", || sink.load_state(&args.pipeline_id))
-                .await?
-                .is_some_and(|s| s.position.is_some());
-        match m.check_names(&discovered) {
-            Err(e) if resumed => tracing::warn!("{e} (dropped since the first run?)"),
-            r => r?,
-        }
-        m.check_tables(&discovered)?;
-        let mut converted = Vec::new();
-        for t in discovered {
-            if let Some(c) = m.convert_table(&Arc::new(t))? {
-                converted.push(c);
-            }
-        }
-        retry_transient(&startup, "checking the target tables", || sink.validate_tables(&converted)).await?;
-    }
+    // The pipeline checks the mapping against the source's tables and the
+    // target before any data moves.
     let verifier = http_verifier(&args, &options, &sink, mapping.clone());
     let mut builder = Pipeline::builder()
         .id(args.pipeline_id.clone())

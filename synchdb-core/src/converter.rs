@@ -41,6 +41,17 @@ pub trait Converter: Send + Sync {
     fn convert_event(&self, event: ChangeEvent, out: &mut Vec<ChangeEvent>) -> Result<()> {
         default_convert_event(self, event, out)
     }
+
+    /// Check the converter against the source's tables before any data
+    /// moves (the pipeline calls it at start with the tables the source
+    /// discovers, see [`Source::discover_tables`](crate::Source::discover_tables)):
+    /// e.g. that every table and column a rule names exists. `resumed`: the
+    /// pipeline continues from a checkpoint (a name may have been dropped
+    /// since). Default: nothing to check.
+    fn check_source_tables(&self, tables: &[TableSchema], resumed: bool) -> Result<()> {
+        let _ = (tables, resumed);
+        Ok(())
+    }
 }
 
 /// The default event conversion through `convert_table` and `convert_row`,

@@ -50,6 +50,10 @@ pub enum ErrorKind {
     /// paused, a table that is not selected, an operation the source does
     /// not support). Nothing was changed.
     Request,
+    /// The pipeline is stopping or gone, so a message could not be handed
+    /// over: not a failure of the work itself (a source returns it when the
+    /// pipeline stops under it).
+    Stopped,
 }
 
 impl ErrorKind {
@@ -110,6 +114,7 @@ impl ErrorKind {
             ErrorKind::Checkpoint => "checkpoint",
             ErrorKind::Internal => "internal",
             ErrorKind::Request => "request",
+            ErrorKind::Stopped => "stopped",
         }
     }
 }

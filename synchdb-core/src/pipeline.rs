@@ -637,6 +637,7 @@ async fn supervise(mut p: Pipeline, shared: Arc<Shared>, pause: watch::Receiver<
     let user_stop = shared.shutdown.clone();
     let mut shutdown = user_stop.subscribe();
     let mut attempt = 0u32;
+    let mut prepared = false;
     loop {
         let started = std::time::Instant::now();
         let progress = |s: &StatsSnapshot| (s.position.clone(), s.snapshot_chunks_done, s.transactions);
@@ -644,7 +645,18 @@ async fn supervise(mut p: Pipeline, shared: Arc<Shared>, pause: watch::Receiver<
         if !*shutdown.borrow() {
             stats.set_phase(Phase::Starting);
         }
-        let e = match run(&mut p, &shared, pause.clone()).await {
+        let outcome = if prepared {
+            run(&mut p, &shared, pause.clone()).await
+        } else {
+            match prepare(&mut p).await {
+                Ok(()) => {
+                    prepared = true;
+                    run(&mut p, &shared, pause.clone()).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let e = match outcome {
             Ok(()) if !*shutdown.borrow() && shared.seek.lock().expect("seek poisoned").is_some() => {
                 continue; // a seek ended the run: start again from there
             }
@@ -673,6 +685,30 @@ async fn supervise(mut p: Pipeline, shared: Arc<Shared>, pause: watch::Receiver<
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// Before any data moves: when converters are configured, the tables the
+/// source discovers are checked by every converter and, converted, by the
+/// sink (a misspelt rule, a transform the target cannot take), so a bad
+/// configuration fails at start with a clear error.
+async fn prepare(p: &mut Pipeline) -> Result<()> {
+    if p.converters.is_empty() {
+        return Ok(());
+    }
+    let Some(tables) = p.source.discover_tables().await? else { return Ok(()) };
+    let state =
+        if p.sink.stores_state() { p.sink.load_state(&p.id).await? } else { p.store.load(&p.id).await? };
+    let resumed = state.is_some_and(|s| s.position.is_some());
+    for c in &p.converters {
+        c.check_source_tables(&tables, resumed)?;
+    }
+    let mut converted = Vec::new();
+    for t in tables {
+        if let Some(chain) = convert_chain(&p.converters, &Arc::new(t))? {
+            converted.push(chain.last().expect("non-empty").clone());
+        }
+    }
+    p.sink.check_tables(&converted).await
 }
 
 async fn run(p: &mut Pipeline, shared: &Arc<Shared>, mut pause: watch::Receiver<bool>) -> Result<()> {
@@ -845,9 +881,7 @@ async fn run_once(
     apply_result?;
     result?;
     match source_result {
-        Err(e) if !(graceful && e.kind() == ErrorKind::Internal && e.message() == "pipeline stopped") => {
-            Err(e)
-        }
+        Err(e) if !(graceful && e.kind() == ErrorKind::Stopped) => Err(e),
         _ => Ok(()),
     }
 }

@@ -181,6 +181,15 @@ pub trait Sink: Send + Sync {
         Ok(())
     }
 
+    /// Check, before any data moves, that the sink can hold these (converted)
+    /// tables as the converters ask: e.g. that transforms and type overrides
+    /// are valid for it and fit tables that already exist. Called at start
+    /// when converters are configured. Default: nothing to check.
+    async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
+
     /// Keep the pipeline's status where operators look (for PostgreSQL, the
     /// `pipeline_status` and `table_stats` views). Called at most once a
     /// second while the status changes, outside the data's transactions;
@@ -269,5 +278,8 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     async fn publish_status(&self, status: &crate::status::PipelineStatus) -> Result<()> {
         (**self).publish_status(status).await
+    }
+    async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        (**self).check_tables(tables).await
     }
 }

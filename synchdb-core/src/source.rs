@@ -61,7 +61,7 @@ impl ChunkSender {
 }
 
 fn closed() -> Error {
-    Error::new(ErrorKind::Internal, "pipeline stopped")
+    Error::new(ErrorKind::Stopped, "pipeline stopped")
 }
 
 /// The pipeline's end of a chunk channel: row batches until the source
@@ -295,7 +295,7 @@ impl SourceContext {
     /// Send a message; fails with an internal error when the pipeline has
     /// gone away (the source should then return).
     pub async fn send(&self, message: SourceMessage) -> Result<()> {
-        self.sender.send(message).await.map_err(|_| Error::new(ErrorKind::Internal, "pipeline stopped"))
+        self.sender.send(message).await.map_err(|_| Error::new(ErrorKind::Stopped, "pipeline stopped"))
     }
 
     /// Whether shutdown has been requested.
@@ -337,6 +337,15 @@ pub trait Source: Send {
     fn supports_resnapshot(&self) -> bool {
         false
     }
+
+    /// The schemas of the tables the source would replicate now, read
+    /// before the pipeline starts so that converters and the sink can check
+    /// them ([`Converter::check_source_tables`](crate::Converter::check_source_tables),
+    /// [`Sink::check_tables`](crate::Sink::check_tables)); `None` (the
+    /// default) when the source cannot tell in advance.
+    async fn discover_tables(&mut self) -> Result<Option<Vec<TableSchema>>> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -355,5 +364,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn supports_resnapshot(&self) -> bool {
         (**self).supports_resnapshot()
+    }
+
+    async fn discover_tables(&mut self) -> Result<Option<Vec<TableSchema>>> {
+        (**self).discover_tables().await
     }
 }

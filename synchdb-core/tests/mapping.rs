@@ -578,3 +578,47 @@ fn explain_shows_names_types_and_transforms() {
     v.resolve_types(|_, c| Ok(c.target_type.clone().unwrap_or_else(|| "default".into()))).unwrap();
     assert_eq!(v.columns[0].target_type.as_deref(), Some("default"));
 }
+
+/// A source that tells its tables in advance, around a memory source.
+struct Discovering(MemorySource, Vec<TableSchema>);
+
+#[async_trait::async_trait]
+impl synchdb_core::Source for Discovering {
+    fn name(&self) -> &str {
+        "discovering"
+    }
+    async fn run(&mut self, ctx: synchdb_core::SourceContext) -> synchdb_core::Result<()> {
+        self.0.run(ctx).await
+    }
+    async fn discover_tables(&mut self) -> synchdb_core::Result<Option<Vec<TableSchema>>> {
+        Ok(Some(self.1.clone()))
+    }
+}
+
+#[tokio::test]
+async fn the_pipeline_checks_rules_against_discovered_tables_before_any_data() {
+    let t = customers();
+    let rules = MappingRules::from_toml_str(&format!(
+        "[tables.\"{}\".columns]\nemial = {{ exclude = true }}\n",
+        t.id
+    ))
+    .unwrap();
+    let mapping = Mapping::new(rules).unwrap();
+    let sink = MemorySink::new();
+    let source =
+        MemorySource::new(vec![]).with_snapshot(pos(1), vec![(t.clone(), vec![row(1, 1, "a@b", 0)])]);
+    let err = Pipeline::builder()
+        .id("checked")
+        .source(Discovering(source, vec![(*t).clone()]))
+        .converter(mapping)
+        .sink(sink.clone())
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .expect_err("a misspelt column must stop the pipeline at start");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("emial"), "{err}");
+    assert!(sink.data().snapshot_rows.is_empty(), "no data moved before the check");
+}

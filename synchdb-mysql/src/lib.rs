@@ -42,8 +42,8 @@ mod source;
 
 pub use filter::TableFilter;
 pub use options::{
-    MySqlSourceOptions, SnapshotMode, TlsMode, UnloggedChanges, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PORT, DEFAULT_SERVER_ID,
+    server_id_for_pipeline, MySqlSourceOptions, SnapshotMode, TlsMode, UnloggedChanges, DEFAULT_BATCH_ROWS,
+    DEFAULT_CHUNK_ROWS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PORT, DEFAULT_SERVER_ID,
 };
 pub use source::MySqlSource;
 

@@ -16,6 +16,17 @@ pub const DEFAULT_PORT: u16 = 3306;
 /// Default server id of the binlog connection (must differ from every
 /// server id of the replication topology).
 pub const DEFAULT_SERVER_ID: u32 = 4_000_001;
+
+/// The binlog client server id of a pipeline that sets none: a stable hash
+/// of its id, so that pipelines side by side (in one process or several)
+/// do not collide on the server (which drops a client when another
+/// connects with its id).
+pub fn server_id_for_pipeline(pipeline: &str) -> u32 {
+    let h = pipeline
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    1_000_000 + (h % 1_000_000_000) as u32
+}
 /// Default rows per snapshot chunk.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 /// Default rows per batch sent through a chunk's channel.
@@ -177,7 +188,7 @@ pub struct MySqlSourceOptions {
     tls_mode: TlsMode,
     tls_ca: Option<PathBuf>,
     tables: TableFilter,
-    server_id: u32,
+    server_id: Option<u32>,
     snapshot_mode: SnapshotMode,
     snapshot_workers: usize,
     chunk_rows: u64,
@@ -233,7 +244,7 @@ impl Default for MySqlSourceOptions {
             tls_mode: TlsMode::default(),
             tls_ca: None,
             tables: TableFilter::all(),
-            server_id: DEFAULT_SERVER_ID,
+            server_id: None,
             snapshot_mode: SnapshotMode::default(),
             snapshot_workers: default_workers(),
             chunk_rows: DEFAULT_CHUNK_ROWS,
@@ -353,7 +364,7 @@ impl MySqlSourceOptions {
 
     /// Server id of the binlog connection.
     pub fn server_id(mut self, id: u32) -> Self {
-        self.server_id = id;
+        self.server_id = Some(id);
         self
     }
 
@@ -438,6 +449,11 @@ impl MySqlSourceOptions {
     }
     /// Server id of the binlog connection.
     pub fn get_server_id(&self) -> u32 {
+        self.server_id.unwrap_or(DEFAULT_SERVER_ID)
+    }
+
+    /// The server id, unless derived from the pipeline id (the default).
+    pub fn get_configured_server_id(&self) -> Option<u32> {
         self.server_id
     }
     /// Snapshot mode.
@@ -521,7 +537,7 @@ impl MySqlSourceOptions {
         if self.user.is_empty() {
             return Err(Error::config("mysql source: user is empty"));
         }
-        if self.server_id == 0 {
+        if self.server_id == Some(0) {
             return Err(Error::config(
                 "mysql source: server_id must not be 0 (a replica needs a nonzero id)",
             ));
@@ -896,7 +912,7 @@ impl FromStr for MySqlSourceOptions {
                 "ssl-mode" | "sslmode" | "tls-mode" => opts.tls_mode = v.parse()?,
                 "ssl-ca" | "sslca" | "tls-ca" => opts.tls_ca = Some(PathBuf::from(v)),
                 "tables" => opts = opts.tables(&v)?,
-                "server-id" => opts.server_id = v.parse().map_err(|_| bad("server-id"))?,
+                "server-id" => opts.server_id = Some(v.parse().map_err(|_| bad("server-id"))?),
                 "snapshot-mode" => opts.snapshot_mode = v.parse()?,
                 "snapshot-workers" => {
                     opts.snapshot_workers = v.parse().map_err(|_| bad("snapshot-workers"))?

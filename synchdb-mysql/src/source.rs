@@ -145,8 +145,20 @@ impl Source for MySqlSource {
         true
     }
 
+    async fn discover_tables(&mut self) -> Result<Option<Vec<TableSchema>>> {
+        MySqlSource::discover(&self.options).await.map(Some)
+    }
+
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
-        let base = &self.options;
+        let with_id;
+        let base = match self.options.get_configured_server_id() {
+            Some(_) => &self.options,
+            None => {
+                with_id =
+                    self.options.clone().server_id(crate::options::server_id_for_pipeline(&ctx.pipeline_id));
+                &with_id
+            }
+        };
         base.validate()?;
         // With failover servers: the first that answers; the snapshot reads
         // one server (its consistent point is that server's position).

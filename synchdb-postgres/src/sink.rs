@@ -610,6 +610,10 @@ impl Sink for PgSink {
         Ok(())
     }
 
+    async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        PgSink::validate_tables(self, tables).await
+    }
+
     async fn publish_status(&self, status: &synchdb_core::PipelineStatus) -> Result<()> {
         self.inner.state.publish_status(&self.inner.pool, status).await
     }

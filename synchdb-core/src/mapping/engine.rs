@@ -844,6 +844,15 @@ impl Converter for Mapping {
         &self.name
     }
 
+    fn check_source_tables(&self, tables: &[TableSchema], resumed: bool) -> Result<()> {
+        match self.check_names(tables) {
+            // On a restart, DDL may have dropped a table or column a rule names since the first run.
+            Err(e) if resumed => tracing::warn!("{e} (dropped since the first run?)"),
+            r => r?,
+        }
+        self.check_tables(tables)
+    }
+
     fn convert_table(&self, table: &Arc<TableSchema>) -> Result<Option<Arc<TableSchema>>> {
         Ok(self.plan(table)?.target.clone())
     }
