@@ -91,7 +91,7 @@ async fn main() -> Result<()> {
     let options: MySqlSourceOptions = url.parse()?;
     let handle = Pipeline::builder()
         .id("json-lines")
-        .source(MySqlSource::new(options.database(&database)?))
+        .source(MySqlSource::new(options.database(&database)))
         .sink(JsonLines)
         .build()?
         .start();

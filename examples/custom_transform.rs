@@ -67,7 +67,7 @@ async fn main() -> Result<()> {
         args.next().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()).parse()?;
     let stats = Pipeline::builder()
         .id("tidy")
-        .source(MySqlSource::new(source.database(&database)?.stop_at_caught_up(true)))
+        .source(MySqlSource::new(source.database(&database).stop_at_caught_up(true)))
         .converter(Tidy::default())
         .sink(PgSink::connect(target).await?)
         .build()?

@@ -272,11 +272,11 @@ fn source_options(args: &Args) -> synchdb::core::Result<MySqlSourceOptions> {
         }
     } else {
         for d in &args.databases {
-            options = options.database(d)?;
+            options = options.database(d);
         }
     }
     if !patterns.is_empty() {
-        options = options.tables(&patterns.join(","))?;
+        options = options.tables(&patterns.join(","));
     }
     options = options
         .snapshot_mode(args.snapshot)

@@ -21,7 +21,7 @@
 //! let target: PgSinkOptions = "postgres://postgres@127.0.0.1:5432/replica".parse()?;
 //! let stats = Pipeline::builder()
 //!     .id("shop")
-//!     .source(MySqlSource::new(source.database("shop")?))
+//!     .source(MySqlSource::new(source.database("shop")))
 //!     .sink(PgSink::connect(target).await?)
 //!     .build()?
 //!     .start()

@@ -10,7 +10,7 @@
 //! - the sink bulk-loads the snapshot chunks (several at once) and applies
 //!   batches of whole transactions, storing the pipeline state (checkpoint,
 //!   snapshot progress, tracked source schemas) in the same transaction when
-//!   it can ([`Sink::stores_state`]), so that a restart resumes with nothing
+//!   it can ([`Sink::state`]), so that a restart resumes with nothing
 //!   lost and nothing applied twice.
 //!
 //! Stages are joined by bounded channels: a slow sink slows the source down
@@ -72,7 +72,7 @@ pub use pipeline::{
     Pipeline, PipelineBuilder, PipelineControl, PipelineHandle, DEFAULT_BATCH_SIZE, DEFAULT_CHANNEL_CAPACITY,
 };
 pub use policy::{retry_transient, ErrorPolicy, RetryPolicy};
-pub use sink::{ChangeBatch, RowStream, Sink};
+pub use sink::{ChangeBatch, RowStream, Sink, SinkCapabilities, SinkState};
 pub use source::{
     chunk_channel, ChunkSender, RowReceiver, Source, SourceCommand, SourceCommands, SourceContext,
     SourceControl, SourceMessage,

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use synchdb_types::{ChangeEvent, Position, Row, TableId, TableSchema, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sink::{ChangeBatch, RowStream, Sink};
+use crate::sink::{ChangeBatch, RowStream, Sink, SinkCapabilities, SinkState};
 use crate::source::{chunk_channel, Source, SourceContext, SourceMessage};
 use crate::state::{
     ChunkDone, ChunkInfo, PipelineState, SnapshotPlan, SnapshotStatus, SnapshotUpdate, StateUpdate,
@@ -241,15 +241,7 @@ impl MemorySink {
 }
 
 #[async_trait]
-impl Sink for MemorySink {
-    fn name(&self) -> &str {
-        "memory"
-    }
-
-    fn stores_state(&self) -> bool {
-        true
-    }
-
+impl SinkState for MemorySink {
     async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
         Ok(self.data.lock().expect("memory sink poisoned").state.get(pipeline).cloned())
     }
@@ -258,6 +250,22 @@ impl Sink for MemorySink {
         let mut data = self.data.lock().expect("memory sink poisoned");
         self.store(&mut data, pipeline, update);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn state(&self) -> Option<&dyn SinkState> {
+        Some(self)
+    }
+
+    fn capabilities(&self) -> SinkCapabilities {
+        // It keeps the schemas as given: column settings are recorded, not interpreted.
+        SinkCapabilities::all()
     }
 
     async fn prepare_snapshot(

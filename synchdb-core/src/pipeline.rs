@@ -136,6 +136,7 @@ impl Pipeline {
         });
         let span = info_span!("pipeline", id = %self.id);
         let sink = self.sink.clone();
+        let last_sink = self.sink.clone();
         let run = supervise(self, shared.clone(), pause_rx);
         let monitor = tokio::spawn(monitor(shared.clone(), sink).instrument(span.clone()));
         let task_stats = stats.clone();
@@ -152,6 +153,9 @@ impl Pipeline {
                 // The monitor publishes the final status, then ends.
                 let _ = done_tx.send(true);
                 let _ = monitor.await;
+                if let Err(e) = last_sink.shutdown().await {
+                    warn!(error = %e, "sink shutdown failed");
+                }
                 result
             }
             .instrument(span),
@@ -561,7 +565,7 @@ struct Ctx {
 impl Ctx {
     /// Store state that the sink did not store itself.
     async fn after_durable(&self, update: &StateUpdate) -> Result<()> {
-        if !self.sink.stores_state() && !update.is_empty() {
+        if self.sink.state().is_none() && !update.is_empty() {
             self.store.save(&self.id, update).await?;
         }
         if let Some(p) = &update.position {
@@ -571,8 +575,8 @@ impl Ctx {
     }
 
     async fn save_state(&self, update: &StateUpdate) -> Result<()> {
-        if self.sink.stores_state() {
-            self.sink.save_state(&self.id, update).await?;
+        if let Some(store) = self.sink.state() {
+            store.save_state(&self.id, update).await?;
         }
         self.after_durable(update).await
     }
@@ -687,6 +691,18 @@ async fn supervise(mut p: Pipeline, shared: Arc<Shared>, pause: watch::Receiver<
     }
 }
 
+/// The stored state: the sink's when it keeps it, else the checkpoint store's.
+async fn load_state(
+    sink: &dyn Sink,
+    store: &dyn CheckpointStore,
+    id: &str,
+) -> Result<Option<crate::state::PipelineState>> {
+    match sink.state() {
+        Some(own) => own.load_state(id).await,
+        None => store.load(id).await,
+    }
+}
+
 /// Before any data moves: when converters are configured, the tables the
 /// source discovers are checked by every converter and, converted, by the
 /// sink (a misspelt rule, a transform the target cannot take), so a bad
@@ -696,8 +712,7 @@ async fn prepare(p: &mut Pipeline) -> Result<()> {
         return Ok(());
     }
     let Some(tables) = p.source.discover_tables().await? else { return Ok(()) };
-    let state =
-        if p.sink.stores_state() { p.sink.load_state(&p.id).await? } else { p.store.load(&p.id).await? };
+    let state = load_state(p.sink.as_ref(), p.store.as_ref(), &p.id).await?;
     let resumed = state.is_some_and(|s| s.position.is_some());
     for c in &p.converters {
         c.check_source_tables(&tables, resumed)?;
@@ -708,6 +723,7 @@ async fn prepare(p: &mut Pipeline) -> Result<()> {
             converted.push(chain.last().expect("non-empty").clone());
         }
     }
+    p.sink.capabilities().check(p.sink.name(), &converted)?;
     p.sink.check_tables(&converted).await
 }
 
@@ -750,8 +766,7 @@ async fn run_once(
         stats: stats.clone(),
         policy: p.error_policy.clone(),
     };
-    let mut state =
-        if p.sink.stores_state() { p.sink.load_state(&p.id).await? } else { p.store.load(&p.id).await? };
+    let mut state = load_state(p.sink.as_ref(), p.store.as_ref(), &p.id).await?;
     if let Some(to) = seek {
         info!(position = %to, "seek: following from the position asked for");
         match &mut state {
@@ -1320,7 +1335,19 @@ async fn convert_transaction(
             current = next;
         }
         match (failed, original) {
-            (None, _) => out.extend(current),
+            (None, _) => {
+                for e in &current {
+                    if let ChangeEvent::Schema(s) = e {
+                        if let Some(after) = &s.schema_after {
+                            ctx.sink
+                                .capabilities()
+                                .check(ctx.sink.name(), std::slice::from_ref(after))
+                                .map_err(|err| err.with_position(e.meta().position.clone()))?;
+                        }
+                    }
+                }
+                out.extend(current)
+            }
             (Some(err), Some(original)) => {
                 ctx.sink.dead_letter(&ctx.id, &original, &err).await?;
                 ctx.stats.record_dead_letter(&original, &err);

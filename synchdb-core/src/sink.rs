@@ -38,37 +38,68 @@ impl ChangeBatch {
 /// A destination of changes (PostgreSQL, or an in-memory sink for tests).
 ///
 /// # Contract
-/// What a sink may assume:
-/// - Calls come from one pipeline at a time. `write_chunk` may run for
-///   several chunks at once (hence `&self`); `apply` calls never overlap and
-///   come in source order, after `finish_snapshot`.
+/// What a sink may assume (ordering and concurrency):
+/// - Calls come from one pipeline at a time, in this order: [`check_tables`]
+///   (when converters are configured), then either a snapshot
+///   ([`prepare_snapshot`], any number of [`write_chunk`] calls, possibly
+///   several at once — hence `&self` —, [`finish_snapshot`]) or nothing, then
+///   [`apply`] calls. `apply` calls never overlap and come in source commit
+///   order; a resync (`begin_resync`, `write_chunk`s, `finish_resync`,
+///   `join_resync`) runs between two `apply` calls, and its `write_chunk`
+///   calls may overlap each other but never an `apply`.
+/// - [`publish_status`] is called from another task at any time and may
+///   overlap everything else; it must not take part in the data's transactions.
+/// - [`shutdown`] is called once, last, after every other call has returned
+///   (whether the pipeline stopped, finished or failed).
 /// - A [`ChangeBatch`] holds whole source transactions: a source transaction
-///   is never split across two batches.
+///   is never split across two batches, except as [open batches](ChangeBatch::open)
+///   for sinks that ask for them.
 /// - Delivery is at least once: after a crash the pipeline resumes from the
 ///   last stored state, so the first batch after a restart may hold
 ///   transactions whose effects the sink already has if (and only if) the
-///   sink does not store the state with its data. Sinks that can should
-///   apply idempotently.
+///   sink does not store the state with its data ([`Sink::state`] is `None`).
+///   Such sinks should apply idempotently.
 ///
 /// What a sink must do:
 /// - Make each `apply` batch durable before returning `Ok`. A sink whose
-///   [`stores_state`](Sink::stores_state) is `true` stores `batch.state` in
-///   the *same* transaction as the batch's data, so data and checkpoint
-///   always agree (exactly-once); otherwise the pipeline stores the state
-///   in its [`CheckpointStore`](crate::CheckpointStore) after `Ok`.
+///   [`state`](Sink::state) is `Some` stores `batch.state` in the *same*
+///   transaction as the batch's data, so data and checkpoint always agree
+///   (exactly-once); otherwise the pipeline stores the state in its
+///   [`CheckpointStore`](crate::CheckpointStore) after `Ok`.
 /// - Likewise for snapshot chunks (`SnapshotUpdate::ChunkDone` with the row
 ///   count) and for `finish_snapshot`'s state.
+/// - Honour what converters put on the columns of the tables it receives
+///   (a destination type, an SQL transform, a zero-date or NUL-text policy,
+///   see [`ColumnSchema`](synchdb_types::ColumnSchema)), or say it cannot in
+///   [`capabilities`](Sink::capabilities): the pipeline then refuses to start
+///   when a converter asks for it, instead of the sink silently ignoring it.
 /// - Return errors with the right [`ErrorKind`](crate::ErrorKind): transient
 ///   ones (`SinkConnection`) are retried by the error policy; per-event ones
 ///   (`SinkApply`, `SinkValue`, `SinkSchema`) may be skipped.
+///
+/// [`check_tables`]: Sink::check_tables
+/// [`prepare_snapshot`]: Sink::prepare_snapshot
+/// [`write_chunk`]: Sink::write_chunk
+/// [`finish_snapshot`]: Sink::finish_snapshot
+/// [`apply`]: Sink::apply
+/// [`publish_status`]: Sink::publish_status
+/// [`shutdown`]: Sink::shutdown
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// A short name for logs (`postgres`, `memory`).
     fn name(&self) -> &str;
 
-    /// Whether the sink stores pipeline state atomically with its data.
-    fn stores_state(&self) -> bool {
-        false
+    /// The sink's own state store, when it stores pipeline state atomically
+    /// with its data (exactly-once). `None` (the default): the pipeline keeps
+    /// the state in its [`CheckpointStore`](crate::CheckpointStore).
+    fn state(&self) -> Option<&dyn SinkState> {
+        None
+    }
+
+    /// What the sink can honour of the column settings converters make.
+    /// The default: nothing beyond plain values.
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::default()
     }
 
     /// Whether [`apply`](Sink::apply) takes [open batches](ChangeBatch::open),
@@ -77,18 +108,6 @@ pub trait Sink: Send + Sync {
     /// transaction in one batch (held in memory).
     fn supports_open_batches(&self) -> bool {
         false
-    }
-
-    /// The stored state of `pipeline` (only called when `stores_state`).
-    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
-        let _ = pipeline;
-        Ok(None)
-    }
-
-    /// Store a state update with no data (only called when `stores_state`).
-    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
-        let _ = (pipeline, update);
-        Ok(())
     }
 
     /// Create the tables of a snapshot (columns and primary keys; indexes and
@@ -199,6 +218,112 @@ pub trait Sink: Send + Sync {
         let _ = status;
         Ok(())
     }
+
+    /// The pipeline has ended (stopped, finished or failed) and will make no
+    /// other call: release what the sink holds (connections, buffers). Called
+    /// once, after every other call has returned. The default does nothing.
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink's store of pipeline state, kept with its data so that a restart
+/// resumes exactly where the data stands (see the [`Sink`] contract).
+/// A sink offering it implements both methods and returns itself from
+/// [`Sink::state`].
+#[async_trait]
+pub trait SinkState: Send + Sync {
+    /// The stored state of `pipeline`, `None` when nothing is stored.
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>>;
+
+    /// Store a state update that comes with no data (e.g. the follow start
+    /// after a snapshot, a position moved by heartbeats).
+    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()>;
+}
+
+/// What a sink honours of the settings converters put on columns
+/// ([`ColumnSchema`](synchdb_types::ColumnSchema)). Each is `false` by default;
+/// the pipeline refuses to start when a converted table asks for one the
+/// sink lacks, naming the table and column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkCapabilities {
+    /// `target_type`: a destination type chosen by a mapping rule.
+    pub type_overrides: bool,
+    /// `target_expr`: an SQL expression computing the stored value.
+    pub sql_transforms: bool,
+    /// `zero_dates`: a per-column zero-date policy.
+    pub zero_date_policy: bool,
+    /// `text_nul`: a per-column policy for NUL characters in text.
+    pub text_nul_policy: bool,
+}
+
+impl SinkCapabilities {
+    /// Nothing beyond plain values (the default).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every column setting.
+    pub fn all() -> Self {
+        Self { type_overrides: true, sql_transforms: true, zero_date_policy: true, text_nul_policy: true }
+    }
+
+    /// Set [`type_overrides`](Self::type_overrides).
+    pub fn with_type_overrides(mut self, yes: bool) -> Self {
+        self.type_overrides = yes;
+        self
+    }
+
+    /// Set [`sql_transforms`](Self::sql_transforms).
+    pub fn with_sql_transforms(mut self, yes: bool) -> Self {
+        self.sql_transforms = yes;
+        self
+    }
+
+    /// Set [`zero_date_policy`](Self::zero_date_policy).
+    pub fn with_zero_date_policy(mut self, yes: bool) -> Self {
+        self.zero_date_policy = yes;
+        self
+    }
+
+    /// Set [`text_nul_policy`](Self::text_nul_policy).
+    pub fn with_text_nul_policy(mut self, yes: bool) -> Self {
+        self.text_nul_policy = yes;
+        self
+    }
+
+    /// Check that these capabilities cover every column setting of `tables`;
+    /// the error names the sink, the table and the column.
+    pub fn check(&self, sink: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
+        for t in tables {
+            for c in &t.columns {
+                let missing = if c.target_type.is_some() && !self.type_overrides {
+                    Some(("a destination type", c.target_type.clone().unwrap_or_default()))
+                } else if c.target_expr.is_some() && !self.sql_transforms {
+                    Some(("an SQL transform", c.target_expr.clone().unwrap_or_default()))
+                } else if c.zero_dates.is_some() && !self.zero_date_policy {
+                    Some(("a zero-date policy", format!("{:?}", c.zero_dates)))
+                } else if c.text_nul.is_some() && !self.text_nul_policy {
+                    Some(("a NUL-text policy", format!("{:?}", c.text_nul)))
+                } else {
+                    None
+                };
+                if let Some((what, value)) = missing {
+                    return Err(Error::new(
+                        crate::ErrorKind::Config,
+                        format!(
+                            "a converter gives {}.{} {what} ({value}) that sink {sink} cannot honour",
+                            t.id, c.name
+                        ),
+                    )
+                    .with_table(t.id.clone())
+                    .with_column(c.name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -206,17 +331,14 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn name(&self) -> &str {
         (**self).name()
     }
-    fn stores_state(&self) -> bool {
-        (**self).stores_state()
+    fn state(&self) -> Option<&dyn SinkState> {
+        (**self).state()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        (**self).capabilities()
     }
     fn supports_open_batches(&self) -> bool {
         (**self).supports_open_batches()
-    }
-    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
-        (**self).load_state(pipeline).await
-    }
-    async fn save_state(&self, pipeline: &str, update: &StateUpdate) -> Result<()> {
-        (**self).save_state(pipeline, update).await
     }
     async fn prepare_snapshot(
         &self,
@@ -281,5 +403,8 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
         (**self).check_tables(tables).await
+    }
+    async fn shutdown(&self) -> Result<()> {
+        (**self).shutdown().await
     }
 }

@@ -622,3 +622,109 @@ async fn the_pipeline_checks_rules_against_discovered_tables_before_any_data() {
     assert!(err.to_string().contains("emial"), "{err}");
     assert!(sink.data().snapshot_rows.is_empty(), "no data moved before the check");
 }
+
+/// A sink that honours no column settings and counts its shutdowns,
+/// around a memory sink.
+struct Plain(MemorySink, Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl synchdb_core::Sink for Plain {
+    fn name(&self) -> &str {
+        "plain"
+    }
+    fn state(&self) -> Option<&dyn synchdb_core::SinkState> {
+        self.0.state()
+    }
+    async fn prepare_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        restart: &[TableId],
+        state: &synchdb_core::StateUpdate,
+    ) -> synchdb_core::Result<()> {
+        self.0.prepare_snapshot(pipeline, tables, restart, state).await
+    }
+    async fn write_chunk(
+        &self,
+        pipeline: &str,
+        table: &Arc<TableSchema>,
+        chunk: &synchdb_core::ChunkInfo,
+        read_at: &Position,
+        rows: synchdb_core::RowStream<'_>,
+    ) -> synchdb_core::Result<u64> {
+        self.0.write_chunk(pipeline, table, chunk, read_at, rows).await
+    }
+    async fn finish_snapshot(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        state: &synchdb_core::StateUpdate,
+    ) -> synchdb_core::Result<()> {
+        self.0.finish_snapshot(pipeline, tables, state).await
+    }
+    async fn apply(&self, pipeline: &str, batch: &synchdb_core::ChangeBatch) -> synchdb_core::Result<()> {
+        self.0.apply(pipeline, batch).await
+    }
+    async fn shutdown(&self) -> synchdb_core::Result<()> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_column_setting_the_sink_cannot_honour_stops_the_start_and_shutdown_runs_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let t = customers();
+    let snapshot =
+        || MemorySource::new(vec![]).with_snapshot(pos(1), vec![(t.clone(), vec![row(1, 1, "a@b", 0)])]);
+    let typed = Mapping::new(
+        MappingRules::from_toml_str(&format!(
+            "[tables.\"{}\".columns]\nemail = {{ type = \"text\" }}\n",
+            t.id
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let memory = MemorySink::new();
+    let shutdowns = Arc::new(AtomicUsize::new(0));
+    let err = Pipeline::builder()
+        .id("plain")
+        .source(Discovering(snapshot(), vec![(*t).clone()]))
+        .converter(typed)
+        .sink(Plain(memory.clone(), shutdowns.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .expect_err("a destination type the sink cannot honour must stop the start");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("shop.customers.email") && err.to_string().contains("plain"), "{err}");
+    assert!(memory.data().snapshot_rows.is_empty(), "no data moved before the check");
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 1, "shutdown after a failed start");
+
+    // Rules that need nothing from the sink (a rename) run, and shutdown comes once at the end.
+    let renamed = Mapping::new(
+        MappingRules::from_toml_str(&format!(
+            "[tables.\"{}\".columns]\nphone = {{ rename = \"tel\" }}\n",
+            t.id
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let shutdowns = Arc::new(AtomicUsize::new(0));
+    let memory = MemorySink::new();
+    Pipeline::builder()
+        .id("plain2")
+        .source(Discovering(snapshot(), vec![(*t).clone()]))
+        .converter(renamed)
+        .sink(Plain(memory.clone(), shutdowns.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(memory.data().snapshot_rows.values().map(Vec::len).sum::<usize>(), 1);
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+}

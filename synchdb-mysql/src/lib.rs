@@ -8,7 +8,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> synchdb_core::Result<()> {
 //! let options: MySqlSourceOptions = "mysql://repl:secret@127.0.0.1:3306/shop".parse()?;
-//! let options = options.tables("!shop.audit_*")?.snapshot_mode(SnapshotMode::InitialOnly);
+//! let options = options.tables("!shop.audit_*").snapshot_mode(SnapshotMode::InitialOnly);
 //! let sink = MemorySink::new();
 //! let stats = Pipeline::builder()
 //!     .id("shop")

@@ -161,7 +161,6 @@ impl FromStr for TlsMode {
 ///     .parse::<MySqlSourceOptions>()
 ///     .unwrap()
 ///     .tables("!shop.audit_*")
-///     .unwrap()
 ///     .server_id(7001)
 ///     .snapshot_mode(SnapshotMode::Initial)
 ///     .snapshot_workers(4);
@@ -203,6 +202,9 @@ pub struct MySqlSourceOptions {
     /// TLS), tried in order when the current one cannot be reached.
     #[serde(default)]
     failover_hosts: Vec<(String, u16)>,
+    /// The first invalid value given to a chaining setter (see `validate`).
+    #[serde(skip)]
+    invalid: Option<String>,
 }
 
 /// What follow mode does when a statement changes a replicated table's rows
@@ -255,6 +257,7 @@ impl Default for MySqlSourceOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             unlogged_changes: UnloggedChanges::Resync,
             failover_hosts: Vec::new(),
+            invalid: None,
         }
     }
 }
@@ -343,17 +346,31 @@ impl MySqlSourceOptions {
     }
 
     /// Replicate every table of `database` (adds the pattern `database.*`).
-    pub fn database(mut self, database: &str) -> Result<Self> {
-        self.tables = self.tables.include(&format!("{database}.*")).map_err(Error::config)?;
-        Ok(self)
+    /// An invalid name is reported by [`validate`](Self::validate) (which
+    /// the source runs before connecting), so setters chain.
+    pub fn database(mut self, database: &str) -> Self {
+        match self.tables.clone().include(&format!("{database}.*")) {
+            Ok(t) => self.tables = t,
+            Err(e) => self.note_invalid(format!("database {database:?}: {e}")),
+        }
+        self
     }
 
-    /// Add comma-separated table patterns (`shop.*,!shop.audit_*`); see [`TableFilter`].
-    pub fn tables(mut self, patterns: &str) -> Result<Self> {
+    /// Add comma-separated table patterns (`shop.*,!shop.audit_*`); see
+    /// [`TableFilter`]. An invalid pattern is reported by [`validate`](Self::validate).
+    pub fn tables(mut self, patterns: &str) -> Self {
         for p in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            self.tables = self.tables.pattern(p).map_err(Error::config)?;
+            match self.tables.clone().pattern(p) {
+                Ok(t) => self.tables = t,
+                Err(e) => self.note_invalid(format!("table pattern {p:?}: {e}")),
+            }
         }
-        Ok(self)
+        self
+    }
+
+    /// Keep the first invalid setting for [`validate`](Self::validate).
+    fn note_invalid(&mut self, what: String) {
+        self.invalid.get_or_insert(what);
     }
 
     /// Replace the table filter.
@@ -525,6 +542,9 @@ impl MySqlSourceOptions {
 
     /// Check the options for values that cannot work.
     pub fn validate(&self) -> Result<()> {
+        if let Some(what) = &self.invalid {
+            return Err(Error::config(format!("mysql source: invalid {what}")));
+        }
         if self.host.trim().is_empty() {
             return Err(Error::config("mysql source: host is empty"));
         }
@@ -902,7 +922,7 @@ impl FromStr for MySqlSourceOptions {
         }
         let database = percent_decode(path.trim_end_matches('/'))?;
         if !database.is_empty() {
-            opts = opts.database(&database)?;
+            opts = opts.database(&database);
         }
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -911,7 +931,7 @@ impl FromStr for MySqlSourceOptions {
             match k.to_ascii_lowercase().replace('_', "-").as_str() {
                 "ssl-mode" | "sslmode" | "tls-mode" => opts.tls_mode = v.parse()?,
                 "ssl-ca" | "sslca" | "tls-ca" => opts.tls_ca = Some(PathBuf::from(v)),
-                "tables" => opts = opts.tables(&v)?,
+                "tables" => opts = opts.tables(&v),
                 "server-id" => opts.server_id = Some(v.parse().map_err(|_| bad("server-id"))?),
                 "snapshot-mode" => opts.snapshot_mode = v.parse()?,
                 "snapshot-workers" => {
@@ -935,6 +955,9 @@ impl FromStr for MySqlSourceOptions {
                 }
                 other => return Err(Error::config(format!("mysql URL: unknown parameter {other:?}"))),
             }
+        }
+        if let Some(what) = &opts.invalid {
+            return Err(Error::config(format!("mysql URL: invalid {what}")));
         }
         Ok(opts)
     }
@@ -1014,6 +1037,12 @@ mod tests {
         assert!("mysql://h/db".parse::<MySqlSourceOptions>().unwrap().server_id(0).validate().is_err());
         assert!(MySqlSourceOptions::new().snapshot_workers(0).validate().is_err());
         assert!(MySqlSourceOptions::new().chunk_rows(0).validate().is_err());
+        // Setters chain; a bad pattern is kept for validate (and the URL parser).
+        let e =
+            MySqlSourceOptions::new().database("shop").tables("shop.").server_id(3).validate().unwrap_err();
+        assert!(e.to_string().contains("shop."), "{e}");
+        assert!(MySqlSourceOptions::new().database("shop").tables("shop.a,!shop.b").validate().is_ok());
+        assert!("mysql://h/db?tables=.t".parse::<MySqlSourceOptions>().is_err());
         // Found by the mysql_url fuzz target: these panicked in Duration::from_secs_f64.
         for v in ["-1", "NaN", "inf", "1e300"] {
             assert!(

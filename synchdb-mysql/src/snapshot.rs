@@ -140,24 +140,7 @@ fn read_error(what: &str, e: mysql_async::Error) -> Error {
 
 /// The server's current binlog position (and GTID position).
 pub(crate) async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Position> {
-    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
-        Ok(r) => r,
-        // MySQL 8.4 renamed it.
-        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
-            .query_first("SHOW BINARY LOG STATUS")
-            .await
-            .map_err(|e| read_error("SHOW BINARY LOG STATUS", e))?,
-        Err(e) => return Err(read_error("SHOW MASTER STATUS", e)),
-    };
-    let mut row = row.ok_or_else(|| {
-        Error::new(
-            ErrorKind::SourceSetting,
-            "SHOW MASTER STATUS returned nothing: the binary log (log_bin) is off",
-        )
-    })?;
-    let file: String = row.take(0).unwrap_or_default();
-    let pos: u64 = row.take(1).unwrap_or_default();
-    let binlog = BinlogPosition::new(file, pos);
+    let (binlog, mut row) = crate::binlog::binlog_status(conn).await?;
     let gtid = match flavor {
         Flavor::MariaDb => mariadb_gtid_at(conn, &binlog).await?,
         Flavor::MySql => {

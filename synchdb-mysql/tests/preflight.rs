@@ -3,7 +3,7 @@
 mod common;
 
 use synchdb_core::memory::MemorySink;
-use synchdb_core::{ErrorKind, Sink, SnapshotUpdate, StateUpdate};
+use synchdb_core::{ErrorKind, SinkState, SnapshotUpdate, StateUpdate};
 use synchdb_mysql::{MySqlSourceOptions, SnapshotMode};
 use synchdb_types::{Position, TableId, Value};
 
@@ -12,7 +12,6 @@ fn private_options(server: &synchdb_testkit::MariaDb) -> MySqlSourceOptions {
         .parse::<MySqlSourceOptions>()
         .unwrap()
         .tables("pf.*")
-        .unwrap()
         .snapshot_mode(SnapshotMode::InitialOnly)
 }
 

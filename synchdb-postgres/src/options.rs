@@ -130,6 +130,8 @@ impl FromStr for SslMode {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PgSinkOptions {
+    /// Serialized with its password as `***` (never written out).
+    #[serde(serialize_with = "serialize_redacted")]
     url: String,
     ssl_mode: Option<SslMode>,
     pool_size: u32,
@@ -167,6 +169,10 @@ impl std::fmt::Debug for PgSinkOptions {
             .field("copy_buffer_bytes", &self.copy_buffer_bytes)
             .finish()
     }
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
 }
 
 /// A connection URL with its password (and a `password=` query parameter) as `***`.
@@ -382,6 +388,12 @@ impl PgSinkOptions {
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
+        self.validate_mapping()
+    }
+
+    /// Check every setting but the connection ones (URL, pool); used by
+    /// [`PgSink::with_pool`](crate::PgSink::with_pool).
+    pub fn validate_mapping(&self) -> Result<()> {
         if self.copy_buffer_bytes < 1024 {
             return Err(Error::config("copy_buffer_bytes must be at least 1024"));
         }
@@ -468,6 +480,8 @@ mod tests {
         assert!(!d.contains("s3cret") && !d.contains("other"), "{d}");
         assert!(d.contains("u:***@h:5432/db"), "{d}");
         assert_eq!(redact_url("not a url with s3cret"), "***");
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(!json.contains("s3cret") && !json.contains("other"), "{json}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row as _};
 use synchdb_core::{
     ChangeBatch, ChunkDone, ChunkInfo, Error, ErrorKind, PipelineState, Result, RowStream, Sink,
-    SnapshotUpdate, StateUpdate,
+    SinkCapabilities, SinkState, SnapshotUpdate, StateUpdate,
 };
 use synchdb_types::{ChangeEvent, Position, TableId, TableSchema, Transaction};
 use tracing::{debug, info};
@@ -22,7 +22,7 @@ use crate::state::StateSql;
 
 /// A PostgreSQL sink: creates tables from source schemas, bulk-loads snapshot chunks
 /// with `COPY`, applies change batches in one transaction each, and stores the pipeline
-/// state in the same transactions (`stores_state() == true`).
+/// state in the same transactions ([`Sink::state`] is `Some`).
 ///
 /// Cloning is cheap: clones share the pool and caches.
 #[derive(Clone)]
@@ -70,8 +70,42 @@ impl PgSink {
             .connect_with(connect)
             .await
             .map_err(|e| sqlx_error(e, &Context::state()))?;
+        Self::build(pool, options, true).await
+    }
+
+    /// A sink on a pool the service already owns (its URL, pool size and
+    /// timeouts in `options` are not used; the rest is). Its sessions must
+    /// use `TimeZone=UTC` (build it from [`PgSinkOptions::connect_options`]). It needs enough connections for the snapshot's
+    /// parallelism plus one for the state.
+    ///
+    /// ```no_run
+    /// # async fn f() -> synchdb_core::Result<()> {
+    /// use synchdb_postgres::{PgSink, PgSinkOptions};
+    /// let pool = sqlx::PgPool::connect("postgres://app@db/replica").await.unwrap();
+    /// let sink = PgSink::with_pool(pool.clone(), PgSinkOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_pool(pool: PgPool, options: PgSinkOptions) -> Result<PgSink> {
+        options.validate_mapping()?;
+        Self::build(pool, options, false).await
+    }
+
+    async fn build(pool: PgPool, options: PgSinkOptions, owns_pool: bool) -> Result<PgSink> {
         let state = StateSql::new(options.get_state_schema());
         let mut conn = pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
+        if !owns_pool {
+            // Values of `timestamp` columns are written as UTC text.
+            let tz: String = sqlx::query_scalar("SELECT current_setting('TimeZone')")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| sqlx_error(e, &Context::state()))?;
+            if !matches!(tz.as_str(), "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "UCT" | "Zulu") {
+                return Err(Error::config(format!(
+                    "the pool's sessions use TimeZone {tz}; the sink needs UTC: build the pool from \
+                     PgSinkOptions::connect_options() or add options([(\"TimeZone\", \"UTC\")])"
+                )));
+            }
+        }
         state.create(&mut conn).await?;
         let installed: bool =
             sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'postgis')")
@@ -336,19 +370,7 @@ impl Drop for Conn {
 }
 
 #[async_trait]
-impl Sink for PgSink {
-    fn name(&self) -> &str {
-        "postgres"
-    }
-
-    fn stores_state(&self) -> bool {
-        true
-    }
-
-    fn supports_open_batches(&self) -> bool {
-        true
-    }
-
+impl SinkState for PgSink {
     async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
         // A new run: a target transaction left open by the last one is rolled back.
         if let Some((_, conn)) = self.inner.open.lock().await.take() {
@@ -366,6 +388,25 @@ impl Sink for PgSink {
         self.inner.state.committed(pipeline, written);
         conn.done();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for PgSink {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn state(&self) -> Option<&dyn SinkState> {
+        Some(self)
+    }
+
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::all()
+    }
+
+    fn supports_open_batches(&self) -> bool {
+        true
     }
 
     async fn prepare_snapshot(
@@ -616,5 +657,15 @@ impl Sink for PgSink {
 
     async fn publish_status(&self, status: &synchdb_core::PipelineStatus) -> Result<()> {
         self.inner.state.publish_status(&self.inner.pool, status).await
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        // A target transaction left open by an interrupted open batch is rolled back.
+        if let Some((_, conn)) = self.inner.open.lock().await.take() {
+            drop(conn);
+        }
+        // The pool stays open: clones of the sink (and the service that gave
+        // it) may still read the replica; it closes with the last clone.
+        Ok(())
     }
 }

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use synchdb_core::{ChangeBatch, Sink, StateUpdate};
-use synchdb_postgres::ApplyMode;
+use synchdb_core::{ChangeBatch, ErrorKind, Sink, SinkState, StateUpdate};
+use synchdb_postgres::{ApplyMode, PgSink, PgSinkOptions};
 use synchdb_types::*;
 
 #[tokio::test]
@@ -412,4 +412,41 @@ async fn follow_mode_adds_and_drops_foreign_keys_on_tables_with_rows() {
         "SELECT conname FROM pg_constraint WHERE conrelid = 'fd.kid'::regclass AND contype = 'f'"
     )
     .is_empty());
+}
+
+#[tokio::test]
+async fn a_sink_on_the_services_own_pool_checks_its_time_zone() {
+    let db = db("pg_with_pool");
+    let opts: PgSinkOptions = db.url().parse().unwrap();
+    // A pool built from the sink's connect options (TimeZone UTC) is taken...
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .connect_with(opts.connect_options().unwrap())
+        .await
+        .unwrap();
+    let s = PgSink::with_pool(pool.clone(), PgSinkOptions::new()).await.unwrap();
+    let t = table("wp", "t", vec![int("id", IntWidth::Int, false)], &["id"]);
+    snapshot(&s, "wp", &[(t.clone(), vec![vec![Value::Int(1)]])]).await;
+    s.apply("wp", &batch(10, vec![ins(&t, vec![Value::Int(2)], 10)])).await.unwrap();
+    assert_eq!(s.load_state("wp").await.unwrap().unwrap().position, Some(pos(10)));
+    // ... and stays the service's: open after the sink's shutdown.
+    s.shutdown().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wp.t").fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 2);
+
+    // A pool whose sessions are not in UTC is refused with a clear error.
+    let berlin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("SET TimeZone = 'Europe/Berlin'").await.map(|_| ())
+            })
+        })
+        .connect(&db.url())
+        .await
+        .unwrap();
+    let e = PgSink::with_pool(berlin, PgSinkOptions::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("Europe/Berlin"), "{e}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use synchdb_core::memory::MemorySource;
-use synchdb_core::{ChunkInfo, ErrorKind, Pipeline, Sink, SnapshotStatus};
+use synchdb_core::{ChunkInfo, ErrorKind, Pipeline, Sink, SinkState, SnapshotStatus};
 use synchdb_types::*;
 
 /// The pid of the sink's backend that runs a statement matching `like` (waits for it).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::*;
 use sqlx::Row as _;
-use synchdb_core::{ErrorKind, Sink};
+use synchdb_core::{ErrorKind, Sink, SinkState};
 use synchdb_postgres::ZeroDatePolicy;
 use synchdb_types::*;
 

@@ -19,7 +19,7 @@ mod rows;
 mod schema;
 mod stream;
 
-pub(crate) use stream::{gtid_at, master_position};
+pub(crate) use stream::{binlog_status, gtid_at, master_position};
 #[cfg(test)]
 mod tests;
 

@@ -217,16 +217,27 @@ pub(crate) fn stream_error(e: mysql_async::Error, at: &BinlogPosition) -> Error 
 
 /// The server's current binlog position (`SHOW MASTER STATUS`).
 pub(crate) async fn master_position(conn: &mut Conn) -> Result<BinlogPosition> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .map_err(|e| conn_error("SHOW MASTER STATUS failed", e))?;
-    let row = row.ok_or_else(|| {
+    Ok(binlog_status(conn).await?.0)
+}
+
+/// The server's current binlog position and the rest of its status row
+/// (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4, which
+/// removed the old name). The one reader of the position, for every path.
+pub(crate) async fn binlog_status(conn: &mut Conn) -> Result<(BinlogPosition, mysql_async::Row)> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(|e| conn_error("SHOW BINARY LOG STATUS failed", e))?,
+        Err(e) => return Err(conn_error("SHOW MASTER STATUS failed", e)),
+    };
+    let mut row = row.ok_or_else(|| {
         Error::new(ErrorKind::SourceSetting, "SHOW MASTER STATUS is empty: the binary log is off (log_bin)")
     })?;
-    let file: String = row.get(0).unwrap_or_default();
-    let pos: u64 = row.get(1).unwrap_or_default();
-    Ok(BinlogPosition::new(file, pos))
+    let file: String = row.take(0).unwrap_or_default();
+    let pos: u64 = row.take(1).unwrap_or_default();
+    Ok((BinlogPosition::new(file, pos), row))
 }
 
 /// MariaDB: the GTID position of a binlog position (`BINLOG_GTID_POS`).
