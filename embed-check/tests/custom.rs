@@ -23,14 +23,12 @@ async fn custom_source_transform_and_sink() {
         row: vec![Value::Text("New@Example.com".into())],
         meta: meta.clone(),
     });
-    let tx = Transaction {
-        sequence: 1,
-        gtid: None,
-        commit_time: meta.commit_time,
-        end_position: Position::new(BinlogPosition::new("vec.000001", 200)),
-        events: vec![insert],
-        foreign_key_checks: true,
-    };
+    let tx = Transaction::new(
+        1,
+        Position::new(BinlogPosition::new("vec.000001", 200)),
+        meta.commit_time,
+        vec![insert],
+    );
     let source = VecSource {
         table: table.clone(),
         rows: vec![vec![Value::Text("Ann@Example.com".into())], vec![Value::Text("BOB@example.com".into())]],

@@ -120,17 +120,15 @@ fn transactions(t: &Arc<TableSchema>) -> Vec<Transaction> {
                     }
                 })
                 .collect();
-            Transaction {
-                sequence: n as u64,
-                gtid: None,
-                commit_time,
-                end_position: Position::new(BinlogPosition::new(
+            Transaction::new(
+                n as u64,
+                Position::new(BinlogPosition::new(
                     "mysql-bin.000001",
                     4 + ((n + 1) * TX_EVENTS * 100) as u64,
                 )),
+                commit_time,
                 events,
-                foreign_key_checks: true,
-            }
+            )
         })
         .collect()
 }

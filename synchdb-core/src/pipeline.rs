@@ -1167,14 +1167,7 @@ async fn handle_message(
                     return Ok(0);
                 }
             }
-            let tx = Transaction {
-                sequence: 0,
-                gtid: None,
-                commit_time: source_time.unwrap_or_else(chrono::Utc::now),
-                end_position: position,
-                events: vec![],
-                foreign_key_checks: true,
-            };
+            let tx = Transaction::new(0, position, source_time.unwrap_or_else(chrono::Utc::now), vec![]);
             pending.push(Converted { tx, schemas: vec![], partial: false });
             Ok(1)
         }
@@ -1306,7 +1299,7 @@ async fn convert_transaction(
     if converters.is_empty() {
         return Ok(tx);
     }
-    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks } = tx;
+    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks, .. } = tx;
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         let original = matches!(ctx.policy, ErrorPolicy::Skip(_)).then(|| event.clone());
@@ -1355,7 +1348,9 @@ async fn convert_transaction(
             (Some(err), None) => return Err(err),
         }
     }
-    Ok(Transaction { sequence, gtid, commit_time, end_position, events: out, foreign_key_checks })
+    Ok(Transaction::new(sequence, end_position, commit_time, out)
+        .with_gtid(gtid)
+        .with_foreign_key_checks(foreign_key_checks))
 }
 
 /// The applier: one batch at a time, under the error policy.
@@ -1515,17 +1510,12 @@ async fn apply_one_transaction(ctx: &Ctx, item: Converted) -> Result<()> {
         Err(e) => return Err(e),
     }
     let Converted { tx, schemas, .. } = item;
-    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks } = tx;
+    let Transaction { sequence, gtid, commit_time, end_position, events, foreign_key_checks, .. } = tx;
     let last = events.len() - 1;
     for (i, ev) in events.into_iter().enumerate() {
-        let single = Transaction {
-            sequence,
-            gtid: gtid.clone(),
-            commit_time,
-            end_position: end_position.clone(),
-            events: vec![ev],
-            foreign_key_checks,
-        };
+        let single = Transaction::new(sequence, end_position.clone(), commit_time, vec![ev])
+            .with_gtid(gtid.clone())
+            .with_foreign_key_checks(foreign_key_checks);
         let mut state = StateUpdate::default();
         if i == last {
             state.position = Some(end_position.clone());

@@ -46,8 +46,10 @@ impl ErrorPolicy {
     }
 }
 
-/// Exponential backoff.
+/// Exponential backoff. Non-exhaustive: start from [`RetryPolicy::default`]
+/// or [`RetryPolicy::forever`] and change it with the `with_` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts after the first failure before giving up.
     pub max_retries: u32,
@@ -71,6 +73,24 @@ impl RetryPolicy {
     /// Retry for ever, from 200 ms doubling up to 30 s.
     pub fn forever() -> Self {
         RetryPolicy { max_retries: u32::MAX, ..RetryPolicy::default() }
+    }
+
+    /// Set [`max_retries`](Self::max_retries).
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Set [`initial_backoff`](Self::initial_backoff).
+    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
+        self.initial_backoff = d;
+        self
+    }
+
+    /// Set [`max_backoff`](Self::max_backoff).
+    pub fn with_max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
     }
 
     /// The delay before retry number `attempt` (from 1): doubling, capped.

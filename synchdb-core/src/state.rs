@@ -108,8 +108,10 @@ pub enum ResyncUpdate {
     Joined,
 }
 
-/// Everything stored for one pipeline id.
+/// Everything stored for one pipeline id. Non-exhaustive: start from
+/// [`PipelineState::empty`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PipelineState {
     /// The resume position: every change before it is applied, none after.
     pub position: Option<Position>,

@@ -482,8 +482,10 @@ impl Stats {
     }
 }
 
-/// A copy of the pipeline's counters at one moment.
+/// A copy of the pipeline's counters at one moment (non-exhaustive: more
+/// counters may come).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StatsSnapshot {
     /// Rows inserted by change apply.
     pub inserts: u64,

@@ -85,14 +85,7 @@ fn pos(n: u64) -> Position {
 }
 
 fn tx(n: u64, events: Vec<ChangeEvent>) -> Transaction {
-    Transaction {
-        sequence: n,
-        gtid: None,
-        commit_time: chrono::Utc::now(),
-        end_position: pos(n * 100),
-        events,
-        foreign_key_checks: true,
-    }
+    Transaction::new(n, pos(n * 100), chrono::Utc::now(), events)
 }
 
 fn ins(t: &Arc<TableSchema>, row: Row, n: u64) -> ChangeEvent {

@@ -33,26 +33,26 @@ fn pos(n: u64) -> Position {
 fn transactions(count: u64, per: u64) -> Vec<Transaction> {
     let t = table();
     (1..=count)
-        .map(|i| Transaction {
-            sequence: i,
-            gtid: None,
-            commit_time: chrono::Utc::now(),
-            end_position: pos(i * 1000),
-            events: (0..per)
-                .map(|k| {
-                    ChangeEvent::Insert(InsertEvent {
-                        table: t.clone(),
-                        row: vec![Value::Int((i * per + k) as i64), Value::Text(format!("item {i}/{k}"))],
-                        meta: EventMeta {
-                            position: BinlogPosition::new("mysql-bin.000001", i * 1000 - 100 + k),
-                            commit_time: chrono::Utc::now(),
-                            tx: i,
-                            index: k as u32,
-                        },
+        .map(|i| {
+            Transaction::new(
+                i,
+                pos(i * 1000),
+                chrono::Utc::now(),
+                (0..per)
+                    .map(|k| {
+                        ChangeEvent::Insert(InsertEvent {
+                            table: t.clone(),
+                            row: vec![Value::Int((i * per + k) as i64), Value::Text(format!("item {i}/{k}"))],
+                            meta: EventMeta {
+                                position: BinlogPosition::new("mysql-bin.000001", i * 1000 - 100 + k),
+                                commit_time: chrono::Utc::now(),
+                                tx: i,
+                                index: k as u32,
+                            },
+                        })
                     })
-                })
-                .collect(),
-            foreign_key_checks: true,
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -154,11 +154,10 @@ async fn exit_policy_stops_at_last_good_batch() {
 
 #[tokio::test]
 async fn retry_policy_recovers_from_transient_errors_then_gives_up() {
-    let fast = RetryPolicy {
-        max_retries: 3,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-    };
+    let fast = RetryPolicy::default()
+        .with_max_retries(3)
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(5));
     let sink = MemorySink::new();
     sink.fail_next(2);
     let stats = Pipeline::builder()
@@ -183,7 +182,7 @@ async fn retry_policy_recovers_from_transient_errors_then_gives_up() {
         .source(MemorySource::new(transactions(20, 2)))
         .sink(sink.clone())
         .error_policy(ErrorPolicy::Retry(fast.clone()))
-        .restart_policy(RetryPolicy { max_retries: 0, ..fast })
+        .restart_policy(fast.with_max_retries(0))
         .build()
         .unwrap()
         .start()
@@ -208,11 +207,12 @@ async fn transient_failures_restart_the_pipeline_under_every_policy() {
         .source(MemorySource::new(transactions(20, 2)))
         .sink(sink.clone())
         .batch_size(4)
-        .restart_policy(RetryPolicy {
-            max_retries: u32::MAX,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-        })
+        .restart_policy(
+            RetryPolicy::default()
+                .with_max_retries(u32::MAX)
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_max_backoff(Duration::from_millis(5)),
+        )
         .build()
         .unwrap()
         .start()
@@ -505,7 +505,7 @@ async fn a_chunk_the_source_did_not_finish_is_never_recorded_done() {
         .source(HalfChunkSource)
         .sink(sink.clone())
         // The error is transient (the source went away): see it instead of restarting.
-        .restart_policy(RetryPolicy { max_retries: 0, ..RetryPolicy::default() })
+        .restart_policy(RetryPolicy::default().with_max_retries(0))
         .build()
         .unwrap()
         .start()

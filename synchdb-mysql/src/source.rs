@@ -306,7 +306,10 @@ mod tests {
     }
 
     fn state(snapshot: SnapshotStatus, position: Option<Position>) -> PipelineState {
-        PipelineState { position, snapshot, schemas: vec![], resync: None, skip_before: vec![] }
+        let mut s = PipelineState::empty();
+        s.position = position;
+        s.snapshot = snapshot;
+        s
     }
 
     #[test]

@@ -202,14 +202,12 @@ async fn main() {
                             }
                         }
                         made += 100;
-                        txs.push(Transaction {
-                            sequence: n,
-                            gtid: None,
-                            commit_time: chrono::Utc::now(),
-                            end_position: Position::new(BinlogPosition::new("mysql-bin.000001", n)),
+                        txs.push(Transaction::new(
+                            n,
+                            Position::new(BinlogPosition::new("mysql-bin.000001", n)),
+                            chrono::Utc::now(),
                             events,
-                            foreign_key_checks: true,
-                        });
+                        ));
                     }
                     let state = StateUpdate {
                         position: Some(txs.last().unwrap().end_position.clone()),

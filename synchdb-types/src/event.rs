@@ -276,7 +276,10 @@ impl ChangeEvent {
 
 /// One committed source transaction (or one DDL statement, which MySQL
 /// commits implicitly).
+///
+/// Non-exhaustive: build it with [`Transaction::new`] and the `with_` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Transaction {
     /// Ordinal of the transaction within this stream, increasing.
     pub sequence: u64,
@@ -297,6 +300,30 @@ pub struct Transaction {
 
 fn checks_on() -> bool {
     true
+}
+
+impl Transaction {
+    /// A transaction with no GTID, run with foreign-key checks on.
+    pub fn new(
+        sequence: u64,
+        end_position: Position,
+        commit_time: DateTime<Utc>,
+        events: Vec<ChangeEvent>,
+    ) -> Self {
+        Transaction { sequence, gtid: None, commit_time, end_position, events, foreign_key_checks: true }
+    }
+
+    /// Set the GTID.
+    pub fn with_gtid(mut self, gtid: Option<String>) -> Self {
+        self.gtid = gtid;
+        self
+    }
+
+    /// Set whether the source ran it with foreign-key checks (see the field).
+    pub fn with_foreign_key_checks(mut self, on: bool) -> Self {
+        self.foreign_key_checks = on;
+        self
+    }
 }
 
 #[cfg(test)]

@@ -722,14 +722,7 @@ impl<'a> Follower<'a> {
             }
         }
         debug!(events = events.len(), sent = tx.sent, at = %at.binlog, "large transaction: a piece sent");
-        let part = Transaction {
-            sequence,
-            gtid: None,
-            commit_time: time,
-            end_position: at,
-            events,
-            foreign_key_checks: !tx.no_fk_checks,
-        };
+        let part = Transaction::new(sequence, at, time, events).with_foreign_key_checks(!tx.no_fk_checks);
         // The channel is bounded in messages, not bytes: pieces wait until few
         // messages are queued, so memory holds a few pieces, not a channel full.
         let sender = &self.ctx.sender;
@@ -783,14 +776,9 @@ impl<'a> Follower<'a> {
                 m.commit_time = time;
             }
         }
-        let tx = Transaction {
-            sequence: self.sequence,
-            gtid,
-            commit_time: time,
-            end_position,
-            events,
-            foreign_key_checks,
-        };
+        let tx = Transaction::new(self.sequence, end_position, time, events)
+            .with_gtid(gtid)
+            .with_foreign_key_checks(foreign_key_checks);
         if !self.send(SourceMessage::Transaction(tx)).await {
             return Ok(Flow::Stop);
         }

@@ -316,14 +316,7 @@ impl Follower<'_> {
                 }))
             })
             .collect();
-        let tx = Transaction {
-            sequence: self.sequence,
-            gtid: None,
-            commit_time: time,
-            end_position: self.resume.clone(),
-            events,
-            foreign_key_checks: true,
-        };
+        let tx = Transaction::new(self.sequence, self.resume.clone(), time, events);
         if !self.send(SourceMessage::Transaction(tx)).await {
             return Ok(Flow::Stop);
         }

@@ -86,14 +86,7 @@ pub fn ddl(change: SchemaChange, after: Option<Arc<TableSchema>>, n: u64) -> Cha
 }
 
 pub fn tx(seq: u64, end: u64, events: Vec<ChangeEvent>) -> Transaction {
-    Transaction {
-        sequence: seq,
-        gtid: None,
-        commit_time: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        end_position: pos(end),
-        events,
-        foreign_key_checks: true,
-    }
+    Transaction::new(seq, pos(end), chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(), events)
 }
 
 /// A batch of one transaction ending at `end`, storing that position.
