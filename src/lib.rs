@@ -53,8 +53,8 @@ pub mod prelude {
     pub use synchdb_core::{
         chunk_channel, ChangeBatch, ChunkInfo, ChunkSender, Converter, Error, ErrorKind, ErrorPolicy,
         MapRows, Pipeline, PipelineControl, PipelineHandle, PipelineState, PipelineStatus, Result,
-        RowReceiver, RowStream, Sink, SnapshotPlan, Source, SourceContext, SourceMessage, StateUpdate,
-        StatsSnapshot,
+        RowReceiver, RowStream, Sink, SinkCapabilities, SinkState, SnapshotPlan, Source, SourceContext,
+        SourceMessage, StateUpdate, StatsSnapshot,
     };
     pub use synchdb_types::{
         BinlogPosition, ChangeEvent, ColumnSchema, ColumnType, DeleteEvent, EventMeta, InsertEvent, Position,

@@ -130,3 +130,11 @@ impl Sink for CollectSink {
         Ok(())
     }
 }
+
+/// The guide "Writing a sink, writing a source" (`docs/writing-sources-and-sinks.md`):
+/// its code blocks run as this crate's doc tests, and its sink and source
+/// are compiled here too (from the same file) for the guide's last example.
+#[doc = include_str!("../../docs/writing-sources-and-sinks.md")]
+pub mod guide {
+    include!(concat!(env!("OUT_DIR"), "/guide.rs"));
+}

@@ -18,7 +18,7 @@ use crate::source::{
     RowReceiver, SourceCommand, SourceCommands, SourceContext, SourceControl, SourceMessage,
 };
 use crate::state::{
-    CheckpointStore, ChunkDone, ChunkInfo, MemoryCheckpointStore, ResyncState, ResyncUpdate, SchemaUpdate,
+    CheckpointStore, ChunkInfo, MemoryCheckpointStore, ResyncState, ResyncUpdate, SchemaUpdate,
     SnapshotUpdate, StateUpdate,
 };
 use crate::stats::{Stats, StatsSnapshot};
@@ -1203,7 +1203,7 @@ async fn write_chunk(
         while let Some(r) = rows.recv().await {
             r?;
         }
-        let update = chunk_done(&chunk, 0, read_at);
+        let update = StateUpdate::chunk_done(&chunk, 0, read_at);
         return ctx.save_state(&update).await;
     };
     let target = chain.last().expect("non-empty").clone();
@@ -1213,7 +1213,7 @@ async fn write_chunk(
         tokio_stream_from(rows).map(move |batch| convert_rows(&converters, &stages, batch?)).boxed();
     let written = ctx.sink.write_chunk(&ctx.id, &target, &chunk, &read_at, stream).await?;
     ctx.stats.record_chunk_rows(&chunk.table, &target.id, written);
-    let update = chunk_done(&chunk, written, read_at);
+    let update = StateUpdate::chunk_done(&chunk, written, read_at);
     ctx.after_durable(&update).await?;
     debug!(table = %chunk.table, chunk = chunk.index, rows = written, "chunk durable");
     Ok(())
@@ -1221,21 +1221,6 @@ async fn write_chunk(
 
 fn table_list(tables: &[Arc<TableSchema>]) -> String {
     tables.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> StateUpdate {
-    StateUpdate {
-        position: None,
-        snapshot: Some(SnapshotUpdate::ChunkDone(ChunkDone {
-            table: chunk.table.clone(),
-            index: chunk.index,
-            rows,
-            read_at,
-        })),
-        schemas: vec![],
-        resync: None,
-        skip_before: None,
-    }
 }
 
 /// A batch of snapshot rows through the converters (`stages`: each

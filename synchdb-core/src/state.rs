@@ -242,6 +242,23 @@ pub struct StateUpdate {
 }
 
 impl StateUpdate {
+    /// The update that marks a snapshot chunk durable: what a sink that
+    /// stores state ([`Sink::state`](crate::Sink::state)) writes with the
+    /// chunk's rows in [`write_chunk`](crate::Sink::write_chunk).
+    pub fn chunk_done(chunk: &ChunkInfo, rows: u64, read_at: Position) -> Self {
+        StateUpdate {
+            snapshot: Some(SnapshotUpdate::ChunkDone(ChunkDone {
+                table: chunk.table.clone(),
+                index: chunk.index,
+                rows,
+                read_at,
+            })),
+            ..Default::default()
+        }
+    }
+}
+
+impl StateUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
         self.position.is_none()

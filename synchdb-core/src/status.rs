@@ -1,4 +1,4 @@
-//! The typed status of a running pipeline ([`PipelineHandle::status`](crate::PipelineHandle::status)),
+//! The typed status of a running pipeline ([`PipelineControl::status`](crate::PipelineControl::status)),
 //! what operators see through the HTTP API, the console and the state views.
 
 use std::collections::BTreeMap;

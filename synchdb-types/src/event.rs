@@ -161,7 +161,7 @@ pub enum SchemaChange {
         /// New key columns; empty when the key is dropped.
         columns: Vec<String>,
     },
-    /// ALTER TABLE ... ADD [CONSTRAINT [name]] FOREIGN KEY ... REFERENCES ...
+    /// ALTER TABLE ... ADD `[CONSTRAINT [name]]` FOREIGN KEY ... REFERENCES ...
     /// (unnamed keys carry the name the source generated, e.g. `t_ibfk_1`).
     AddForeignKey {
         /// The referencing table.
