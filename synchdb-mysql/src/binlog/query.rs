@@ -1,0 +1,349 @@
+//! Query events: DDL statements parsed and applied to the tracked schemas,
+//! or re-read from information_schema when they cannot be parsed, and
+//! statements that change rows without row events.
+
+use super::*;
+
+impl<'a> Follower<'a> {
+    /// A DDL statement: its own transaction.
+    pub(super) async fn ddl(
+        &mut self,
+        sql: &str,
+        db: &str,
+        fk_checks: bool,
+        (begin, end): (u64, u64),
+        time: DateTime<Utc>,
+    ) -> Result<Flow> {
+        let at = self.position(begin);
+        if let Some(mut open) = self.tx.take() {
+            // DDL commits implicitly: an open transaction ends here.
+            if !open.events.is_empty() || open.sent > 0 {
+                let gtid = self.take_gtid();
+                offset_indexes(&mut open.events, open.sent);
+                let streamed = open.sent > 0;
+                if let Flow::Stop =
+                    self.finish(open.events, !open.no_fk_checks, gtid, begin, time, streamed).await?
+                {
+                    return Ok(Flow::Stop);
+                }
+            }
+        }
+        let gtid = self.take_gtid();
+        let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
+        // A statement about a resync's tables after its position waits for it to join.
+        let touches_blocked = match &quick {
+            Some(tables) => tables.iter().any(|t| self.must_join_before(t, &at)),
+            None => self.resync.as_ref().is_some_and(|r| at >= r.position.binlog),
+        };
+        if touches_blocked {
+            if let Flow::Stop = self.join_resync().await? {
+                return Ok(Flow::Stop);
+            }
+        }
+        if let Some(tables) = quick {
+            if !self.schemas.concerns(&tables) {
+                return self.finish(Vec::new(), true, gtid, end, time, false).await;
+            }
+        }
+        let meta = EventMeta { position: at.clone(), commit_time: time, tx: 0, index: 0 };
+        let applied = match parse_ddl(sql, db) {
+            Ok(None) => Vec::new(),
+            Ok(Some(mut ddl)) => {
+                let (info, schemas) = (&self.info, &self.schemas);
+                ddl.map_tables(&|t: &mut TableId| info.fold_table(t, &|id| schemas.find_ci(id)));
+                if let crate::ddl::Ddl::DropDatabase { database } = &mut ddl {
+                    *database = self.info.fold_database(database);
+                }
+                let concerns = self.schemas.concerns(&ddl.tables().into_iter().cloned().collect::<Vec<_>>())
+                    || matches!(&ddl, crate::ddl::Ddl::DropDatabase { database } if self.schemas.tracks_database(database));
+                if !concerns {
+                    Vec::new()
+                } else {
+                    let backup = self.schemas.clone();
+                    match self.schemas.apply(ddl, &mut self.side).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            self.schemas = backup;
+                            return Err(add_ddl_context(e, sql, &at));
+                        }
+                    }
+                }
+            }
+            Err(parse_error) => self.ddl_fallback(sql, db, &at, &parse_error.message).await?,
+        };
+        if !applied.is_empty() {
+            self.tables.clear();
+        }
+        let mut applied = applied;
+        let mut copied_again: Vec<TableId> = Vec::new();
+        for a in applied.iter().filter(|a| matches!(a, Applied::RowsChangedUnlogged(..))) {
+            let Applied::RowsChangedUnlogged(table, what) = a else { continue };
+            self.unlogged_rows(table.clone(), what, &at)?;
+            copied_again.push(table.clone());
+        }
+        let renamed_from: Vec<TableId> = applied
+            .iter()
+            .filter_map(|a| match a {
+                Applied::Schema(SchemaChange::RenameTable { from, to }, _) if copied_again.contains(to) => {
+                    Some(from.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        copied_again.extend(renamed_from);
+        // A table copied again takes its shape from the copy: the statement's
+        // changes to it (e.g. a column type PostgreSQL would convert otherwise) are not applied.
+        applied.retain(|a| match a {
+            Applied::RowsChangedUnlogged(..) => false,
+            Applied::Schema(SchemaChange::RenameTable { .. }, _) => true,
+            Applied::Schema(c, _) => !copied_again.contains(c.table()),
+            _ => true,
+        });
+        let events = applied
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let meta = EventMeta { index: i as u32, ..meta.clone() };
+                match a {
+                    Applied::Schema(change, schema_after) => {
+                        ChangeEvent::Schema(Box::new(SchemaChangeEvent {
+                            change,
+                            schema_after,
+                            ddl: sql.to_string(),
+                            meta,
+                        }))
+                    }
+                    Applied::Truncate(table) => ChangeEvent::Truncate(TruncateEvent { table, meta }),
+                    Applied::RowsChangedUnlogged(..) => unreachable!("removed above"),
+                }
+            })
+            .collect();
+        self.finish(events, fk_checks, gtid, end, time, false).await
+    }
+
+    /// A statement changed `table`'s rows without row events: copy the table
+    /// again (after the statement's transaction), or stop, as configured.
+    pub(super) fn unlogged_rows(&mut self, table: TableId, what: &str, at: &BinlogPosition) -> Result<()> {
+        match self.opts.get_unlogged_changes() {
+            crate::options::UnloggedChanges::Stop => Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!(
+                    "{what} changes rows that the binlog does not list, so the replica cannot follow it \
+                     (unlogged-changes policy stop); re-snapshot the table (or exclude it) to go on"
+                ),
+            )
+            .with_table(table)
+            .with_position(at.clone())),
+            _ => {
+                warn!(%table, %at, "{what} changed rows without row events: the table is copied again");
+                self.request_resync(vec![table], format!("{what} at {at}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// A DDL statement about selected tables that does not parse: read the
+    /// tables' definitions from information_schema, and have the next table
+    /// map confirm them. Without a table name it is an error.
+    pub(super) async fn ddl_fallback(
+        &mut self,
+        sql: &str,
+        db: &str,
+        at: &BinlogPosition,
+        why: &str,
+    ) -> Result<Vec<Applied>> {
+        let Some(tables) = quick_tables(sql, db).map(|t| self.fold_tables(t)) else {
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!("cannot parse the DDL statement {:?}: {why}", short(sql)),
+            )
+            .with_position(at.clone()));
+        };
+        let mut out = Vec::new();
+        let creates = leading_words(sql, 1).first().map(String::as_str) == Some("CREATE");
+        let new_tables: Vec<TableId> = tables
+            .iter()
+            .filter(|t| creates && !self.schemas.is_selected(t) && self.schemas.concerns(&[(*t).clone()]))
+            .cloned()
+            .collect();
+        if let Some(id) =
+            new_tables.first().filter(|_| sql.to_ascii_uppercase().contains("SYSTEM VERSIONING"))
+        {
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!(
+                    "system-versioned tables are not supported (their hidden row_start/row_end columns \
+                     are in the binlog, not in information_schema): exclude the table to go on ({:?})",
+                    short(sql)
+                ),
+            )
+            .with_table(id.clone())
+            .with_position(at.clone()));
+        }
+        for id in &new_tables {
+            if schema::Lookup::discover(&mut self.side, id).await?.is_none() {
+                // Gone by now: dropped or renamed further on in the binlog. Its rows
+                // until then are not needed: a later RENAME into the selection copies
+                // the table again under its new name (see `Schemas::rename`).
+                warn!(table = %id, at = %at, error = why,
+                    "CREATE TABLE not parsed and the table is gone from information_schema: \
+                     not created (a later rename copies it again under its new name)");
+                continue;
+            }
+            // A new table in a form the parser does not read: take its definition from
+            // information_schema, checked against the next table map like any fallback.
+            warn!(table = %id, at = %at, error = why, "CREATE TABLE not parsed; definition read from information_schema");
+            let created = self
+                .schemas
+                .apply(crate::ddl::Ddl::CreateTableSelect { table: id.clone() }, &mut self.side)
+                .await
+                .map_err(|e| add_ddl_context(e, sql, at))?;
+            out.extend(created);
+            self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
+        }
+        let selected: Vec<TableId> =
+            tables.into_iter().filter(|t| self.schemas.is_selected(t) && !new_tables.contains(t)).collect();
+        for id in &selected {
+            let fresh = schema::Lookup::discover(&mut self.side, id).await?;
+            let renames = sql.to_ascii_uppercase().contains("RENAME");
+            if fresh.is_none() && !renames {
+                // Gone by now: dropped or renamed further on in the binlog. Dropped
+                // here; a later RENAME into the selection copies it again.
+                warn!(table = %id, at = %at, error = why,
+                    "DDL not parsed and the table is gone from information_schema: dropped on the \
+                     target (a later rename copies it again under its new name)");
+                let dropped = self
+                    .schemas
+                    .apply(crate::ddl::Ddl::DropTables { tables: vec![id.clone()] }, &mut self.side)
+                    .await?;
+                out.extend(dropped);
+                continue;
+            }
+            let Some(fresh) = fresh else {
+                return Err(Error::new(
+                    ErrorKind::SourceSchema,
+                    format!(
+                        "cannot parse the DDL statement {:?} ({why}) and the table is gone from information_schema",
+                        short(sql)
+                    ),
+                )
+                .with_table(id.clone())
+                .with_position(at.clone()));
+            };
+            let old = self.schemas.get(id).cloned().expect("selected");
+            warn!(table = %id, at = %at, error = why, "DDL not parsed; table re-read from information_schema");
+            let new = self.schemas.set(fresh);
+            out.extend(schema_diff(&old, &new).into_iter().map(|c| Applied::Schema(c, Some(new.clone()))));
+            self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// A query event's statement as the server read it: in the session's
+/// `character_set_client` (its `Charset` status variable), so that names and
+/// literals written by a `SET NAMES latin1` client are what the server made of them.
+pub(super) fn query_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
+    let raw = q.query_raw();
+    if raw.is_ascii() {
+        return q.query();
+    }
+    let client = q.status_vars().get_status_var(StatusVarKey::Charset).and_then(|v| match v.get_value() {
+        Ok(StatusVarVal::Charset { charset_client, .. }) => Some(charset_client),
+        _ => None,
+    });
+    let charset = client.map(|id| {
+        mysql_common::collations::Collation::from(mysql_common::collations::CollationId::from(id))
+            .charset()
+            .to_string()
+    });
+    match charset.as_deref() {
+        None | Some("utf8mb4" | "utf8mb3" | "utf8" | "binary" | "") => q.query(),
+        Some(cs) => match crate::charset::decode_text(cs, raw.to_vec()) {
+            Ok(text) => std::borrow::Cow::Owned(text),
+            Err(_) => q.query(),
+        },
+    }
+}
+
+/// Whether a query event ran with foreign key checks on (its `Flags2` status variable).
+pub(super) fn foreign_key_checks(q: &QueryEvent<'_>) -> bool {
+    let off = q.status_vars().get_status_var(StatusVarKey::Flags2).is_some_and(|v| {
+        matches!(v.get_value(), Ok(StatusVarVal::Flags2(f)) if f.get().contains(Flags2::OPTION_NO_FOREIGN_KEY_CHECKS))
+    });
+    !off
+}
+
+pub(super) fn add_ddl_context(e: Error, sql: &str, at: &BinlogPosition) -> Error {
+    let kind = e.kind();
+    let table = e.table().cloned();
+    let mut out = Error::new(kind, format!("applying DDL {:?} failed", short(sql))).with_position(at.clone());
+    if let Some(t) = table {
+        out = out.with_table(t);
+    }
+    out.with_source(e)
+}
+
+pub(super) fn short(sql: &str) -> String {
+    let s: String = sql.chars().take(200).collect();
+    if s.len() < sql.len() {
+        format!("{s}...")
+    } else {
+        s
+    }
+}
+
+/// The changes from `old` to `new` (for a table re-read after an unparsed DDL).
+pub(super) fn schema_diff(old: &TableSchema, new: &Arc<TableSchema>) -> Vec<SchemaChange> {
+    use synchdb_types::ColumnPosition;
+    let table = new.id.clone();
+    let mut out = Vec::new();
+    for fk in &old.foreign_keys {
+        if !new.foreign_keys.contains(fk) {
+            out.push(SchemaChange::DropForeignKey { table: table.clone(), name: fk.name.clone() });
+        }
+    }
+    for c in &old.columns {
+        if new.column(&c.name).is_none() {
+            out.push(SchemaChange::DropColumn { table: table.clone(), name: c.name.clone() });
+        }
+    }
+    for (i, c) in new.columns.iter().enumerate() {
+        match old.column(&c.name) {
+            None => {
+                let position = if i == 0 {
+                    ColumnPosition::First
+                } else {
+                    ColumnPosition::After(new.columns[i - 1].name.clone())
+                };
+                out.push(SchemaChange::AddColumn { table: table.clone(), column: c.clone(), position });
+            }
+            Some(o) if o != c => out.push(SchemaChange::ModifyColumn {
+                table: table.clone(),
+                old: o.clone(),
+                new: c.clone(),
+                position: None,
+            }),
+            _ => {}
+        }
+    }
+    for ix in &old.indexes {
+        if !new.indexes.contains(ix) {
+            out.push(SchemaChange::DropIndex { table: table.clone(), name: ix.name.clone() });
+        }
+    }
+    for ix in &new.indexes {
+        if !old.indexes.contains(ix) {
+            out.push(SchemaChange::CreateIndex { table: table.clone(), index: ix.clone() });
+        }
+    }
+    if old.primary_key != new.primary_key {
+        out.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: new.primary_key.clone() });
+    }
+    for fk in &new.foreign_keys {
+        if !old.foreign_keys.contains(fk) {
+            out.push(SchemaChange::AddForeignKey { table: table.clone(), foreign_key: fk.clone() });
+        }
+    }
+    out
+}
