@@ -495,21 +495,46 @@ async fn drive(handle: PipelineHandle) -> synchdb::core::Result<StatsSnapshot> {
             _ = ticker.tick() => progress.show(&handle.stats()),
         }
     }
+    if progress.tty {
+        progress.show(&handle.stats());
+    }
     progress.finish();
     handle.wait().await
 }
 
-/// Terminal progress: a redrawn line on a TTY, plain log lines otherwise.
+/// Terminal progress: indicatif bars on a TTY (a bar of chunks while
+/// snapshotting, a status line while following), plain log lines otherwise.
 struct Progress {
     tty: bool,
     started: Instant,
     last: Option<(Instant, u64)>,
-    drawn: bool,
+    bar: Option<(bool, indicatif::ProgressBar)>,
 }
 
 impl Progress {
     fn new(tty: bool) -> Self {
-        Progress { tty, started: Instant::now(), last: None, drawn: false }
+        Progress { tty, started: Instant::now(), last: None, bar: None }
+    }
+
+    /// The bar for the phase (`snapshot` or follow), replacing the other one.
+    fn bar(&mut self, snapshot: bool) -> &indicatif::ProgressBar {
+        if self.bar.as_ref().is_some_and(|(s, _)| *s != snapshot) {
+            self.finish();
+        }
+        &self
+            .bar
+            .get_or_insert_with(|| {
+                let (bar, template) = if snapshot {
+                    (indicatif::ProgressBar::new(0), "snapshot [{bar:24}] chunks {pos}/{len} {msg} ETA {eta}")
+                } else {
+                    (indicatif::ProgressBar::new_spinner(), "{spinner} follow: {msg}")
+                };
+                let style = indicatif::ProgressStyle::with_template(template)
+                    .expect("valid progress template")
+                    .progress_chars("#>-");
+                (snapshot, bar.with_style(style))
+            })
+            .1
     }
 
     fn show(&mut self, s: &StatsSnapshot) {
@@ -521,48 +546,43 @@ impl Progress {
         };
         self.last = Some((now, done));
         let snapshotting = s.snapshot_chunks_total > 0 && s.snapshot_chunks_done < s.snapshot_chunks_total;
-        let line = if snapshotting {
-            let frac = s.snapshot_chunks_done as f64 / s.snapshot_chunks_total as f64;
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let eta = if frac > 0.0 { format!("{:.0}s", elapsed / frac - elapsed) } else { "?".into() };
-            let width = 24usize;
-            let filled = (frac * width as f64) as usize;
-            format!(
-                "snapshot [{}{}] chunks {}/{} tables {} rows {} {:.0} rows/s ETA {}",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                s.snapshot_chunks_done,
-                s.snapshot_chunks_total,
-                s.snapshot_tables_total,
-                s.snapshot_rows,
-                rate,
-                eta
-            )
+        let follow = format!(
+            "applied {} changes ({} ins, {} upd, {} del, {} ddl) {:.0}/s lag {} ms{}",
+            s.row_changes(),
+            s.inserts,
+            s.updates,
+            s.deletes,
+            s.ddl,
+            rate,
+            s.latency_last.as_millis(),
+            s.position.as_ref().map(|p| format!(" at {p}")).unwrap_or_default()
+        );
+        let tables =
+            format!("tables {} rows {} {:.0} rows/s", s.snapshot_tables_total, s.snapshot_rows, rate);
+        if !self.tty {
+            if snapshotting {
+                eprintln!("snapshot: chunks {}/{} {tables}", s.snapshot_chunks_done, s.snapshot_chunks_total);
+            } else {
+                eprintln!("follow: {follow}");
+            }
+            return;
+        }
+        if snapshotting {
+            let bar = self.bar(true);
+            bar.set_length(s.snapshot_chunks_total);
+            bar.set_position(s.snapshot_chunks_done);
+            bar.set_message(tables);
         } else {
-            format!(
-                "follow: applied {} changes ({} ins, {} upd, {} del, {} ddl) {:.0}/s lag {} ms{}",
-                s.row_changes(),
-                s.inserts,
-                s.updates,
-                s.deletes,
-                s.ddl,
-                rate,
-                s.latency_last.as_millis(),
-                s.position.as_ref().map(|p| format!(" at {p}")).unwrap_or_default()
-            )
-        };
-        if self.tty {
-            eprint!("\r\x1b[2K{line}");
-            self.drawn = true;
-        } else {
-            eprintln!("{line}");
+            let bar = self.bar(false);
+            bar.set_message(follow);
+            bar.tick();
         }
     }
 
+    /// Leave the last line on screen and end the bar (before other output).
     fn finish(&mut self) {
-        if self.drawn {
-            eprintln!();
-            self.drawn = false;
+        if let Some((_, bar)) = self.bar.take() {
+            bar.abandon();
         }
     }
 }
