@@ -14,6 +14,7 @@
 //! writes the results into `BENCHMARKS.md` (between the `results` markers)
 //! and a chart to `benches/chart.svg`. It never runs in `cargo test`.
 
+mod keyless;
 mod report;
 mod tools;
 
@@ -55,8 +56,11 @@ pub(crate) struct Opts {
     /// Row changes per second of the latency workload.
     #[arg(long, default_value_t = 2_000)]
     latency_rate: u64,
-    /// Workloads to run, comma-separated: snapshot, follow, latency.
-    #[arg(long, value_delimiter = ',', default_value = "snapshot,follow,latency")]
+    /// Rows of the larger keyless-apply table (default 300,000; 30,000 with --quick); the smaller has a tenth.
+    #[arg(long)]
+    keyless_rows: Option<u64>,
+    /// Workloads to run, comma-separated: snapshot, follow, latency, keyless.
+    #[arg(long, value_delimiter = ',', default_value = "snapshot,follow,latency,keyless")]
     only: Vec<String>,
     /// Skip pgloader.
     #[arg(long)]
@@ -93,6 +97,9 @@ impl Opts {
     }
     pub(crate) fn changes(&self) -> u64 {
         self.changes.unwrap_or(if self.quick { 100_000 } else { 1_000_000 })
+    }
+    pub(crate) fn keyless_rows(&self) -> u64 {
+        self.keyless_rows.unwrap_or(if self.quick { 30_000 } else { 300_000 }).max(600)
     }
     pub(crate) fn latency_secs(&self) -> u64 {
         self.latency_secs.unwrap_or(if self.quick { 15 } else { 60 })
@@ -310,6 +317,9 @@ fn run(opts: Opts) -> BenchResult<()> {
     }
     if opts.wants("latency") {
         results.latency = Some(tools::latency_workload(&env)?);
+    }
+    if opts.wants("keyless") {
+        results.keyless = Some(keyless::keyless_workload(&env)?);
     }
     results.total_secs = total.elapsed().as_secs_f64();
     let command = std::iter::once("cargo bench --bench compare --".to_string())

@@ -75,11 +75,40 @@ pub(crate) struct LatencyResults {
     pub synchdb: Vec<LatencyRun>,
 }
 
+/// One keyless-apply run (see `keyless.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct KeylessRun {
+    pub keyed: bool,
+    pub rows: u64,
+    pub source_secs: f64,
+    pub apply_secs: f64,
+    pub rss_mb: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeylessResults {
+    pub sizes: Vec<u64>,
+    pub runs: Vec<KeylessRun>,
+}
+
+impl KeylessResults {
+    /// Median (source, apply, RSS) of the runs of one kind and size.
+    pub fn median(&self, keyed: bool, rows: u64) -> (f64, f64, f64) {
+        let of = |f: &dyn Fn(&KeylessRun) -> f64| {
+            median(
+                &self.runs.iter().filter(|r| r.keyed == keyed && r.rows == rows).map(f).collect::<Vec<_>>(),
+            )
+        };
+        (of(&|r| r.source_secs), of(&|r| r.apply_secs), of(&|r| r.rss_mb))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Results {
     pub snapshot: Option<SnapshotResults>,
     pub follow: Option<FollowResults>,
     pub latency: Option<LatencyResults>,
+    pub keyless: Option<KeylessResults>,
     pub total_secs: f64,
 }
 
@@ -228,6 +257,27 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
             target: 1.0,
             higher_better: false,
         });
+    }
+    if let Some(k) = &r.keyless {
+        if let (Some(&small), Some(&big)) = (k.sizes.first(), k.sizes.last()) {
+            let (_, keyless, _) = k.median(false, big);
+            let (_, keyed, _) = k.median(true, big);
+            out.push(Check {
+                what: format!("keyless: apply time / keyed apply time ≤ 3 ({big} rows)"),
+                measured: format!("{:.2}x ({keyless:.2} s / {keyed:.2} s)", keyless / keyed),
+                value: Some(keyless / keyed),
+                target: 3.0,
+                higher_better: false,
+            });
+            let (_, keyless_small, _) = k.median(false, small);
+            out.push(Check {
+                what: format!("keyless: apply time flat in table size ({big} / {small} rows ≤ 2)"),
+                measured: format!("{:.2}x ({keyless:.2} s / {keyless_small:.2} s)", keyless / keyless_small),
+                value: Some(keyless / keyless_small),
+                target: 2.0,
+                higher_better: false,
+            });
+        }
     }
     let mut rss: Vec<(String, f64)> = Vec::new();
     if let Some(s) = &r.snapshot {
@@ -432,6 +482,27 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             m(&|x| x.max_ms),
             m(&|x| x.rss_mb)
         );
+    }
+    if let Some(k) = &r.keyless {
+        let _ = writeln!(
+            s,
+            "### e. Tables without a key\n\nA log table (datetime(6), varchar(8), varchar(200), int) of N rows, \
+             with and without a bigint primary key, copied by a snapshot; then two source statements update 3,000 \
+             rows and delete 1,980, and `replicate --until-caught-up` applies them (time of that run, including \
+             its start).\n\n| table | rows | source s | apply s | apply / source | peak RSS MB |\n|---|---|---|---|---|---|"
+        );
+        for &rows in &k.sizes {
+            for keyed in [false, true] {
+                let (src, apply, rss) = k.median(keyed, rows);
+                let kind = if keyed { "primary key" } else { "no key" };
+                let _ = writeln!(
+                    s,
+                    "| {kind} | {rows} | {src:.2} | {apply:.2} | {:.1}x | {rss:.0} |",
+                    apply / src
+                );
+            }
+        }
+        let _ = writeln!(s);
     }
     let _ = writeln!(
         s,

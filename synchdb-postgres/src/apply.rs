@@ -12,7 +12,14 @@
 //!   new key exists already, the stale new row is replaced if the old row exists again,
 //!   else the after image is written in place (never a delete that would cascade);
 //! - tables without a key: inserts in runs; each update/delete changes exactly one row
-//!   whose columns all match the before image (`WHERE ctid = (SELECT ctid ... LIMIT 1)`).
+//!   whose columns all match the before image. Set-based mode sends a run of deletes,
+//!   or of updates none of which matches a row an earlier one of the run wrote, as one
+//!   statement: one pass over the table pairs the run's before images with the rows
+//!   holding them as a multiset (a before image given m times takes m such rows), by
+//!   the text of a row of comparable values; the statement changes nothing unless every
+//!   before image found its row, and then the run is applied row by row instead
+//!   (`WHERE ctid = (SELECT ctid ... LIMIT 1)`), so a row that cannot be matched keeps
+//!   the row-by-row semantics.
 //!
 //! Row-by-row mode sends one statement per row change, with the same semantics.
 //!
@@ -45,6 +52,8 @@ pub(crate) struct Statements {
     delete_new_if_old: Arc<str>,
     delete_match: Arc<str>,
     update_match: Arc<str>,
+    delete_match_many: Arc<str>,
+    update_match_many: Arc<str>,
 }
 
 fn params(from: usize, n: usize) -> impl Iterator<Item = String> {
@@ -68,6 +77,43 @@ fn matches_expr(c: &PgColumn, param: &str) -> String {
         }
         _ => format!("{col} IS NOT DISTINCT FROM {}", c.value_expr(param)),
     }
+}
+
+/// A value of column `c` in a form whose text identifies it the way
+/// [`matches_expr`] compares it: `col` is the stored column, else `param` (a
+/// text parameter) is cast as it would be stored.
+fn comparable(c: &PgColumn, col: Option<&str>, param: &str) -> String {
+    let stored = |e: String| col.map(str::to_string).unwrap_or(e);
+    if c.transform.is_some() {
+        return match col {
+            Some(col) => format!("({col})::text"),
+            None => format!("(({})::{})::text", c.value_expr(param), c.sql_type),
+        };
+    }
+    match c.family {
+        Family::Json => format!("({})::jsonb", stored(param.to_string())),
+        Family::PostGis => match col {
+            Some(col) => format!("({col})::bytea"),
+            None => format!("(({param})::geometry)::bytea"),
+        },
+        Family::Other if !c.default_mapping => format!("({})::text", stored(c.value_expr(param))),
+        _ => stored(c.value_expr(param)),
+    }
+}
+
+/// `ROW(...)::text` of the comparable values of every column, stored (`t.`) or
+/// from the parameters `u.{prefix}{i}`.
+fn row_text(pt: &PgTable, stored: bool, prefix: &str) -> String {
+    let parts: Vec<String> = pt
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let col = format!("t.{}", quote(&c.name));
+            comparable(c, stored.then_some(col.as_str()), &format!("u.{prefix}{i}"))
+        })
+        .collect();
+    format!("ROW({})::text", parts.join(", "))
 }
 
 impl Statements {
@@ -154,6 +200,46 @@ impl Statements {
         };
         let delete_match = format!("DELETE FROM {q} WHERE {}", all_match(1));
         let update_match = format!("UPDATE {q} SET {} WHERE {}", set.join(", "), all_match(n + 1));
+        // Runs of keyless deletes/updates: one pass over the table, rows paired
+        // with before images as a multiset; nothing changes unless all pair.
+        let stored = row_text(pt, true, "");
+        let barrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
+        let baliases: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+        let delete_match_many = format!(
+            "WITH b AS (SELECT {before} AS r, count(*) AS m FROM unnest({arrays}) AS u({aliases}) GROUP BY 1), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
+             x AS (SELECT s.id, row_number() OVER (PARTITION BY s.r) AS rn, b.m FROM s JOIN b ON s.r = b.r), \
+             y AS (SELECT id FROM x WHERE rn <= m) \
+             DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT id FROM y)) AND (SELECT count(*) FROM y) = ${k}",
+            before = row_text(pt, false, "b"),
+            arrays = barrays.join(", "),
+            aliases = baliases.join(", "),
+            k = n + 1,
+        );
+        let aarrays: Vec<String> = params(n + 1, n).map(|p| format!("{p}::text[]")).collect();
+        let aaliases: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+        let after: Vec<String> = pt
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS a{i}", c.value_expr(&format!("u.a{i}"))))
+            .collect();
+        let set_after: Vec<String> =
+            pt.columns.iter().enumerate().map(|(i, c)| format!("{} = y.a{i}", quote(&c.name))).collect();
+        let update_match_many = format!(
+            "WITH b AS (SELECT {before} AS r, row_number() OVER (PARTITION BY {before}) AS k, {after} \
+             FROM unnest({arrays}) AS u({aliases})), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
+             x AS (SELECT s.id, s.r, row_number() OVER (PARTITION BY s.r) AS k FROM s WHERE s.r IN (SELECT r FROM b)), \
+             y AS (SELECT x.id, b.* FROM x JOIN b USING (r, k)) \
+             UPDATE {q} AS t SET {set} FROM y WHERE t.ctid = y.id AND (SELECT count(*) FROM y) = ${k}",
+            before = row_text(pt, false, "b"),
+            after = after.join(", "),
+            arrays = [barrays.clone(), aarrays].concat().join(", "),
+            aliases = [baliases.clone(), aaliases].concat().join(", "),
+            set = set_after.join(", "),
+            k = 2 * n + 1,
+        );
         Statements {
             upsert_many: upsert_many.into(),
             upsert_one: upsert_one.into(),
@@ -163,6 +249,8 @@ impl Statements {
             delete_new_if_old: delete_new_if_old.into(),
             delete_match: delete_match.into(),
             update_match: update_match.into(),
+            delete_match_many: delete_match_many.into(),
+            update_match_many: update_match_many.into(),
         }
     }
 }
@@ -179,6 +267,10 @@ enum Op {
     /// Insert or key-preserving update (upsert when keyed, plain insert when keyless).
     Upsert,
     Delete,
+    /// Keyless delete: the run holds whole before images.
+    DeleteMatch,
+    /// Keyless update: the run holds before images, then after images (2n columns).
+    UpdateMatch,
 }
 
 /// The run being accumulated.
@@ -187,6 +279,8 @@ struct Run {
     op: Op,
     /// Column-major values: one array per column (or key column for deletes).
     columns: Vec<Values>,
+    /// Keys written by the run (keyed tables), or after images (keyless
+    /// updates): a row that conflicts with one starts a new run.
     keys: HashSet<Values>,
     rows: usize,
     position: BinlogPosition,
@@ -252,6 +346,11 @@ impl<'c> Applier<'c> {
                     }
                     self.flush().await?;
                     self.key_change(&table, after, new_key, old_key, pos).await
+                } else if self.mode == ApplyMode::SetBased {
+                    let before = self.encode(&table, &e.before, None, pos)?;
+                    let mut vals = before.clone();
+                    vals.extend(after.iter().cloned());
+                    self.push_run(table, Op::UpdateMatch, vals, Some(&before), Some(after), pos).await
                 } else {
                     self.flush().await?;
                     let before = self.encode(&table, &e.before, None, pos)?;
@@ -267,6 +366,9 @@ impl<'c> Applier<'c> {
                         return self.exec(&table, &table.stmts.delete_one, key, pos).await.map(|_| ());
                     }
                     self.push(table, Op::Delete, key.clone(), key, pos).await
+                } else if self.mode == ApplyMode::SetBased {
+                    let row = self.encode(&table, &e.row, None, pos)?;
+                    self.push_run(table, Op::DeleteMatch, row, None, None, pos).await
                 } else {
                     self.flush().await?;
                     let row = self.encode(&table, &e.row, None, pos)?;
@@ -335,8 +437,23 @@ impl<'c> Applier<'c> {
         key: Values,
         pos: &BinlogPosition,
     ) -> Result<()> {
+        let (check, remember) = if key.is_empty() { (None, None) } else { (Some(key.clone()), Some(key)) };
+        self.push_run(table, op, vals, check.as_ref(), remember, pos).await
+    }
+
+    /// Add a row to the current run, or start a new run when the table or
+    /// operation differs or `check` is among the run's remembered values.
+    async fn push_run(
+        &mut self,
+        table: Arc<TableEntry>,
+        op: Op,
+        vals: Values,
+        check: Option<&Values>,
+        remember: Option<Values>,
+        pos: &BinlogPosition,
+    ) -> Result<()> {
         let same = self.run.as_ref().is_some_and(|r| {
-            Arc::ptr_eq(&r.table, &table) && r.op == op && (key.is_empty() || !r.keys.contains(&key))
+            Arc::ptr_eq(&r.table, &table) && r.op == op && check.is_none_or(|k| !r.keys.contains(k))
         });
         if !same {
             self.flush().await?;
@@ -353,8 +470,8 @@ impl<'c> Applier<'c> {
         for (col, v) in run.columns.iter_mut().zip(vals) {
             col.push(v);
         }
-        if !key.is_empty() {
-            run.keys.insert(key);
+        if let Some(k) = remember {
+            run.keys.insert(k);
         }
         run.rows += 1;
         Ok(())
@@ -363,13 +480,16 @@ impl<'c> Applier<'c> {
     /// Send the pending run, if any.
     pub async fn flush(&mut self) -> Result<()> {
         let Some(run) = self.run.take() else { return Ok(()) };
+        if matches!(run.op, Op::DeleteMatch | Op::UpdateMatch) {
+            return self.flush_matching(run).await;
+        }
         let stmts = &run.table.stmts;
         let mut q;
         if run.rows == 1 {
             // A run of one row: the single-row statement is cheaper than unnest.
             q = sqlx::query(AssertSqlSafe(match run.op {
                 Op::Upsert => stmts.upsert_one.clone(),
-                Op::Delete => stmts.delete_one.clone(),
+                _ => stmts.delete_one.clone(),
             }));
             for mut col in run.columns {
                 q = q.bind(col.pop().flatten());
@@ -377,7 +497,7 @@ impl<'c> Applier<'c> {
         } else {
             q = sqlx::query(AssertSqlSafe(match run.op {
                 Op::Upsert => stmts.upsert_many.clone(),
-                Op::Delete => stmts.delete_many.clone(),
+                _ => stmts.delete_many.clone(),
             }));
             for col in run.columns {
                 q = q.bind(col);
@@ -386,6 +506,47 @@ impl<'c> Applier<'c> {
         let cx = Context::data(&run.table.pt.id, Some(&run.position));
         let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
         self.changed += r.rows_affected();
+        Ok(())
+    }
+
+    /// A run of keyless deletes or updates: one statement when every before
+    /// image pairs with a row, else row by row (see the module docs).
+    async fn flush_matching(&mut self, run: Run) -> Result<()> {
+        let stmts = &run.table.stmts;
+        let update = run.op == Op::UpdateMatch;
+        if run.rows > 1 {
+            let sql = if update { &stmts.update_match_many } else { &stmts.delete_match_many };
+            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            for col in &run.columns {
+                q = q.bind(col);
+            }
+            q = q.bind(run.rows as i64);
+            let cx = Context::data(&run.table.pt.id, Some(&run.position));
+            let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+            if r.rows_affected() == run.rows as u64 {
+                self.changed += r.rows_affected();
+                return Ok(());
+            }
+            debug_assert_eq!(r.rows_affected(), 0, "the statement is all or nothing");
+            tracing::debug!(
+                table = %run.table.pt.id,
+                rows = run.rows,
+                "keyless run: a before image has no row on the target; applying it row by row"
+            );
+        }
+        // One row, or a run some of whose before images have no row: row by row.
+        let n = run.table.pt.columns.len();
+        for i in 0..run.rows {
+            let row: Values = run.columns.iter().map(|c| c[i].clone()).collect();
+            let (sql, binds) = if update {
+                let mut b = row[n..].to_vec();
+                b.extend(row[..n].iter().cloned());
+                (&stmts.update_match, b)
+            } else {
+                (&stmts.delete_match, row)
+            };
+            self.exec(&run.table, sql, binds, &run.position).await?;
+        }
         Ok(())
     }
 

@@ -45,6 +45,75 @@ async fn keyless_table_changes_exactly_one_identical_row() {
     }
 }
 
+#[tokio::test]
+async fn keyless_runs_pair_before_images_as_a_multiset_in_every_mode() {
+    let db = db("pg_keyless_runs");
+    let mut results = Vec::new();
+    for mode in [ApplyMode::SetBased, ApplyMode::RowByRow] {
+        let s = sink(&db, |o| o.apply_mode(mode)).await;
+        let name = format!("{mode:?}").to_lowercase();
+        let t = table(
+            "kr",
+            &name,
+            vec![
+                int("a", IntWidth::Int, false),
+                varchar("b", 10),
+                ColumnSchema::new("j", ColumnType::Json),
+                ColumnSchema::new("f", ColumnType::Double { unsigned: false }),
+            ],
+            &[],
+        );
+        let row = |a: i64, b: Option<&str>, f: f64| {
+            vec![
+                Value::Int(a),
+                b.map_or(Value::Null, |b| Value::Text(b.into())),
+                Value::Json(r#"{"k": [1, 2]}"#.into()),
+                Value::Double(f),
+            ]
+        };
+        let x = row(1, Some("x"), 0.1);
+        let nul = row(2, None, -0.0);
+        let initial =
+            vec![x.clone(), x.clone(), x.clone(), nul.clone(), nul.clone(), row(3, Some("w"), 1e300)];
+        snapshot(&s, &name, &[(t.clone(), initial)]).await;
+        let spaced = vec![
+            Value::Int(3),
+            Value::Text("w".into()),
+            Value::Json(r#"{ "k" : [1,2] }"#.into()),
+            Value::Double(1e300),
+        ];
+        let events = vec![
+            // A run of deletes: an image twice takes two of its three rows; a NULL
+            // matches a NULL; JSON compares as jsonb.
+            del(&t, x.clone(), 10),
+            del(&t, x.clone(), 10),
+            del(&t, nul.clone(), 10),
+            del(&t, spaced, 10),
+            // Updates: the second matches what the first wrote (a new run), the
+            // third's before image has no row (row by row: nothing changes for it).
+            upd(&t, x.clone(), row(1, Some("y"), 0.1), 10),
+            upd(&t, row(1, Some("y"), 0.1), row(1, Some("z"), 0.2), 10),
+            upd(&t, nul.clone(), row(2, Some("n"), 2.5), 10),
+            upd(&t, row(9, Some("none"), 9.0), row(9, Some("never"), 9.0), 10),
+            // Then inserts and a run of deletes and updates over them.
+            ins(&t, row(5, Some("v"), 5.0), 10),
+            ins(&t, row(5, Some("v"), 5.0), 10),
+            upd(&t, row(5, Some("v"), 5.0), row(6, Some("u"), 6.0), 10),
+            upd(&t, row(5, Some("v"), 5.0), row(6, Some("u"), 6.0), 10),
+            del(&t, row(6, Some("u"), 6.0), 10),
+        ];
+        s.apply(&name, &batch(10, events)).await.unwrap();
+        let rows = query(
+            &db,
+            &format!("SELECT a, coalesce(b, 'NULL'), f, j::jsonb FROM kr.{name} ORDER BY a, b, f"),
+        );
+        results.push(rows);
+    }
+    let expected = ["1|z|0.2|{\"k\": [1, 2]}", "2|n|2.5|{\"k\": [1, 2]}", "6|u|6|{\"k\": [1, 2]}"];
+    assert_eq!(results[0], expected, "set-based");
+    assert_eq!(results[1], expected, "row by row");
+}
+
 fn parent_child() -> (std::sync::Arc<TableSchema>, std::sync::Arc<TableSchema>, std::sync::Arc<TableSchema>) {
     let parent = table("fk", "parent", vec![int("id", IntWidth::Int, false), varchar("name", 10)], &["id"]);
     let mut child = (*table(

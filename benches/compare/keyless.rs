@@ -1,0 +1,62 @@
+//! Workload e: updates and deletes on a table without a key, against the
+//! same changes on the same table with a primary key, at two table sizes.
+//!
+//! Per size N: a log table of N rows (`ts`, `lvl`, `msg`, `n` with 60 rows per
+//! value of `n`), copied by a snapshot; then MariaDB runs two statements
+//! (3,000 rows updated, 1,980 deleted) and `replicate --until-caught-up`
+//! applies them. The number of changes does not depend on N, so a flat
+//! apply time means the cost does not grow with the table.
+
+use crate::report::{KeylessResults, KeylessRun};
+use crate::{BenchResult, Env, Watched};
+
+fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<KeylessRun> {
+    let kind = if keyed { "keyed" } else { "keyless" };
+    let db = format!("kl_{kind}_{rows}_{run}");
+    let groups = rows / 60;
+    let id = if keyed { "id BIGINT AUTO_INCREMENT PRIMARY KEY, " } else { "" };
+    env.mariadb.exec(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
+         CREATE TABLE {db}.log ({id}ts DATETIME(6), lvl VARCHAR(8), msg VARCHAR(200), n INT); \
+         INSERT INTO {db}.log (ts, lvl, msg, n) SELECT '2024-01-01' + INTERVAL seq SECOND, \
+         IF(seq % 10 = 0, 'WARN', 'INFO'), CONCAT('message ', seq % 1000), seq % {groups} FROM seq_1_to_{rows}"
+    ))?;
+    env.fresh_pg_db(&db)?;
+    let pipeline = format!("kl{run}");
+    Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    let started = std::time::Instant::now();
+    env.mariadb.exec(&format!(
+        "UPDATE {db}.log SET lvl = 'ERROR' WHERE n < 50; DELETE FROM {db}.log WHERE n >= {}",
+        groups - 33
+    ))?;
+    let source_secs = started.elapsed().as_secs_f64();
+    let (apply_secs, rss_mb) =
+        Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    let target =
+        env.pg.exec(&db, &format!("SELECT count(*), sum((lvl = 'ERROR')::int) FROM \"{db}\".log"))?;
+    let expected = format!("{}|3000", rows - 33 * 60);
+    if target.trim() != expected {
+        return Err(format!("{kind} {rows}: target holds {target:?}, expected {expected}").into());
+    }
+    env.drop_pg_db(&db);
+    env.mariadb.exec(&format!("DROP DATABASE {db}"))?;
+    eprintln!(
+        "    {kind} {rows} rows: source {source_secs:.2}s, apply {apply_secs:.2}s, peak RSS {rss_mb:.0} MB"
+    );
+    Ok(KeylessRun { keyed, rows, source_secs, apply_secs, rss_mb })
+}
+
+pub(crate) fn keyless_workload(env: &Env) -> BenchResult<KeylessResults> {
+    let big = env.opts.keyless_rows();
+    let sizes = [big / 10, big];
+    eprintln!("==> e. keyless apply: 3000 updates + 1980 deletes on tables of {sizes:?} rows, with and without a key");
+    let mut runs = Vec::new();
+    for run in 0..env.opts.runs() {
+        for &rows in &sizes {
+            for keyed in [false, true] {
+                runs.push(one_run(env, keyed, rows, run)?);
+            }
+        }
+    }
+    Ok(KeylessResults { sizes: sizes.to_vec(), runs })
+}
