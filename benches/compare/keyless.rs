@@ -17,7 +17,7 @@ fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<Keyless
     let id = if keyed { "id BIGINT AUTO_INCREMENT PRIMARY KEY, " } else { "" };
     env.mariadb.exec(&format!(
         "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
-         CREATE TABLE {db}.log ({id}ts DATETIME(6), lvl VARCHAR(8), msg VARCHAR(200), n INT); \
+         USE {db}; CREATE TABLE {db}.log ({id}ts DATETIME(6), lvl VARCHAR(8), msg VARCHAR(200), n INT); \
          INSERT INTO {db}.log (ts, lvl, msg, n) SELECT '2024-01-01' + INTERVAL seq SECOND, \
          IF(seq % 10 = 0, 'WARN', 'INFO'), CONCAT('message ', seq % 1000), seq % {groups} FROM seq_1_to_{rows}"
     ))?;
