@@ -14,8 +14,11 @@
 //! writes the results into `BENCHMARKS.md` (between the `results` markers)
 //! and a chart to `benches/chart.svg`. It never runs in `cargo test`.
 
+mod follow;
 mod keyless;
+mod latency;
 mod report;
+mod snapshot;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +59,7 @@ pub(crate) struct Opts {
     /// Row changes per second of the latency workload.
     #[arg(long, default_value_t = 2_000)]
     latency_rate: u64,
-    /// Rows of the larger keyless-apply table (default 300,000; 30,000 with --quick); the smaller has a tenth.
+    /// Rows of the larger keyless-apply table (default 300,000; 60,000 with --quick, the least); the smaller has a tenth.
     #[arg(long)]
     keyless_rows: Option<u64>,
     /// Workloads to run, comma-separated: snapshot, follow, latency, keyless.
@@ -99,7 +102,9 @@ impl Opts {
         self.changes.unwrap_or(if self.quick { 100_000 } else { 1_000_000 })
     }
     pub(crate) fn keyless_rows(&self) -> u64 {
-        self.keyless_rows.unwrap_or(if self.quick { 30_000 } else { 300_000 }).max(600)
+        // At least 100 values of `n` (60 rows each) in the smaller table, so the
+        // updated (n < 50) and deleted (the last 33) rows never overlap.
+        self.keyless_rows.unwrap_or(if self.quick { 60_000 } else { 300_000 }).max(60_000)
     }
     pub(crate) fn latency_secs(&self) -> u64 {
         self.latency_secs.unwrap_or(if self.quick { 15 } else { 60 })
@@ -310,13 +315,13 @@ fn run(opts: Opts) -> BenchResult<()> {
 
     let mut results = report::Results::default();
     if opts.wants("snapshot") {
-        results.snapshot = Some(tools::snapshot_workload(&env)?);
+        results.snapshot = Some(snapshot::snapshot_workload(&env)?);
     }
     if opts.wants("follow") {
-        results.follow = Some(tools::follow_workload(&env)?);
+        results.follow = Some(follow::follow_workload(&env)?);
     }
     if opts.wants("latency") {
-        results.latency = Some(tools::latency_workload(&env)?);
+        results.latency = Some(latency::latency_workload(&env)?);
     }
     if opts.wants("keyless") {
         results.keyless = Some(keyless::keyless_workload(&env)?);

@@ -59,6 +59,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 mod mariadb;
 mod postgres;
 mod proxy;

@@ -519,16 +519,12 @@ pub async fn master_position(my: &mut mysql_async::Conn) -> (String, u64) {
 
 /// The checkpoint stored for `pipeline` as `(file, pos)`.
 pub async fn checkpoint(pg: &sqlx::PgPool, pipeline: &str) -> Option<(String, u64)> {
-    let pos: Option<String> =
-        sqlx::query_scalar("SELECT position FROM synchdb.pipelines WHERE pipeline_id = $1")
-            .bind(pipeline)
-            .fetch_optional(pg)
-            .await
-            .ok()
-            .flatten()
-            .flatten();
-    let pos = pos?;
-    let binlog = pos.split_whitespace().next()?;
-    let (f, p) = binlog.rsplit_once(':')?;
-    Some((f.to_string(), p.parse().ok()?))
+    let pos: Option<String> = sqlx::query_scalar(synchdb_testkit::checkpoint::CHECKPOINT_SQL)
+        .bind(pipeline)
+        .fetch_optional(pg)
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    synchdb_testkit::checkpoint::parse_checkpoint(&pos?)
 }
