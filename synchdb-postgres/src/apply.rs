@@ -21,6 +21,14 @@
 //!   (`WHERE ctid = (SELECT ctid ... LIMIT 1)`), so a row that cannot be matched keeps
 //!   the row-by-row semantics.
 //!
+//! On a keyed table, a run of upserts and a run of deletes stay pending side by side
+//! while no key repeats between them (rows of different keys commute), so a batch of
+//! many small source transactions becomes one statement per table and operation rather
+//! than one per transaction; a key met again sends the run holding it first. Tables
+//! with a foreign key to themselves, or with a unique key besides the row identity
+//! (where a deleted and an inserted row could collide), keep the source order of
+//! upserts and deletes.
+//!
 //! Row-by-row mode sends one statement per row change, with the same semantics.
 //!
 //! A column with an SQL transform (`PgColumn::transform`, e.g. `lower(%d)`) stores the
@@ -260,6 +268,10 @@ impl Statements {
 pub(crate) struct TableEntry {
     pub pt: PgTable,
     pub stmts: Statements,
+    /// Its upserts and deletes keep their source order (see [`Applier`]):
+    /// a foreign key references the table itself, or a unique key other than
+    /// the row identity could collide between a deleted and an inserted row.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,13 +304,19 @@ pub(crate) struct Applier<'c> {
     pub mode: ApplyMode,
     pub zero: ZeroDatePolicy,
     run: Option<Run>,
+    /// On a keyed table, the pending run of the other operation (upserts
+    /// while `run` holds deletes, or the reverse). The two runs never hold
+    /// the same key, so their rows commute: a batch's upserts and deletes of
+    /// one table go in one statement each until a key repeats, instead of a
+    /// statement per source transaction.
+    other: Option<Run>,
     /// Rows changed, for statistics and tests.
     pub changed: u64,
 }
 
 impl<'c> Applier<'c> {
     pub fn new(conn: &'c mut PgConnection, mode: ApplyMode, zero: ZeroDatePolicy) -> Self {
-        Applier { conn, mode, zero, run: None, changed: 0 }
+        Applier { conn, mode, zero, run: None, other: None, changed: 0 }
     }
 
     fn encode(
@@ -452,6 +470,16 @@ impl<'c> Applier<'c> {
         remember: Option<Values>,
         pos: &BinlogPosition,
     ) -> Result<()> {
+        let merge = check.is_some()
+            && matches!(op, Op::Upsert | Op::Delete)
+            && !table.pt.key.is_empty()
+            && !table.ordered;
+        if merge {
+            return self.push_keyed(table, op, vals, check, remember, pos).await;
+        }
+        if self.other.is_some() {
+            self.flush().await?;
+        }
         let same = self.run.as_ref().is_some_and(|r| {
             Arc::ptr_eq(&r.table, &table) && r.op == op && check.is_none_or(|k| !r.keys.contains(k))
         });
@@ -477,9 +505,68 @@ impl<'c> Applier<'c> {
         Ok(())
     }
 
-    /// Send the pending run, if any.
+    /// A keyed row (upsert or delete by key) of a table without a
+    /// self-referencing foreign key: into the run of its operation, with the
+    /// other operation's run kept pending beside it (see `other`).
+    async fn push_keyed(
+        &mut self,
+        table: Arc<TableEntry>,
+        op: Op,
+        vals: Values,
+        check: Option<&Values>,
+        remember: Option<Values>,
+        pos: &BinlogPosition,
+    ) -> Result<()> {
+        let other_op = if op == Op::Upsert { Op::Delete } else { Op::Upsert };
+        let fits = |r: &Run| Arc::ptr_eq(&r.table, &table) && (r.op == op || r.op == other_op);
+        if !self.run.as_ref().is_none_or(fits) || !self.other.as_ref().is_none_or(fits) {
+            self.flush().await?;
+        }
+        if self.run.as_ref().is_some_and(|r| r.op != op) || self.other.as_ref().is_some_and(|r| r.op == op) {
+            std::mem::swap(&mut self.run, &mut self.other);
+        }
+        let holds = |r: &Option<Run>| r.as_ref().is_some_and(|r| check.is_some_and(|k| r.keys.contains(k)));
+        // The key's earlier change in the other run must be applied first.
+        if holds(&self.other) {
+            let earlier = self.other.take().expect("held");
+            self.send(earlier).await?;
+        }
+        // A key already in this run: the run goes first, a new one starts.
+        if holds(&self.run) {
+            let earlier = self.run.take().expect("held");
+            self.send(earlier).await?;
+        }
+        let run = self.run.get_or_insert_with(|| Run {
+            columns: vec![Vec::new(); vals.len()],
+            table,
+            op,
+            keys: HashSet::new(),
+            rows: 0,
+            position: pos.clone(),
+        });
+        for (col, v) in run.columns.iter_mut().zip(vals) {
+            col.push(v);
+        }
+        if let Some(k) = remember {
+            run.keys.insert(k);
+        }
+        run.rows += 1;
+        Ok(())
+    }
+
+    /// Send the pending runs, if any.
     pub async fn flush(&mut self) -> Result<()> {
-        let Some(run) = self.run.take() else { return Ok(()) };
+        if let Some(run) = self.run.take() {
+            self.send(run).await?;
+        }
+        if let Some(run) = self.other.take() {
+            self.send(run).await?;
+        }
+        Ok(())
+    }
+
+    /// Send one run.
+    async fn send(&mut self, run: Run) -> Result<()> {
         if matches!(run.op, Op::DeleteMatch | Op::UpdateMatch) {
             return self.flush_matching(run).await;
         }

@@ -206,7 +206,13 @@ impl PgSink {
             return Ok(e.clone());
         }
         let pt = PgTable::build(schema, &self.inner.opts, self.inner.postgis)?;
-        let entry = Arc::new(TableEntry { stmts: Statements::new(&pt), pt });
+        let identity: Vec<&str> = pt.key.iter().map(|&i| schema.columns[i].name.as_str()).collect();
+        let ordered = schema.foreign_keys.iter().any(|fk| fk.referenced_table == schema.id)
+            || schema.indexes.iter().any(|ix| {
+                ix.kind == synchdb_types::IndexKind::Unique
+                    && ix.columns.iter().map(|c| c.name.as_str()).ne(identity.iter().copied())
+            });
+        let entry = Arc::new(TableEntry { stmts: Statements::new(&pt), pt, ordered });
         if map.len() > 4096 {
             map.clear();
         }

@@ -114,6 +114,41 @@ async fn keyless_runs_pair_before_images_as_a_multiset_in_every_mode() {
     assert_eq!(results[1], expected, "row by row");
 }
 
+#[tokio::test]
+async fn upserts_and_deletes_keep_their_order_where_a_second_unique_key_could_collide() {
+    let db = db("pg_unique_order");
+    let s = sink(&db, |o| o).await;
+    let mut t =
+        (*table("uo", "users", vec![int("id", IntWidth::Int, false), varchar("email", 20)], &["id"])).clone();
+    t.indexes.push(IndexSchema {
+        name: "email".into(),
+        kind: IndexKind::Unique,
+        columns: vec![IndexColumn { name: "email".into(), prefix_length: None, descending: false }],
+    });
+    let t = std::sync::Arc::new(t);
+    let plain = table("uo", "plain", vec![int("id", IntWidth::Int, false), varchar("email", 20)], &["id"]);
+    let r = |id: i64, e: &str| vec![Value::Int(id), Value::Text(e.into())];
+    snapshot(
+        &s,
+        "uo",
+        &[(t.clone(), vec![r(1, "x"), r(4, "z")]), (plain.clone(), vec![r(1, "x"), r(4, "z")])],
+    )
+    .await;
+    // Delete 4, upsert 3, delete 1, insert 2 taking 1's email: only correct in source
+    // order (with the two runs of the plain table, the upserts go first).
+    for tb in [&t, &plain] {
+        let events = vec![
+            del(tb, r(4, "z"), 10),
+            ins(tb, r(3, "y"), 10),
+            del(tb, r(1, "x"), 10),
+            ins(tb, r(2, "x"), 10),
+        ];
+        s.apply("uo", &batch(10, events)).await.unwrap();
+    }
+    assert_eq!(query(&db, "SELECT id, email FROM uo.users ORDER BY id"), ["2|x", "3|y"]);
+    assert_eq!(query(&db, "SELECT id, email FROM uo.plain ORDER BY id"), ["2|x", "3|y"]);
+}
+
 fn parent_child() -> (std::sync::Arc<TableSchema>, std::sync::Arc<TableSchema>, std::sync::Arc<TableSchema>) {
     let parent = table("fk", "parent", vec![int("id", IntWidth::Int, false), varchar("name", 10)], &["id"]);
     let mut child = (*table(
