@@ -298,6 +298,30 @@ struct Run {
     position: BinlogPosition,
 }
 
+impl Run {
+    fn new(table: Arc<TableEntry>, op: Op, width: usize, position: &BinlogPosition) -> Run {
+        Run {
+            columns: vec![Vec::new(); width],
+            table,
+            op,
+            keys: HashSet::new(),
+            rows: 0,
+            position: position.clone(),
+        }
+    }
+
+    /// Add a row, remembering `remember` (see `keys`).
+    fn add(&mut self, vals: Values, remember: Option<Values>) {
+        for (col, v) in self.columns.iter_mut().zip(vals) {
+            col.push(v);
+        }
+        if let Some(k) = remember {
+            self.keys.insert(k);
+        }
+        self.rows += 1;
+    }
+}
+
 /// Applies the events of one batch on one connection (in the caller's transaction).
 pub(crate) struct Applier<'c> {
     pub conn: &'c mut PgConnection,
@@ -485,23 +509,9 @@ impl<'c> Applier<'c> {
         });
         if !same {
             self.flush().await?;
-            self.run = Some(Run {
-                columns: vec![Vec::new(); vals.len()],
-                table,
-                op,
-                keys: HashSet::new(),
-                rows: 0,
-                position: pos.clone(),
-            });
+            self.run = Some(Run::new(table, op, vals.len(), pos));
         }
-        let run = self.run.as_mut().expect("run just set");
-        for (col, v) in run.columns.iter_mut().zip(vals) {
-            col.push(v);
-        }
-        if let Some(k) = remember {
-            run.keys.insert(k);
-        }
-        run.rows += 1;
+        self.run.as_mut().expect("run just set").add(vals, remember);
         Ok(())
     }
 
@@ -536,21 +546,8 @@ impl<'c> Applier<'c> {
             let earlier = self.run.take().expect("held");
             self.send(earlier).await?;
         }
-        let run = self.run.get_or_insert_with(|| Run {
-            columns: vec![Vec::new(); vals.len()],
-            table,
-            op,
-            keys: HashSet::new(),
-            rows: 0,
-            position: pos.clone(),
-        });
-        for (col, v) in run.columns.iter_mut().zip(vals) {
-            col.push(v);
-        }
-        if let Some(k) = remember {
-            run.keys.insert(k);
-        }
-        run.rows += 1;
+        let width = vals.len();
+        self.run.get_or_insert_with(|| Run::new(table, op, width, pos)).add(vals, remember);
         Ok(())
     }
 
