@@ -18,6 +18,7 @@ mod follow;
 mod keyless;
 mod latency;
 mod report;
+mod single;
 mod snapshot;
 mod tools;
 
@@ -62,8 +63,8 @@ pub(crate) struct Opts {
     /// Rows of the larger keyless-apply table (default 300,000; 60,000 with --quick, the least); the smaller has a tenth.
     #[arg(long)]
     keyless_rows: Option<u64>,
-    /// Workloads to run, comma-separated: snapshot, follow, latency, keyless.
-    #[arg(long, value_delimiter = ',', default_value = "snapshot,follow,latency,keyless")]
+    /// Workloads to run, comma-separated: snapshot, follow, latency, keyless, single.
+    #[arg(long, value_delimiter = ',', default_value = "snapshot,follow,latency,keyless,single")]
     only: Vec<String>,
     /// Skip pgloader.
     #[arg(long)]
@@ -325,6 +326,9 @@ fn run(opts: Opts) -> BenchResult<()> {
     }
     if opts.wants("keyless") {
         results.keyless = Some(keyless::keyless_workload(&env)?);
+    }
+    if opts.wants("single") {
+        results.single = Some(single::single_writer_workload(&env)?);
     }
     results.total_secs = total.elapsed().as_secs_f64();
     let command = std::iter::once("cargo bench --bench compare --".to_string())

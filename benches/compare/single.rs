@@ -1,0 +1,81 @@
+//! Workload f: one source connection writing as fast as it can, and the time
+//! `replicate` needs to apply the same changes (issue 17's apply/source ratio).
+//!
+//! A 100,000-row table is copied by a snapshot; then one MariaDB client
+//! session commits 2,000 transactions of 60 inserts, 30 updates and 10
+//! deletes (one multi-row statement each), timed; then `replicate
+//! --until-caught-up` applies the 200,000 changes, timed (process start
+//! included). The ratio apply / source is what the target (≤ 0.5) is about.
+
+use std::fmt::Write as _;
+
+use crate::report::{SingleResults, SingleRun};
+use crate::{BenchResult, Env, Watched};
+
+const BASE_ROWS: u64 = 100_000;
+const TXS: u64 = 2_000;
+
+/// The source's workload as one SQL script (deterministic).
+fn script(db: &str) -> String {
+    let mut s = format!("USE {db};\n");
+    for i in 0..TXS {
+        s.push_str("BEGIN;\nINSERT INTO t (id, a, b, c) VALUES ");
+        for k in 0..60 {
+            let id = BASE_ROWS + i * 60 + k + 1;
+            let sep = if k == 0 { "" } else { "," };
+            let _ = write!(s, "{sep}({id}, {}, 'new row {id}', '2024-01-01 00:00:00.123456')", id % 977);
+        }
+        s.push_str(";\nUPDATE t SET a = a + 1, b = CONCAT('updated ', id) WHERE id IN (");
+        for k in 0..30 {
+            let sep = if k == 0 { "" } else { "," };
+            let _ = write!(s, "{sep}{}", i * 30 + k + 1);
+        }
+        s.push_str(");\nDELETE FROM t WHERE id IN (");
+        for k in 0..10 {
+            let sep = if k == 0 { "" } else { "," };
+            let _ = write!(s, "{sep}{}", 60_000 + i * 10 + k + 1);
+        }
+        s.push_str(");\nCOMMIT;\n");
+    }
+    s
+}
+
+fn one_run(env: &Env, run: usize) -> BenchResult<SingleRun> {
+    let db = format!("sw_{run}");
+    env.mariadb.exec(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db}; \
+         CREATE TABLE t (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(64), c DATETIME(6)); \
+         INSERT INTO t SELECT seq, seq % 977, CONCAT('row ', seq), '2024-01-01' + INTERVAL seq SECOND \
+         FROM seq_1_to_{BASE_ROWS}"
+    ))?;
+    env.fresh_pg_db(&db)?;
+    let pipeline = format!("sw{run}");
+    Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    let sql = script(&db);
+    let started = std::time::Instant::now();
+    env.mariadb.exec(&sql)?;
+    let source_secs = started.elapsed().as_secs_f64();
+    let (apply_secs, rss_mb) =
+        Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    let expected = env.mariadb.exec(&format!("SELECT COUNT(*), SUM(a) FROM {db}.t"))?;
+    let target = env.pg.exec(&db, &format!("SELECT count(*), sum(a) FROM \"{db}\".t"))?;
+    let expected = expected.split_whitespace().collect::<Vec<_>>().join("|");
+    if target.trim() != expected {
+        return Err(format!("single writer: target holds {target:?}, source {expected:?}").into());
+    }
+    env.drop_pg_db(&db);
+    env.mariadb.exec(&format!("DROP DATABASE {db}"))?;
+    eprintln!(
+        "    source {source_secs:.2}s, apply {apply_secs:.2}s ({:.2}x), peak RSS {rss_mb:.0} MB",
+        apply_secs / source_secs
+    );
+    Ok(SingleRun { source_secs, apply_secs, rss_mb })
+}
+
+pub(crate) fn single_writer_workload(env: &Env) -> BenchResult<SingleResults> {
+    eprintln!(
+        "==> f. single writer: {TXS} transactions of 60 inserts + 30 updates + 10 deletes on one connection"
+    );
+    let runs = (0..env.opts.runs()).map(|r| one_run(env, r)).collect::<BenchResult<Vec<_>>>()?;
+    Ok(SingleResults { runs })
+}
