@@ -515,9 +515,10 @@ impl<'c> Applier<'c> {
         Ok(())
     }
 
-    /// A keyed row (upsert or delete by key) of a table without a
-    /// self-referencing foreign key: into the run of its operation, with the
-    /// other operation's run kept pending beside it (see `other`).
+    /// A keyed row (upsert or delete by key) of a table whose upserts and
+    /// deletes may be reordered (not [`TableEntry::ordered`]): into the run of
+    /// its operation, with the other operation's run kept pending beside it
+    /// (see `other`).
     async fn push_keyed(
         &mut self,
         table: Arc<TableEntry>,
