@@ -90,14 +90,13 @@ async fn ledger_rows(pg: &sqlx::PgPool, db: &str) -> i64 {
 
 /// The GTID part of the stored checkpoint.
 async fn checkpoint_gtid(pg: &sqlx::PgPool, pipeline: &str) -> Option<String> {
-    let pos: Option<String> =
-        sqlx::query_scalar("SELECT position FROM synchdb.pipelines WHERE pipeline_id = $1")
-            .bind(pipeline)
-            .fetch_optional(pg)
-            .await
-            .ok()
-            .flatten()
-            .flatten();
+    let pos: Option<String> = sqlx::query_scalar(synchdb_testkit::checkpoint::CHECKPOINT_SQL)
+        .bind(pipeline)
+        .fetch_optional(pg)
+        .await
+        .ok()
+        .flatten()
+        .flatten();
     pos?.split_once(" gtid=").map(|(_, g)| g.trim().to_string())
 }
 

@@ -8,30 +8,23 @@
 //! apply time means the cost does not grow with the table.
 
 use crate::report::{KeylessResults, KeylessRun};
-use crate::{BenchResult, Env, Watched};
+use crate::tools::snapshot_then_apply;
+use crate::{BenchResult, Env};
 
 fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<KeylessRun> {
     let kind = if keyed { "keyed" } else { "keyless" };
     let db = format!("kl_{kind}_{rows}_{run}");
     let groups = rows / 60;
     let id = if keyed { "id BIGINT AUTO_INCREMENT PRIMARY KEY, " } else { "" };
-    env.mariadb.exec(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; \
-         USE {db}; CREATE TABLE {db}.log ({id}ts DATETIME(6), lvl VARCHAR(8), msg VARCHAR(200), n INT); \
-         INSERT INTO {db}.log (ts, lvl, msg, n) SELECT '2024-01-01' + INTERVAL seq SECOND, \
+    let setup = format!(
+        "CREATE TABLE log ({id}ts DATETIME(6), lvl VARCHAR(8), msg VARCHAR(200), n INT); \
+         INSERT INTO log (ts, lvl, msg, n) SELECT '2024-01-01' + INTERVAL seq SECOND, \
          IF(seq % 10 = 0, 'WARN', 'INFO'), CONCAT('message ', seq % 1000), seq % {groups} FROM seq_1_to_{rows}"
-    ))?;
-    env.fresh_pg_db(&db)?;
-    let pipeline = format!("kl{run}");
-    Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
-    let started = std::time::Instant::now();
-    env.mariadb.exec(&format!(
-        "UPDATE {db}.log SET lvl = 'ERROR' WHERE n < 50; DELETE FROM {db}.log WHERE n >= {}",
-        groups - 33
-    ))?;
-    let source_secs = started.elapsed().as_secs_f64();
-    let (apply_secs, rss_mb) =
-        Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    );
+    let work =
+        format!("UPDATE log SET lvl = 'ERROR' WHERE n < 50; DELETE FROM log WHERE n >= {}", groups - 33);
+    let (source_secs, apply_secs, rss_mb) =
+        snapshot_then_apply(env, &db, &format!("kl{run}"), &setup, &work)?;
     let target =
         env.pg.exec(&db, &format!("SELECT count(*), sum((lvl = 'ERROR')::int) FROM \"{db}\".log"))?;
     let expected = format!("{}|3000", rows - 33 * 60);

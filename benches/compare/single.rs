@@ -10,14 +10,15 @@
 use std::fmt::Write as _;
 
 use crate::report::{SingleResults, SingleRun};
-use crate::{BenchResult, Env, Watched};
+use crate::tools::snapshot_then_apply;
+use crate::{BenchResult, Env};
 
 const BASE_ROWS: u64 = 100_000;
 const TXS: u64 = 2_000;
 
 /// The source's workload as one SQL script (deterministic).
-fn script(db: &str) -> String {
-    let mut s = format!("USE {db};\n");
+fn script() -> String {
+    let mut s = String::new();
     for i in 0..TXS {
         s.push_str("BEGIN;\nINSERT INTO t (id, a, b, c) VALUES ");
         for k in 0..60 {
@@ -42,21 +43,13 @@ fn script(db: &str) -> String {
 
 fn one_run(env: &Env, run: usize) -> BenchResult<SingleRun> {
     let db = format!("sw_{run}");
-    env.mariadb.exec(&format!(
-        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db}; \
-         CREATE TABLE t (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(64), c DATETIME(6)); \
+    let setup = format!(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(64), c DATETIME(6)); \
          INSERT INTO t SELECT seq, seq % 977, CONCAT('row ', seq), '2024-01-01' + INTERVAL seq SECOND \
          FROM seq_1_to_{BASE_ROWS}"
-    ))?;
-    env.fresh_pg_db(&db)?;
-    let pipeline = format!("sw{run}");
-    Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
-    let sql = script(&db);
-    let started = std::time::Instant::now();
-    env.mariadb.exec(&sql)?;
-    let source_secs = started.elapsed().as_secs_f64();
-    let (apply_secs, rss_mb) =
-        Watched::spawn(env.replicate(&db, &db, &pipeline).arg("--until-caught-up"))?.wait()?;
+    );
+    let (source_secs, apply_secs, rss_mb) =
+        snapshot_then_apply(env, &db, &format!("sw{run}"), &setup, &script())?;
     let expected = env.mariadb.exec(&format!("SELECT COUNT(*), SUM(a) FROM {db}.t"))?;
     let target = env.pg.exec(&db, &format!("SELECT count(*), sum(a) FROM \"{db}\".t"))?;
     let expected = expected.split_whitespace().collect::<Vec<_>>().join("|");

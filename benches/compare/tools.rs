@@ -254,3 +254,24 @@ sources:
 /// The settings that matter for pg_chameleon's throughput, for the report.
 pub(crate) const CHAMELEON_SETTINGS: &str = "replica_batch_size 10000, replay_max_rows 10000, sleep_loop 1, \
      copy_mode file, gtid_enable false (the settings of its example configuration, sleep_loop 1)";
+
+/// Seconds the source took to run `work`, and seconds and peak RSS (MB) of
+/// `replicate --until-caught-up` applying it, after `setup` created database
+/// `db` on MariaDB and a snapshot copied it (pipeline `pipeline`).
+pub(crate) fn snapshot_then_apply(
+    env: &Env,
+    db: &str,
+    pipeline: &str,
+    setup: &str,
+    work: &str,
+) -> BenchResult<(f64, f64, f64)> {
+    env.mariadb.exec(&format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db}; {setup}"))?;
+    env.fresh_pg_db(db)?;
+    Watched::spawn(env.replicate(db, db, pipeline).arg("--until-caught-up"))?.wait()?;
+    let started = Instant::now();
+    env.mariadb.exec(&format!("USE {db}; {work}"))?;
+    let source_secs = started.elapsed().as_secs_f64();
+    let (apply_secs, rss_mb) =
+        Watched::spawn(env.replicate(db, db, pipeline).arg("--until-caught-up"))?.wait()?;
+    Ok((source_secs, apply_secs, rss_mb))
+}

@@ -68,28 +68,17 @@ fn params(from: usize, n: usize) -> impl Iterator<Item = String> {
     (from..from + n).map(|i| format!("${i}"))
 }
 
+/// Whether stored column `c` holds the value of text parameter `param`: the
+/// two [`comparable`] forms compared, so the row-by-row match and the
+/// set-based one (`row_text`) agree by construction.
 fn matches_expr(c: &PgColumn, param: &str) -> String {
     let col = quote(&c.name);
-    if c.transform.is_some() {
-        return format!(
-            "({col})::text IS NOT DISTINCT FROM (({})::{})::text",
-            c.value_expr(param),
-            c.sql_type
-        );
-    }
-    match c.family {
-        Family::Json => format!("({col})::jsonb IS NOT DISTINCT FROM ({param})::jsonb"),
-        Family::PostGis => format!("({col})::bytea IS NOT DISTINCT FROM (({param})::geometry)::bytea"),
-        Family::Other if !c.default_mapping => {
-            format!("({col})::text IS NOT DISTINCT FROM ({})::text", c.value_expr(param))
-        }
-        _ => format!("{col} IS NOT DISTINCT FROM {}", c.value_expr(param)),
-    }
+    format!("{} IS NOT DISTINCT FROM {}", comparable(c, Some(&col), param), comparable(c, None, param))
 }
 
-/// A value of column `c` in a form whose text identifies it the way
-/// [`matches_expr`] compares it: `col` is the stored column, else `param` (a
-/// text parameter) is cast as it would be stored.
+/// A value of column `c` in the form rows are matched by (JSON as jsonb,
+/// geometry as bytes, transformed or overridden columns as text): `col` is
+/// the stored column, else `param` (a text parameter) cast as it would be stored.
 fn comparable(c: &PgColumn, col: Option<&str>, param: &str) -> String {
     let stored = |e: String| col.map(str::to_string).unwrap_or(e);
     if c.transform.is_some() {
