@@ -8,6 +8,13 @@
 //!   [--until-caught-up] [--error-policy exit|retry|skip] [--mapping FILE.toml|FILE.json] [--explain]
 //!   [--http 127.0.0.1:8080 [--http-token TOKEN]]
 //! replicate --status --target postgres://... [--pipeline-id NAME]
+//!
+//! # Scale out over NATS JetStream
+//! replicate --source mysql://... --databases DB1 --target nats://HOST:PORT/STREAM   # publish
+//! replicate --source nats://HOST:PORT/STREAM --databases DB1 [--tables ...] \
+//!   --target postgres://... --pipeline-id APPLIER                               # apply
+//!   [--nats-prefix P] [--nats-replicas N] [--nats-creds FILE] [--nats-tls-ca FILE]
+//!   [--nats-tls-cert FILE --nats-tls-key FILE] [--nats-format native|debezium]
 //! ```
 //!
 //! Each MySQL database `DB` lands in the PostgreSQL schema `DB`, unless a
@@ -130,6 +137,33 @@ struct Args {
     /// Require `Authorization: Bearer TOKEN` on every /api call.
     #[arg(long, env = "SYNCHDB_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// NATS subject prefix (`<prefix>.<database>.<table>`), default `synchdb`.
+    #[arg(long)]
+    nats_prefix: Option<String>,
+    /// Replicas of the JetStream stream when the publisher creates it.
+    #[arg(long)]
+    nats_replicas: Option<usize>,
+    /// NATS credentials file (JWT and NKey seed).
+    #[arg(long)]
+    nats_creds: Option<PathBuf>,
+    /// Root certificate (PEM) for a TLS connection to NATS (requires TLS).
+    #[arg(long)]
+    nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS with NATS.
+    #[arg(long, requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS with NATS.
+    #[arg(long, requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+    /// Message format of a publisher: native (what appliers read) or debezium (JSON envelope).
+    #[arg(long)]
+    nats_format: Option<synchdb::nats::Format>,
+    /// Retention of the stream by age when the publisher creates it (`7d`, `12h`).
+    #[arg(long)]
+    nats_max_age: Option<String>,
+    /// Retention of the stream by size when the publisher creates it (`10GB`).
+    #[arg(long)]
+    nats_max_bytes: Option<String>,
     /// Print the status the pipeline stored on the target (phase, positions,
     /// lag, counters, per-table counters) as JSON, without the source; exit.
     #[arg(long)]
@@ -223,7 +257,7 @@ fn http_address(spec: &str) -> synchdb::core::Result<std::net::SocketAddr> {
 async fn serve_http(
     args: &Args,
     handle: &PipelineHandle,
-    verifier: synchdb::http::Verifier,
+    verifier: Option<synchdb::http::Verifier>,
 ) -> synchdb::core::Result<()> {
     let Some(spec) = &args.http else { return Ok(()) };
     let addr = http_address(spec)?;
@@ -241,11 +275,8 @@ async fn serve_http(
             None
         }
     };
-    let api = synchdb::http::Api::new()
-        .pipeline(handle.control())
-        .metrics(metrics)
-        .token(token)
-        .verifier(Some(verifier));
+    let api =
+        synchdb::http::Api::new().pipeline(handle.control()).metrics(metrics).token(token).verifier(verifier);
     let local = listener.local_addr().unwrap_or(addr);
     eprintln!("http: operations API and console on http://{local}/");
     tokio::spawn(async move {
@@ -312,7 +343,61 @@ fn explain(
     Ok(())
 }
 
+fn is_nats(url: &str) -> bool {
+    url.starts_with("nats://") || url.starts_with("tls://")
+}
+
+/// The JetStream options of a `nats://` URL and the `--nats-*` flags.
+fn nats_options(args: &Args, url: &str) -> synchdb::core::Result<synchdb::nats::JetStreamOptions> {
+    let mut o: synchdb::nats::JetStreamOptions = url.parse()?;
+    if let Some(p) = &args.nats_prefix {
+        o = o.prefix(p.clone());
+    }
+    if let Some(n) = args.nats_replicas {
+        o = o.replicas(n);
+    }
+    if let Some(f) = &args.nats_creds {
+        o = o.creds_file(f.clone());
+    }
+    if let Some(ca) = &args.nats_tls_ca {
+        o = o.tls(Some(ca.clone()));
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_tls_cert, &args.nats_tls_key) {
+        o.tls_client = Some((cert.clone(), key.clone()));
+        o.tls_required = true;
+    }
+    if let Some(f) = args.nats_format {
+        o = o.format(f);
+    }
+    // The same spellings as the URL's settings.
+    let mut extra = Vec::new();
+    if let Some(a) = &args.nats_max_age {
+        extra.push(format!("max_age={a}"));
+    }
+    if let Some(b) = &args.nats_max_bytes {
+        extra.push(format!("max_bytes={b}"));
+    }
+    if !extra.is_empty() {
+        let probe: synchdb::nats::JetStreamOptions =
+            format!("nats://127.0.0.1/{}?{}", o.stream, extra.join("&")).parse()?;
+        let (age, bytes) = (probe.max_age.or(o.max_age), probe.max_bytes.or(o.max_bytes));
+        o = o.max_age(age).max_bytes(bytes);
+    }
+    o.validate()?;
+    Ok(o)
+}
+
 async fn run(args: Args) -> synchdb::core::Result<()> {
+    let nats_source = args.source.len() == 1 && is_nats(&args.source[0]);
+    if nats_source && is_nats(&args.target) {
+        return Err(synchdb::core::Error::config("--source and --target cannot both be NATS streams"));
+    }
+    if nats_source {
+        return apply_stream(args).await;
+    }
+    if is_nats(&args.target) {
+        return publish(args).await;
+    }
     let options = source_options(&args)?;
     let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul);
     let mapping = match &args.mapping {
@@ -353,7 +438,7 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         builder = builder.snapshot_parallelism(n);
     }
     let handle = builder.build()?.start();
-    if let Err(e) = serve_http(&args, &handle, verifier).await {
+    if let Err(e) = serve_http(&args, &handle, Some(verifier)).await {
         let _ = handle.stop().await;
         return Err(e);
     }
@@ -362,6 +447,97 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!("{}", summary(&stats, secs));
     Ok(())
+}
+
+fn load_mapping(args: &Args) -> synchdb::core::Result<Option<Arc<Mapping>>> {
+    match &args.mapping {
+        Some(path) => Ok(Some(Arc::new(Mapping::new(MappingRules::load(path)?)?))),
+        None => Ok(None),
+    }
+}
+
+/// Run `builder` to the end (HTTP API, progress, summary).
+async fn run_pipeline(args: &Args, builder: synchdb::core::PipelineBuilder) -> synchdb::core::Result<()> {
+    if args.http.is_some() {
+        let _ = synchdb::http::install_prometheus();
+    }
+    let handle = builder.build()?.start();
+    if let Err(e) = serve_http(args, &handle, None).await {
+        let _ = handle.stop().await;
+        return Err(e);
+    }
+    let started = Instant::now();
+    let stats = drive(handle).await?;
+    println!("{}", summary(&stats, started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// `--target nats://...`: publish the selected tables' snapshot and changes to a stream.
+async fn publish(args: Args) -> synchdb::core::Result<()> {
+    if args.explain || args.verify {
+        return Err(synchdb::core::Error::config(
+            "--explain and --verify need a PostgreSQL target; run them on an applier",
+        ));
+    }
+    let options = source_options(&args)?;
+    let target = nats_options(&args, &args.target)?;
+    let startup = RetryPolicy::forever();
+    let sink = retry_transient(&startup, "connecting to NATS", || {
+        synchdb::nats::JetStreamSink::connect(target.clone())
+    })
+    .await?;
+    let mut builder = Pipeline::builder()
+        .id(args.pipeline_id.clone())
+        .source(MySqlSource::new(options))
+        .sink(sink)
+        .batch_size(args.batch_size)
+        .error_policy(args.error_policy.clone());
+    if let Some(m) = load_mapping(&args)? {
+        builder = builder.converter_arc(m);
+    }
+    if let Some(n) = args.snapshot_workers {
+        builder = builder.snapshot_parallelism(n);
+    }
+    run_pipeline(&args, builder).await
+}
+
+/// `--source nats://...`: apply the tables this applier owns of a stream into PostgreSQL.
+async fn apply_stream(args: Args) -> synchdb::core::Result<()> {
+    if args.explain || args.verify {
+        return Err(synchdb::core::Error::config("--explain and --verify need a MySQL source"));
+    }
+    let stream = nats_options(&args, &args.source[0])?;
+    let mut selection = synchdb::nats::TableSelection::all();
+    let patterns = args.tables.as_deref().unwrap_or("");
+    if patterns.split(',').any(|p| !p.trim().is_empty() && !p.trim().starts_with('!')) {
+        selection = selection.tables(patterns)?;
+    } else {
+        for d in &args.databases {
+            selection = selection.database(d.clone());
+        }
+        selection = selection.tables(patterns)?;
+    }
+    let source = synchdb::nats::JetStreamSource::new(stream)
+        .selection(selection)
+        .stop_at_caught_up(args.until_caught_up);
+    let target: PgSinkOptions =
+        args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul).pool_size(args.pool_size);
+    let startup = RetryPolicy::forever();
+    let sink =
+        retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
+    let mut builder = Pipeline::builder()
+        .id(args.pipeline_id.clone())
+        .source(source)
+        .sink(sink)
+        .batch_size(args.batch_size)
+        .error_policy(args.error_policy.clone());
+    if let Some(m) = load_mapping(&args)? {
+        builder = builder.converter_arc(m);
+    }
+    if let Some(n) = args.snapshot_workers {
+        builder = builder.snapshot_parallelism(n);
+    }
+    run_pipeline(&args, builder).await
 }
 
 /// The verification of `POST /api/verify`: the `--verify-*` settings, the

@@ -4,8 +4,9 @@
 //! [`types`] (the change-event model), [`core`] (the Source/Converter/Sink
 //! contracts and the pipeline runtime), `mysql` (the MySQL/MariaDB source,
 //! feature `mysql`), `postgres` (the PostgreSQL sink, feature `postgres`)
-//! and `http` (the operations API, feature `http`); the three features are
-//! on by default. With `default-features = false` only the runtime and the
+//! `http` (the operations API, feature `http`) and `nats` (NATS JetStream
+//! publisher and applier, feature `nats`); the four features are on by
+//! default. With `default-features = false` only the runtime and the
 //! contracts are compiled (no sqlx, no mysql_async), for programs that bring
 //! their own sources and sinks; [`prelude`] holds what they need.
 //!
@@ -40,6 +41,10 @@ pub use synchdb_http as http;
 /// The MySQL/MariaDB source (feature `mysql`).
 #[cfg(feature = "mysql")]
 pub use synchdb_mysql as mysql;
+/// NATS JetStream: publish the change stream once, apply it from many
+/// processes (feature `nats`).
+#[cfg(feature = "nats")]
+pub use synchdb_nats as nats;
 /// The PostgreSQL sink (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use synchdb_postgres as postgres;

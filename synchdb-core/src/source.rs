@@ -222,6 +222,10 @@ pub struct SourceContext {
     /// Operators' requests for the source ([`SourceCommand`]); they outlive
     /// a restart of the run. A source that takes none leaves them queued.
     pub commands: SourceCommands,
+    /// The last position the sink has made durable (with its data), for
+    /// sources that acknowledge upstream only what is safe (a message
+    /// broker's consumer). `None` until something is applied in this run.
+    pub applied: watch::Receiver<Option<Position>>,
 }
 
 /// A request for a running source.

@@ -532,6 +532,7 @@ pub async fn repair(
         sender: tx,
         shutdown,
         commands: Default::default(),
+        applied: watch::channel(None).1,
     };
     let request = ReadRequest { tables: tables.clone(), whole, chunks: Some(chunks), chunk_rows: None };
     let reader = source.verify_read(ctx, request);
@@ -683,6 +684,7 @@ async fn run_round(
         sender: tx,
         shutdown,
         commands: Default::default(),
+        applied: watch::channel(None).1,
     };
     let whole = request.whole.clone();
     let reader = source.verify_read(ctx, request);

@@ -155,6 +155,8 @@ struct Ctx {
     store: Arc<dyn CheckpointStore>,
     stats: Arc<Stats>,
     policy: ErrorPolicy,
+    /// The last durable position, for the source ([`SourceContext::applied`]).
+    applied: Arc<watch::Sender<Option<Position>>>,
 }
 
 /// A converted transaction with the state its source form implies.

@@ -10,6 +10,7 @@ impl Ctx {
         }
         if let Some(p) = &update.position {
             self.stats.set_position(p.clone());
+            self.applied.send_replace(Some(p.clone()));
         }
         Ok(())
     }
@@ -186,12 +187,14 @@ pub(super) async fn run_once(
     pause: &mut watch::Receiver<bool>,
     seek: Option<Position>,
 ) -> Result<()> {
+    let (applied_tx, applied_rx) = watch::channel(None);
     let ctx = Ctx {
         id: p.id.clone().into(),
         sink: p.sink.clone(),
         store: p.store.clone(),
         stats: stats.clone(),
         policy: p.error_policy.clone(),
+        applied: Arc::new(applied_tx),
     };
     let mut state = load_state(p.sink.as_ref(), p.store.as_ref(), &p.id).await?;
     if let Some(to) = seek {
@@ -223,6 +226,7 @@ pub(super) async fn run_once(
         sender: src_tx,
         shutdown: shutdown.clone(),
         commands: p.commands.clone(),
+        applied: applied_rx,
     };
     let mut source = std::mem::replace(&mut p.source, Box::new(Taken));
     let source_name = source.name().to_string();

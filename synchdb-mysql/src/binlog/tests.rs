@@ -54,6 +54,7 @@ fn start_reader(opts: MySqlSourceOptions, start: Position, schemas: Vec<TableSch
             sender: tx,
             shutdown,
             commands: Default::default(),
+            applied: watch::channel(None).1,
         };
         let info = preflight_info(&opts).await;
         super::follow(&opts, 0, &info, &ctx, start, schemas, Vec::new(), None, Vec::new()).await
