@@ -283,6 +283,8 @@ impl FromStr for JetStreamOptions {
         };
         // Several servers (`host1:4222,host2:4222`) are more than the url
         // crate parses: it reads the first, the others are kept as written.
+        // `nats://a:1,nats://b:2/S` lists servers too.
+        let rest = rest.replace(",nats://", ",").replace(",tls://", ",");
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path_query) = rest.split_at(authority_end);
         let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -395,6 +397,9 @@ mod tests {
                 .parse()
                 .unwrap();
         assert_eq!(o.servers, vec!["a:1", "b:2", "c:4222"]);
+        let many: JetStreamOptions = "nats://a:1,nats://b:2,nats://c:3/S".parse().unwrap();
+        assert_eq!(many.servers, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(many.stream, "S");
         assert_eq!(o.user, Some(("u".into(), "p@ss".into())));
         assert_eq!(o.prefix, "cdc.prod");
         assert_eq!(o.replicas, 3);

@@ -305,6 +305,20 @@ impl Source for JetStreamSource {
     }
 }
 
+/// An applier reads the native format only.
+fn native(seq: u64, headers: Option<&async_nats::HeaderMap>) -> Result<()> {
+    if get_header(headers, header::FORMAT) != Some(wire::FORMAT_NATIVE) {
+        return Err(Error::new(
+            ErrorKind::SourceValue,
+            format!(
+                "stream message {seq} is in format {:?}: an applier reads the native format only (publish with format=native)",
+                get_header(headers, header::FORMAT).unwrap_or("none")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A transaction being assembled.
 struct TxAsm {
     source: Position,
@@ -397,6 +411,7 @@ impl Reader {
         match kind {
             Some(Kind::Tx) => self.on_tx(ctx, seq, &m).await,
             Some(Kind::Chunk) => {
+                native(seq, headers)?;
                 self.on_chunk(seq, &m);
                 Ok(())
             }
@@ -413,15 +428,7 @@ impl Reader {
 
     async fn on_tx(&mut self, ctx: &SourceContext, seq: u64, m: &async_nats::Message) -> Result<()> {
         let headers = m.headers.as_ref();
-        if get_header(headers, header::FORMAT) != Some(wire::FORMAT_NATIVE) {
-            return Err(Error::new(
-                ErrorKind::SourceValue,
-                format!(
-                    "stream message {seq} is in format {:?}: an applier reads the native format only (publish with format=native)",
-                    get_header(headers, header::FORMAT).unwrap_or("none")
-                ),
-            ));
-        }
+        native(seq, headers)?;
         let source = header_position(headers).ok_or_else(|| {
             Error::new(ErrorKind::SourceValue, format!("stream message {seq} has no position"))
         })?;

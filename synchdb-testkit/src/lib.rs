@@ -1,4 +1,4 @@
-//! Test support for synchdb: private MariaDB and PostgreSQL servers.
+//! Test support for synchdb: private MariaDB, PostgreSQL and NATS JetStream servers.
 //!
 //! Every server is a private instance: its own temporary directory, its own free port on
 //! `127.0.0.1` and its own Unix socket. The machine's system servers (ports 3306 and
@@ -15,6 +15,9 @@
 //! * [`FaultProxy`] sits between a client under test and a server: it stalls traffic,
 //!   cuts connections (in the middle of data), refuses new ones for a while, or cuts at
 //!   random moments.
+//! * [`nats()`] returns a process-wide shared NATS server with JetStream;
+//!   [`NatsServer::start`] starts a private one that a test may kill and start again,
+//!   and [`NatsCluster::start`] a private 3-node JetStream cluster (nodes `n1`..`n3`).
 //!
 //! MariaDB runs with the binlog on (`log_bin`, `binlog_format=ROW`,
 //! `binlog_row_image=FULL`, `binlog_row_metadata=FULL`), `utf8mb4` as server charset, and
@@ -24,7 +27,8 @@
 //!
 //! If `mariadbd` or the PostgreSQL binaries are missing, the Debian packages
 //! (`mariadb-server mariadb-client postgresql postgresql-client`) are installed once with
-//! `apt-get` (through `sudo -n` when not root).
+//! `apt-get` (through `sudo -n` when not root); likewise `nats-server` (package
+//! `nats-server`).
 //!
 //! Set `SYNCHDB_TESTKIT_KEEP=1` to keep the data directories after the servers stop (their
 //! paths are printed to stderr for explicitly started instances; shared ones are under
@@ -61,6 +65,7 @@
 
 pub mod checkpoint;
 mod mariadb;
+mod nats;
 mod postgres;
 mod proxy;
 mod tls;
@@ -69,6 +74,7 @@ mod util;
 use std::fmt;
 
 pub use mariadb::MariaDb;
+pub use nats::{NatsCluster, NatsNode, NatsServer};
 pub use postgres::Postgres;
 pub use proxy::{FaultProxy, ProxyStats};
 pub use tls::TlsFiles;
@@ -94,6 +100,17 @@ pub fn mariadb() -> &'static MariaDb {
 /// server's log). Later calls panic with the same message without retrying.
 pub fn postgres() -> &'static Postgres {
     postgres::shared()
+}
+
+/// Process-wide shared NATS server with JetStream, started on first call and stopped
+/// (its directory removed) when the process exits.
+///
+/// # Panics
+///
+/// If the server cannot be started (the message includes the reason and the tail of the
+/// server's log). Later calls panic with the same message without retrying.
+pub fn nats() -> &'static NatsServer {
+    nats::shared()
 }
 
 /// A uniquely named database created by [`MariaDb::create_database`] or
@@ -160,7 +177,7 @@ pub enum TestkitError {
     },
     /// A server did not start (or stop) as expected.
     Startup {
-        /// `"MariaDB"` or `"PostgreSQL"`.
+        /// `"MariaDB"`, `"PostgreSQL"` or `"NATS"`.
         server: &'static str,
         /// What went wrong.
         reason: String,

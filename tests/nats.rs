@@ -1,0 +1,266 @@
+//! Scale-out over NATS JetStream, end to end on real servers: MariaDB →
+//! `replicate --target nats://` → JetStream → `replicate --source nats://`
+//! appliers → PostgreSQL, through SIGKILLs, a NATS restart, a purged binlog
+//! and the loss of a node of a 3-node cluster.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use synchdb_testkit::{NatsCluster, NatsServer};
+
+/// `replicate` publishing `databases` of `source` to `stream`.
+fn publisher(source: &str, databases: &str, stream: &str, pipeline: &str) -> Command {
+    replicate(source, databases, stream, pipeline)
+}
+
+/// `replicate` applying `databases` of `stream` into `target`.
+fn applier(stream: &str, databases: &str, target: &str, pipeline: &str) -> Command {
+    replicate(stream, databases, target, pipeline)
+}
+
+fn schema(db: &str, extra: &str) -> Vec<String> {
+    vec![
+        format!("CREATE TABLE `{db}`.items (id INT PRIMARY KEY, name VARCHAR(40), price DECIMAL(20,6), at DATETIME(6), {extra} note TEXT)"),
+        format!("CREATE TABLE `{db}`.lines (id INT AUTO_INCREMENT PRIMARY KEY, item INT, qty INT, FOREIGN KEY (item) REFERENCES `{db}`.items(id) ON DELETE CASCADE)"),
+        // No key: duplicates must land exactly as often as on the source.
+        format!("CREATE TABLE `{db}`.ledger (account INT, amount DECIMAL(12,2), memo VARCHAR(20))"),
+    ]
+}
+
+/// One round of writes: keyed inserts/updates/deletes, duplicate keyless
+/// rows, a transaction across both databases, and DDL at round 3.
+fn round(a: &str, b: &str, i: u32) -> Vec<String> {
+    let mut s = vec![
+        format!("INSERT INTO `{a}`.items (id, name, price, at) SELECT {i} * 1000 + seq, concat('n', seq), seq / 7, now(6) FROM `{a}`.seq_1_to_40"),
+        format!("INSERT INTO `{a}`.lines (item, qty) SELECT {i} * 1000 + seq, seq FROM `{a}`.seq_1_to_20"),
+        format!("UPDATE `{a}`.items SET price = price * 2, name = concat(name, '!') WHERE id % 7 = {i} % 7"),
+        format!("DELETE FROM `{a}`.items WHERE id % 11 = {i} % 11 AND id < {i} * 1000"),
+        format!("INSERT INTO `{a}`.ledger (account, amount, memo) VALUES (1, 10.00, 'dup'), (1, 10.00, 'dup'), ({i}, -5.50, 'round')"),
+        format!("DELETE FROM `{a}`.ledger WHERE memo = 'dup' LIMIT 1"),
+        format!("INSERT INTO `{b}`.items (id, name, price, at) SELECT {i} * 1000 + seq, 'b', seq, now(6) FROM `{b}`.seq_1_to_30"),
+        format!("INSERT INTO `{b}`.ledger (account, amount, memo) VALUES (2, 1.00, 'b'), (2, 1.00, 'b')"),
+        format!(
+            "BEGIN; UPDATE `{a}`.items SET note = 'both {i}' WHERE id = {i} * 1000 + 1; \
+             INSERT INTO `{b}`.lines (item, qty) VALUES ({i} * 1000 + 1, {i}); \
+             UPDATE `{b}`.ledger SET amount = amount + 1 WHERE account = 2 LIMIT 1; COMMIT"
+        ),
+    ];
+    if i == 3 {
+        s.push(format!("ALTER TABLE `{a}`.items ADD COLUMN grade SMALLINT DEFAULT 3"));
+        s.push(format!("ALTER TABLE `{b}`.ledger ADD COLUMN tag VARCHAR(8) NOT NULL DEFAULT 'x'"));
+        s.push(format!("CREATE TABLE `{b}`.later (k VARCHAR(10) PRIMARY KEY, v JSON)"));
+        s.push(format!("INSERT INTO `{b}`.later VALUES ('a', '{{\"x\": [1, 2.5]}}'), ('b', NULL)"));
+    }
+    s
+}
+
+async fn setup(my_url: &str, a: &str, b: &str) -> mysql_async::Conn {
+    let mut my = connect_my(my_url).await;
+    run_workload(&mut my, &schema(a, "")).await;
+    run_workload(&mut my, &schema(b, "")).await;
+    run_workload(&mut my, &round(a, b, 1)).await;
+    my
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appliers_own_disjoint_databases_through_kills_and_a_nats_restart() {
+    let mysql = synchdb_testkit::mariadb();
+    let (da, db) = (mysql.create_database("js_a").unwrap(), mysql.create_database("js_b").unwrap());
+    let (a, b) = (da.name().to_string(), db.name().to_string());
+    let mut my = setup(&mysql.url(), &a, &b).await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/E2E", nats.url());
+    let pg = synchdb_testkit::postgres();
+    let (ta, tb) = (pg.create_database("js_ta").unwrap(), pg.create_database("js_tb").unwrap());
+    let both = format!("{a},{b}");
+
+    let mut publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+    let mut apply_a = spawn(applier(&stream, &a, &ta.url(), "app_a"));
+    let mut apply_b = spawn(applier(&stream, &b, &tb.url(), "app_b"));
+    for i in 2..=8u32 {
+        run_workload(&mut my, &round(&a, &b, i)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match i {
+            3 => {
+                kill9(&mut publish);
+                run_workload(&mut my, &round(&a, &b, 100 + i)).await;
+                publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+            }
+            4 => {
+                kill9(&mut apply_a);
+                run_workload(&mut my, &round(&a, &b, 100 + i)).await;
+                apply_a = spawn(applier(&stream, &a, &ta.url(), "app_a"));
+            }
+            5 => {
+                nats.stop().unwrap();
+                run_workload(&mut my, &round(&a, &b, 100 + i)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                nats.start_again().unwrap();
+            }
+            6 => {
+                kill9(&mut apply_b);
+                kill9(&mut publish);
+                run_workload(&mut my, &round(&a, &b, 100 + i)).await;
+                publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+                apply_b = spawn(applier(&stream, &b, &tb.url(), "app_b"));
+            }
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Everything the source holds is published, then applied.
+    kill9(&mut publish);
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    kill9(&mut apply_a);
+    kill9(&mut apply_b);
+    run_until_caught_up(applier(&stream, &a, &ta.url(), "app_a"));
+    run_until_caught_up(applier(&stream, &b, &tb.url(), "app_b"));
+
+    let pa = connect_pg(&ta.url()).await;
+    let pb = connect_pg(&tb.url()).await;
+    assert_replica_equal(&mut my, &a, &pa).await;
+    assert_replica_equal(&mut my, &b, &pb).await;
+    // Each applier holds its own database only.
+    let foreign: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1")
+            .bind(&b)
+            .fetch_one(&pa)
+            .await
+            .unwrap();
+    assert_eq!(foreign, 0, "applier a created tables of {b}");
+    let ledger: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{a}\".ledger")))
+        .fetch_one(&pa)
+        .await
+        .unwrap();
+    let source: i64 = my.query_first(format!("SELECT count(*) FROM `{a}`.ledger")).await.unwrap().unwrap();
+    assert_eq!(ledger, source, "keyless ledger rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_down_past_the_binlog_retention_catches_up_from_the_stream() {
+    // A private server: its binlogs are purged.
+    let mysql = synchdb_testkit::MariaDb::start().unwrap();
+    let (da, db) = (mysql.create_database("ret_a").unwrap(), mysql.create_database("ret_b").unwrap());
+    let (a, b) = (da.name().to_string(), db.name().to_string());
+    let mut my = setup(&mysql.url(), &a, &b).await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/RET", nats.url());
+    let pg = synchdb_testkit::postgres();
+    let ta = pg.create_database("ret_ta").unwrap();
+    let both = format!("{a},{b}");
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
+    // The applier is down; the source writes and purges its binlogs.
+    for i in 2..=5 {
+        run_workload(&mut my, &round(&a, &b, i)).await;
+        run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+        my.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    }
+    // MariaDB keeps a binlog until InnoDB has checkpointed it: purge until it went.
+    let (file, _) = master_position(&mut my).await;
+    let mut first = String::new();
+    for _ in 0..100 {
+        my.query_drop(format!("PURGE BINARY LOGS TO '{file}'")).await.unwrap();
+        let row: mysql_async::Row = my.query_first("SHOW BINARY LOGS").await.unwrap().unwrap();
+        first = row.get::<String, _>(0).unwrap();
+        if first == file {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first, file, "older binlogs purged");
+
+    let out = run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
+    assert!(out.contains("snapshot 0 rows"), "the applier copied again: {out}");
+    let pa = connect_pg(&ta.url()).await;
+    assert_replica_equal(&mut my, &a, &pa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_stream_loses_nothing_when_a_node_dies() {
+    let mysql = synchdb_testkit::mariadb();
+    let (da, db) = (mysql.create_database("cl_a").unwrap(), mysql.create_database("cl_b").unwrap());
+    let (a, b) = (da.name().to_string(), db.name().to_string());
+    let mut my = setup(&mysql.url(), &a, &b).await;
+    let cluster = NatsCluster::start().unwrap();
+    let servers: Vec<String> = cluster.nodes().iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+    let stream = format!("nats://{}/CL?replicas=3", servers.join(","));
+    let pg = synchdb_testkit::postgres();
+    let ta = pg.create_database("cl_ta").unwrap();
+    let both = format!("{a},{b}");
+    let mut publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+    let mut apply = spawn(applier(&stream, &format!("{a},{b}"), &ta.url(), "app"));
+    for i in 2..=6u32 {
+        run_workload(&mut my, &round(&a, &b, i)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if i == 3 {
+            cluster.node(0).kill();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    kill9(&mut publish);
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    kill9(&mut apply);
+    run_until_caught_up(applier(&stream, &format!("{a},{b}"), &ta.url(), "app"));
+    let pa = connect_pg(&ta.url()).await;
+    assert_replica_equal(&mut my, &a, &pa).await;
+    assert_replica_equal(&mut my, &b, &pa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_json_is_published_and_refused_by_an_applier() {
+    let mysql = synchdb_testkit::mariadb();
+    let d = mysql.create_database("dbz").unwrap();
+    let name = d.name().to_string();
+    let mut my = connect_my(&mysql.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            format!("CREATE TABLE `{name}`.t (id BIGINT UNSIGNED PRIMARY KEY, d DATE, ts DATETIME(6), amount DECIMAL(30,4), b VARBINARY(4), f BIT(1))"),
+            format!("INSERT INTO `{name}`.t VALUES (18446744073709551615, '1970-01-11', '2024-01-02 03:04:05.678901', -1.5000, 0x00ff, b'1')"),
+        ],
+    )
+    .await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/DBZ?format=debezium&prefix=cdc", nats.url());
+    run_until_caught_up(publisher(&mysql.url(), &name, &stream, "dbz"));
+    my.query_drop(format!("UPDATE `{name}`.t SET amount = 2 WHERE id > 0")).await.unwrap();
+    run_until_caught_up(publisher(&mysql.url(), &name, &stream, "dbz"));
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let s = js.get_stream("DBZ").await.unwrap();
+    let subject = format!("cdc.{}.t", synchdb::nats::subject::escape(&name));
+    let mut bodies = Vec::new();
+    for seq in 1..=20 {
+        if let Ok(m) = s.get_raw_message(seq).await {
+            if m.subject.as_str() == subject {
+                bodies.push(serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap());
+            }
+        }
+    }
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let read = &bodies[0];
+    assert_eq!(read["op"], "r");
+    assert_eq!(read["after"]["id"], serde_json::json!(u64::MAX));
+    assert_eq!(read["after"]["d"], 10);
+    assert_eq!(read["after"]["ts"], 1_704_164_645_678_901i64);
+    assert_eq!(read["after"]["amount"], "-1.5000");
+    assert_eq!(read["after"]["b"], "AP8=");
+    assert_eq!(read["after"]["f"], true);
+    let update = &bodies[1];
+    assert_eq!(update["op"], "u");
+    assert_eq!(update["before"]["amount"], "-1.5000");
+    assert_eq!(update["after"]["amount"], "2.0000");
+    assert_eq!(update["source"]["db"], name.as_str());
+    assert_eq!(update["source"]["table"], "t");
+
+    let pg = synchdb_testkit::postgres();
+    let target = pg.create_database("dbz_t").unwrap();
+    let out = run_failing(applier(&stream, &name, &target.url(), "dbz_app"));
+    assert!(out.contains("native format"), "{out}");
+}
