@@ -17,6 +17,7 @@
 mod follow;
 mod keyless;
 mod latency;
+mod nats;
 mod report;
 mod single;
 mod snapshot;
@@ -63,7 +64,7 @@ pub(crate) struct Opts {
     /// Rows of the larger keyless-apply table (default 300,000; 60,000 with --quick, the least); the smaller has a tenth.
     #[arg(long)]
     keyless_rows: Option<u64>,
-    /// Workloads to run, comma-separated: snapshot, follow, latency, keyless, single.
+    /// Workloads to run, comma-separated: snapshot, follow, latency, keyless, single, nats (on demand).
     #[arg(long, value_delimiter = ',', default_value = "snapshot,follow,latency,keyless,single")]
     only: Vec<String>,
     /// Skip pgloader.
@@ -329,6 +330,9 @@ fn run(opts: Opts) -> BenchResult<()> {
     }
     if opts.wants("single") {
         results.single = Some(single::single_writer_workload(&env)?);
+    }
+    if opts.wants("nats") {
+        results.nats = Some(nats::nats_workload(&env)?);
     }
     results.total_secs = total.elapsed().as_secs_f64();
     let command = std::iter::once("cargo bench --bench compare --".to_string())

@@ -116,8 +116,35 @@ pub(crate) struct SingleResults {
     pub runs: Vec<SingleRun>,
 }
 
+/// One run of workload g (see `nats.rs`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NatsRun {
+    pub changes: u64,
+    pub write_secs: f64,
+    /// Writer start to the stream holding the last change.
+    pub publish_secs: f64,
+    /// Writer start to PostgreSQL holding it, through the stream.
+    pub apply_secs: f64,
+    /// The same workload applied directly.
+    pub direct_apply_secs: f64,
+    pub publisher_rss_mb: f64,
+    pub applier_rss_mb: f64,
+    pub latency_achieved: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub direct_p50_ms: f64,
+    pub direct_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NatsResults {
+    pub latency_rate: u64,
+    pub runs: Vec<NatsRun>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Results {
+    pub nats: Option<NatsResults>,
     pub snapshot: Option<SnapshotResults>,
     pub follow: Option<FollowResults>,
     pub latency: Option<LatencyResults>,
@@ -546,6 +573,41 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
                 x.apply_secs,
                 x.apply_secs / x.source_secs,
                 x.rss_mb
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if let Some(n) = &r.nats {
+        let _ = writeln!(
+            s,
+            "### g. Through NATS JetStream\n\nThe follow workload (b) and the paced latency workload (c, {} changes/s) \
+             applied directly and through a private `nats-server -js` (file storage, 1 replica): one `replicate \
+             --target nats://` publisher and one `replicate --source nats://` applier. Publish = writer start until \
+             the stream holds the last change; apply = until PostgreSQL holds it.\n\n\
+             | run | changes | written s | publish s (changes/s) | apply via NATS s (changes/s) | direct s (changes/s) | \
+             latency p50 / p99 ms via NATS | direct | publisher / applier peak RSS MB |\n|---|---|---|---|---|---|---|---|---|",
+            n.latency_rate
+        );
+        for (i, x) in n.runs.iter().enumerate() {
+            let rate = |secs: f64| x.changes as f64 / secs;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} |",
+                i + 1,
+                x.changes,
+                x.write_secs,
+                x.publish_secs,
+                rate(x.publish_secs),
+                x.apply_secs,
+                rate(x.apply_secs),
+                x.direct_apply_secs,
+                rate(x.direct_apply_secs),
+                x.p50_ms,
+                x.p99_ms,
+                x.direct_p50_ms,
+                x.direct_p99_ms,
+                x.publisher_rss_mb,
+                x.applier_rss_mb
             );
         }
         let _ = writeln!(s);
