@@ -264,3 +264,35 @@ async fn debezium_json_is_published_and_refused_by_an_applier() {
     let out = run_failing(applier(&stream, &name, &target.url(), "dbz_app"));
     assert!(out.contains("native format"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_copies_from_the_source_then_applies_the_stream_from_there() {
+    let mysql = synchdb_testkit::mariadb();
+    let (da, db) = (mysql.create_database("src_a").unwrap(), mysql.create_database("src_b").unwrap());
+    let (a, b) = (da.name().to_string(), db.name().to_string());
+    let mut my = setup(&mysql.url(), &a, &b).await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/SRC", nats.url());
+    let both = format!("{a},{b}");
+    run_workload(&mut my, &round(&a, &b, 2)).await;
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    run_workload(&mut my, &round(&a, &b, 3)).await;
+    // A new applier copies its database straight from MariaDB ...
+    let pg = synchdb_testkit::postgres();
+    let ta = pg.create_database("src_ta").unwrap();
+    let mut direct = replicate(&mysql.url(), &a, &ta.url(), "app");
+    direct.args(["--snapshot", "initial_only"]);
+    let out = direct.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // ... while the publisher goes on, and then follows the stream from its copy's position.
+    run_workload(&mut my, &round(&a, &b, 4)).await;
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    let out = run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
+    assert!(out.contains("snapshot 0 rows"), "{out}");
+    let pa = connect_pg(&ta.url()).await;
+    assert_replica_equal(&mut my, &a, &pa).await;
+    run_workload(&mut my, &round(&a, &b, 5)).await;
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
+    assert_replica_equal(&mut my, &a, &pa).await;
+}

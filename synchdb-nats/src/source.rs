@@ -180,14 +180,18 @@ impl Source for JetStreamSource {
         let start = match ctx.state.as_ref() {
             None => first,
             Some(s) => match &s.snapshot {
-                SnapshotStatus::InProgress(p) => {
-                    reader.check_ours(&p.plan.position)?;
+                SnapshotStatus::InProgress(p) if p.plan.position.binlog.file == name => {
                     reader.resume_snapshot(p);
                     p.plan.position.binlog.pos
                 }
+                SnapshotStatus::InProgress(p) => {
+                    return Err(Error::config(format!(
+                        "this pipeline's snapshot from {} did not finish: finish it from the source (--snapshot initial_only) before applying the stream",
+                        p.plan.position
+                    )))
+                }
                 SnapshotStatus::Done => match &s.position {
-                    Some(pos) => {
-                        reader.check_ours(pos)?;
+                    Some(pos) if pos.binlog.file == name => {
                         reader.following = true;
                         // The source position of the last applied message, to
                         // drop what a publisher published twice.
@@ -195,6 +199,14 @@ impl Source for JetStreamSource {
                             reader.last_source = header_position(Some(&m.headers));
                         }
                         pos.binlog.pos + 1
+                    }
+                    // Copied straight from the source: the stream from that position on.
+                    Some(pos) => {
+                        let seq = first_after(&stream, pos, first, info.state.last_sequence).await?;
+                        tracing::info!(source_position = %pos, seq, "the tables were copied from the source: applying the stream from there");
+                        reader.following = true;
+                        reader.last_source = Some(pos.clone());
+                        seq
                     }
                     None => first,
                 },
@@ -305,6 +317,52 @@ impl Source for JetStreamSource {
     }
 }
 
+/// The source position a message at `seq` or after carries (the first of
+/// the next few messages that has one), with its sequence.
+async fn position_at(stream: &stream::Stream, seq: u64, last: u64) -> Result<Option<(u64, Position)>> {
+    for s in seq..=last.min(seq + 64) {
+        match stream.get_raw_message(s).await {
+            Ok(m) => {
+                if let Some(p) = header_position(Some(&m.headers)) {
+                    return Ok(Some((s, p)));
+                }
+            }
+            Err(e) if e.to_string().contains("no message found") => continue,
+            Err(e) => return Err(nats_error(KIND, &format!("reading stream message {s}"), e)),
+        }
+    }
+    Ok(None)
+}
+
+/// The first stream sequence whose message is after source position `pos`
+/// (a binary search: the publisher writes in source order). The stream must
+/// still hold a message at or before `pos`, or changes after `pos` may be
+/// missing from it.
+async fn first_after(stream: &stream::Stream, pos: &Position, first: u64, last: u64) -> Result<u64> {
+    let Some((_, p)) = position_at(stream, first, last).await? else {
+        return Ok(last + 1);
+    };
+    if p.is_after(pos) {
+        return Err(Error::new(
+            ErrorKind::SourcePositionLost,
+            format!(
+                "the stream begins at source position {p} (message {first}), after this pipeline's position {pos}: the changes between are not in it. Copy the tables again"
+            ),
+        ));
+    }
+    let (mut lo, mut hi) = (first, last + 1);
+    // Invariant: the message at `lo` is not after `pos`; from `hi` on all are.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match position_at(stream, mid, hi - 1).await? {
+            Some((_, p)) if p.is_after(pos) => hi = mid,
+            Some((s, _)) => lo = s.max(mid),
+            None => hi = mid,
+        }
+    }
+    Ok(hi)
+}
+
 /// An applier reads the native format only.
 fn native(seq: u64, headers: Option<&async_nats::HeaderMap>) -> Result<()> {
     if get_header(headers, header::FORMAT) != Some(wire::FORMAT_NATIVE) {
@@ -371,16 +429,6 @@ impl Reader {
     /// No transaction or snapshot half read.
     fn idle(&self) -> bool {
         self.tx.is_none() && self.snap.is_none()
-    }
-
-    fn check_ours(&self, pos: &Position) -> Result<()> {
-        if pos.binlog.file != self.stream_name {
-            return Err(Error::config(format!(
-                "this pipeline's checkpoint is at {pos}, not a position in stream {}: use another pipeline id",
-                self.stream_name
-            )));
-        }
-        Ok(())
     }
 
     fn resume_snapshot(&mut self, progress: &synchdb_core::SnapshotProgress) {
