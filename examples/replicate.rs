@@ -456,10 +456,27 @@ fn load_mapping(args: &Args) -> synchdb::core::Result<Option<Arc<Mapping>>> {
     }
 }
 
-/// Run `builder` to the end (HTTP API, progress, summary).
-async fn run_pipeline(args: &Args, builder: synchdb::core::PipelineBuilder) -> synchdb::core::Result<()> {
+/// Run `source` into `sink` with the pipeline flags to the end (HTTP API,
+/// progress, summary).
+async fn run_pipeline(
+    args: &Args,
+    source: impl synchdb::core::Source + 'static,
+    sink: impl synchdb::core::Sink + 'static,
+) -> synchdb::core::Result<()> {
     if args.http.is_some() {
         let _ = synchdb::http::install_prometheus();
+    }
+    let mut builder = Pipeline::builder()
+        .id(args.pipeline_id.clone())
+        .source(source)
+        .sink(sink)
+        .batch_size(args.batch_size)
+        .error_policy(args.error_policy.clone());
+    if let Some(m) = load_mapping(args)? {
+        builder = builder.converter_arc(m);
+    }
+    if let Some(n) = args.snapshot_workers {
+        builder = builder.snapshot_parallelism(n);
     }
     let handle = builder.build()?.start();
     if let Err(e) = serve_http(args, &handle, None).await {
@@ -486,19 +503,7 @@ async fn publish(args: Args) -> synchdb::core::Result<()> {
         synchdb::nats::JetStreamSink::connect(target.clone())
     })
     .await?;
-    let mut builder = Pipeline::builder()
-        .id(args.pipeline_id.clone())
-        .source(MySqlSource::new(options))
-        .sink(sink)
-        .batch_size(args.batch_size)
-        .error_policy(args.error_policy.clone());
-    if let Some(m) = load_mapping(&args)? {
-        builder = builder.converter_arc(m);
-    }
-    if let Some(n) = args.snapshot_workers {
-        builder = builder.snapshot_parallelism(n);
-    }
-    run_pipeline(&args, builder).await
+    run_pipeline(&args, MySqlSource::new(options), sink).await
 }
 
 /// `--source nats://...`: apply the tables this applier owns of a stream into PostgreSQL.
@@ -525,19 +530,7 @@ async fn apply_stream(args: Args) -> synchdb::core::Result<()> {
     let startup = RetryPolicy::forever();
     let sink =
         retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
-    let mut builder = Pipeline::builder()
-        .id(args.pipeline_id.clone())
-        .source(source)
-        .sink(sink)
-        .batch_size(args.batch_size)
-        .error_policy(args.error_policy.clone());
-    if let Some(m) = load_mapping(&args)? {
-        builder = builder.converter_arc(m);
-    }
-    if let Some(n) = args.snapshot_workers {
-        builder = builder.snapshot_parallelism(n);
-    }
-    run_pipeline(&args, builder).await
+    run_pipeline(&args, source, sink).await
 }
 
 /// The verification of `POST /api/verify`: the `--verify-*` settings, the

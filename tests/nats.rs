@@ -296,3 +296,48 @@ async fn an_applier_copies_from_the_source_then_applies_the_stream_from_there() 
     run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
     assert_replica_equal(&mut my, &a, &pa).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_too_large_to_hold_goes_through_in_pieces() {
+    let mysql = synchdb_testkit::mariadb();
+    let d = mysql.create_database("big").unwrap();
+    let name = d.name().to_string();
+    let mut my = connect_my(&mysql.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            format!("CREATE TABLE `{name}`.t (id INT PRIMARY KEY, pad TEXT)"),
+            format!("CREATE TABLE `{name}`.k (v INT)"),
+        ],
+    )
+    .await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/BIG", nats.url());
+    run_until_caught_up(publisher(&mysql.url(), &name, &stream, "pub"));
+    // ~120 MB in one transaction, with a keyless table's rows around it.
+    run_workload(
+        &mut my,
+        &[format!(
+            "BEGIN; INSERT INTO `{name}`.k VALUES (1), (1); \
+             INSERT INTO `{name}`.t SELECT seq, REPEAT(CHAR(65 + seq % 26), 1200) FROM `{name}`.seq_1_to_100000; \
+             UPDATE `{name}`.t SET pad = 'x' WHERE id % 1000 = 0; INSERT INTO `{name}`.k VALUES (2); COMMIT"
+        )],
+    )
+    .await;
+    let mut p = publisher(&mysql.url(), &name, &stream, "pub");
+    p.env("SYNCHDB_LOG", "warn,synchdb_nats=debug");
+    let out = p.arg("--until-caught-up").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("large transaction: a piece published"), "published whole:\n{log}");
+    let pg = synchdb_testkit::postgres();
+    let target = pg.create_database("big_t").unwrap();
+    let mut a = applier(&stream, &name, &target.url(), "app");
+    a.env("SYNCHDB_LOG", "warn,synchdb_nats=debug");
+    let out = a.arg("--until-caught-up").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("large transaction: a piece handed to the pipeline"), "applied whole:\n{log}");
+    let pt = connect_pg(&target.url()).await;
+    assert_replica_equal(&mut my, &name, &pt).await;
+}

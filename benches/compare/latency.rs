@@ -98,6 +98,21 @@ pub(crate) async fn poll_max_id(
     }
 }
 
+/// Each transaction's lag (its COMMIT on the source to the first poll that
+/// saw its rows on the target), in ms, sorted.
+pub(crate) fn sorted_lags_ms(commits: &[(i64, Instant)], seen: &[(Instant, i64)]) -> Vec<f64> {
+    let mut lags: Vec<f64> = commits
+        .iter()
+        .map(|(id, committed)| {
+            let i = seen.partition_point(|(_, m)| *m < *id);
+            let (applied, _) = seen.get(i).copied().unwrap_or((Instant::now(), 0));
+            applied.saturating_duration_since(*committed).as_secs_f64() * 1000.0
+        })
+        .collect();
+    lags.sort_by(|a, b| a.total_cmp(b));
+    lags
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -139,15 +154,7 @@ pub(crate) fn run_synchdb_latency(env: &Env, r: usize) -> BenchResult<LatencyRun
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((commits, seen, write_secs))
     })?;
     let (_, rss) = w.interrupt_and_wait()?;
-    let mut lags: Vec<f64> = commits
-        .iter()
-        .map(|(id, committed)| {
-            let i = seen.partition_point(|(_, m)| *m < *id);
-            let (applied, _) = seen.get(i).copied().unwrap_or((Instant::now(), 0));
-            applied.saturating_duration_since(*committed).as_secs_f64() * 1000.0
-        })
-        .collect();
-    lags.sort_by(|a, b| a.total_cmp(b));
+    let lags = sorted_lags_ms(&commits, &seen);
     let out = std::fs::read_to_string(&out_path).unwrap_or_default();
     let (sp50, sp99) = summary_lag(&out);
     env.drop_pg_db(&db);

@@ -9,8 +9,8 @@ use crate::follow::{
     follow_txs, follow_writer, prepare_follow_source, run_synchdb_follow, source_digest, FOLLOW_DB,
 };
 use crate::latency::{
-    paced_writer, percentile, poll_max_id, prepare_latency_source, run_synchdb_latency, LATENCY_DB,
-    LAT_TX_CHANGES,
+    paced_writer, percentile, poll_max_id, prepare_latency_source, run_synchdb_latency, sorted_lags_ms,
+    LATENCY_DB, LAT_TX_CHANGES,
 };
 use crate::report::{NatsResults, NatsRun};
 use crate::tools::*;
@@ -176,15 +176,7 @@ fn nats_latency(env: &Env, r: usize) -> BenchResult<(f64, f64, f64)> {
     })?;
     let _ = publish.interrupt_and_wait()?;
     let _ = apply.interrupt_and_wait()?;
-    let mut lags: Vec<f64> = commits
-        .iter()
-        .map(|(id, committed)| {
-            let i = seen.partition_point(|(_, m)| *m < *id);
-            let (applied, _) = seen.get(i).copied().unwrap_or((Instant::now(), 0));
-            applied.saturating_duration_since(*committed).as_secs_f64() * 1000.0
-        })
-        .collect();
-    lags.sort_by(|a, b| a.total_cmp(b));
+    let lags = sorted_lags_ms(&commits, &seen);
     env.drop_pg_db(&db);
     Ok((txs as f64 * LAT_TX_CHANGES as f64 / write_secs, percentile(&lags, 0.5), percentile(&lags, 0.99)))
 }

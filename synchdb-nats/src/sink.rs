@@ -22,7 +22,7 @@ use crate::debezium;
 use crate::options::{Format, JetStreamOptions};
 use crate::stream::{get_header, header_position, nats_error, scan, Connection};
 use crate::subject::{state_subject, table_subject};
-use crate::wire::{self, header, Kind, StateMessage, StateOp};
+use crate::wire::{self, header, Kind, StateMessage, StateOp, TxMessage};
 
 const KIND: ErrorKind = ErrorKind::SinkConnection;
 /// Publishes awaited at once before waiting for their acknowledgements.
@@ -69,6 +69,16 @@ struct Inner {
     published: Mutex<Published>,
     /// The pipeline served (set by `load_state`, the first call).
     pipeline: std::sync::OnceLock<String>,
+    /// A transaction whose pieces are being published (open batches).
+    open_tx: Mutex<Option<OpenTx>>,
+}
+
+/// The transaction being published in pieces: its sequence, the key its
+/// messages carry (`Synchdb-Tx-Start`) and the next part number.
+struct OpenTx {
+    sequence: u64,
+    start: String,
+    next_part: usize,
 }
 
 /// What this process has published: the state it implies and where it ends.
@@ -114,6 +124,7 @@ impl JetStreamSink {
                     heartbeat: None,
                 }),
                 pipeline: std::sync::OnceLock::new(),
+                open_tx: Mutex::new(None),
             }),
         })
     }
@@ -225,6 +236,8 @@ impl JetStreamSink {
 
     async fn load(&self, pipeline: &str) -> Result<Option<PipelineState>> {
         let _ = self.inner.pipeline.set(pipeline.to_string());
+        // A new run: a transaction left half published is published again whole.
+        *self.inner.open_tx.lock().await = None;
         let key = kv_key(pipeline);
         let mut state: Option<PipelineState> = None;
         let mut from = 1u64;
@@ -438,14 +451,18 @@ fn schemas(tables: &[Arc<TableSchema>]) -> Vec<TableSchema> {
 }
 
 impl JetStreamSink {
+    /// Publish `tx` (or a piece of it: `open`), continuing the part numbers
+    /// of a transaction whose earlier pieces were published by earlier
+    /// batches.
     async fn push_tx(
         &self,
         p: &mut Publisher<'_>,
         pipeline: &str,
         tx: &Transaction,
+        open: bool,
         batch: Option<&str>,
     ) -> Result<()> {
-        let msgs = match self.options().format {
+        let mut msgs = match self.options().format {
             Format::Native => wire::tx_messages(tx, self.inner.limit)?,
             Format::Debezium => debezium::tx_messages(
                 tx,
@@ -454,31 +471,56 @@ impl JetStreamSink {
                 self.inner.limit,
             )?,
         };
+        let mut pending = self.inner.open_tx.lock().await;
+        let (start, first) = match pending.take() {
+            Some(o) if o.sequence == tx.sequence => (o.start, o.next_part),
+            _ => (tx.end_position.to_string(), 0),
+        };
+        if msgs.is_empty() {
+            if first == 0 || open {
+                *pending = open.then(|| OpenTx { sequence: tx.sequence, start, next_part: first });
+                return Ok(());
+            }
+            // The rest of a transaction sent in pieces has nothing left: its end still counts.
+            let empty = TxMessage {
+                sequence: tx.sequence,
+                gtid: tx.gtid.clone(),
+                commit_time: tx.commit_time,
+                end_position: tx.end_position.clone(),
+                foreign_key_checks: tx.foreign_key_checks,
+                table: None,
+                events: Vec::new(),
+            };
+            msgs.push(wire::Outgoing { table: None, payload: wire::encode(&empty)?, ops: String::new() });
+        }
         let n = msgs.len();
         let position = tx.end_position.to_string();
         for (i, m) in msgs.into_iter().enumerate() {
+            let part = first + i;
             let mut h = self.headers(Kind::Tx, pipeline);
             h.insert(header::POSITION, position.as_str());
+            h.insert(header::TX_START, start.as_str());
             if let Some(g) = &tx.gtid {
                 h.insert(header::GTID, g.as_str());
             }
-            h.insert(header::PART, i.to_string().as_str());
+            h.insert(header::PART, part.to_string().as_str());
             h.insert(header::EVENT, m.ops.as_str());
             h.insert(header::COMMIT_TIME, tx.commit_time.to_rfc3339().as_str());
-            if i + 1 == n {
+            if i + 1 == n && !open {
                 h.insert(header::TX_LAST, "1");
                 if let Some(b) = batch {
                     h.insert(header::BATCH, b);
                 }
             }
-            let table = m.table.as_ref().expect("transaction messages name their table");
-            p.push(
-                table_subject(&self.options().prefix, table),
-                h,
-                m.payload,
-                format!("{pipeline}:tx:{position}:{i}"),
-            )
-            .await?;
+            let subject = match &m.table {
+                Some(table) => table_subject(&self.options().prefix, table),
+                None => state_subject(&self.options().prefix, pipeline),
+            };
+            p.push(subject, h, m.payload, format!("{pipeline}:tx:{start}:{part}")).await?;
+        }
+        if open {
+            tracing::debug!(transaction = %start, parts = first + n, "large transaction: a piece published");
+            *pending = Some(OpenTx { sequence: tx.sequence, start, next_part: first + n });
         }
         Ok(())
     }
@@ -505,6 +547,12 @@ impl Sink for JetStreamSink {
 
     fn state(&self) -> Option<&dyn SinkState> {
         Some(self)
+    }
+
+    /// A transaction too large to hold is published piece by piece; its last
+    /// message comes with the last piece.
+    fn supports_open_batches(&self) -> bool {
+        true
     }
 
     /// Column settings travel with the schemas: the applier's sink honours them.
@@ -647,12 +695,16 @@ impl Sink for JetStreamSink {
         let batch_id = with_state.then(|| nuid::next().to_string());
         let mut p = Publisher::new(self);
         let mut any = false;
-        for tx in &batch.transactions {
-            if tx.events.is_empty() {
+        let last = batch.transactions.len().saturating_sub(1);
+        for (i, tx) in batch.transactions.iter().enumerate() {
+            let open = batch.open && i == last;
+            let continued =
+                self.inner.open_tx.lock().await.as_ref().is_some_and(|o| o.sequence == tx.sequence);
+            if tx.events.is_empty() && !continued {
                 continue;
             }
             any = true;
-            self.push_tx(&mut p, pipeline, tx, batch_id.as_deref()).await?;
+            self.push_tx(&mut p, pipeline, tx, open, batch_id.as_deref()).await?;
         }
         let heartbeat_due = {
             let mut pubd = self.inner.published.lock().await;

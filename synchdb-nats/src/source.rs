@@ -245,6 +245,7 @@ impl Source for JetStreamSource {
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(1000)
+            .max_bytes_per_batch(8 << 20)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -379,11 +380,22 @@ fn native(seq: u64, headers: Option<&async_nats::HeaderMap>) -> Result<()> {
 
 /// A transaction being assembled.
 struct TxAsm {
-    source: Position,
+    /// `Synchdb-Tx-Start` (or the position) of its messages.
+    key: String,
+    /// Its ordinal in this run (pieces and the rest share it).
+    sequence: u64,
     next_part: u32,
-    msg: Option<(chrono::DateTime<chrono::Utc>, Option<String>, bool, u64)>,
+    msg: Option<(chrono::DateTime<chrono::Utc>, Option<String>, bool)>,
     events: Vec<synchdb_types::ChangeEvent>,
+    /// Approximate memory of `events`.
+    bytes: usize,
+    /// Whether pieces went to the pipeline already.
+    pieces_sent: bool,
 }
+
+/// The events an applier holds of one transaction before it hands the
+/// pipeline a piece.
+const PIECE_BYTES: usize = 32 << 20;
 
 /// The snapshot (or resync) being read from the stream.
 #[derive(Default)]
@@ -498,23 +510,34 @@ impl Reader {
         }
         let part: u32 = get_header(headers, header::PART).and_then(|p| p.parse().ok()).unwrap_or(0);
         let last = get_header(headers, header::TX_LAST).is_some();
+        // Pieces of a large transaction carry the position they reached; the
+        // key is the first piece's.
+        let key =
+            get_header(headers, header::TX_START).map(str::to_string).unwrap_or_else(|| source.to_string());
         match &self.tx {
-            Some(t) if t.source != source => {
+            Some(t) if t.key != key => {
                 return Err(Error::new(
                     ErrorKind::SourceValue,
                     format!(
-                        "stream {}: the transaction ending at {} is incomplete (part {} missing) when message {seq} starts the one ending at {source}",
-                        self.stream_name, t.source, t.next_part
+                        "stream {}: the transaction {} is incomplete (part {} missing) when message {seq} starts transaction {key}",
+                        self.stream_name, t.key, t.next_part
                     ),
                 ));
             }
             _ => {}
         }
+        if self.tx.is_none() {
+            self.sequence += 1;
+        }
+        let sequence = self.sequence;
         let asm = self.tx.get_or_insert_with(|| TxAsm {
-            source: source.clone(),
+            key: key.clone(),
+            sequence,
             next_part: 0,
             msg: None,
             events: Vec::new(),
+            bytes: 0,
+            pieces_sent: false,
         });
         if part < asm.next_part {
             return Ok(()); // a part published twice
@@ -522,35 +545,50 @@ impl Reader {
         if part > asm.next_part {
             return Err(Error::new(
                 ErrorKind::SourceValue,
-                format!("stream {}: part {} of the transaction ending at {source} is missing (message {seq} is part {part})", self.stream_name, asm.next_part),
+                format!(
+                    "stream {}: part {} of transaction {key} is missing (message {seq} is part {part})",
+                    self.stream_name, asm.next_part
+                ),
             ));
         }
         asm.next_part += 1;
         let owned = subject_table(&self.prefix, &m.subject).is_some_and(|t| self.selection.owns(&t));
         if owned {
             let msg: TxMessage = wire::decode(&m.payload, &format_args!("stream message {seq}"))?;
-            asm.msg = Some((msg.commit_time, msg.gtid.clone(), msg.foreign_key_checks, msg.sequence));
+            asm.msg = Some((msg.commit_time, msg.gtid.clone(), msg.foreign_key_checks));
             let events = msg.into_events().map_err(|e| e.with_context(&format!("stream message {seq}")))?;
+            asm.bytes += events.iter().map(synchdb_types::ChangeEvent::approx_size).sum::<usize>();
             asm.events.extend(events);
         } else if asm.msg.is_none() {
             let time = get_header(headers, header::COMMIT_TIME)
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&chrono::Utc))
                 .unwrap_or_else(chrono::Utc::now);
-            asm.msg = Some((time, get_header(headers, header::GTID).map(str::to_string), true, 0));
+            asm.msg = Some((time, get_header(headers, header::GTID).map(str::to_string), true));
         }
         if !last {
+            if asm.bytes >= PIECE_BYTES {
+                // Too large to hold: hand the pipeline a piece (applied with
+                // the rest in one target transaction).
+                let events = std::mem::take(&mut asm.events);
+                asm.bytes = 0;
+                asm.pieces_sent = true;
+                let (time, _, fk) = asm.msg.clone().unwrap_or((chrono::Utc::now(), None, true));
+                tracing::debug!(transaction = %key, events = events.len(), "large transaction: a piece handed to the pipeline");
+                let piece = Transaction::new(sequence, self.position(seq, Some(&source)), time, events)
+                    .with_foreign_key_checks(fk);
+                return ctx.send(SourceMessage::TransactionPart(piece)).await;
+            }
             return Ok(());
         }
         let asm = self.tx.take().expect("assembled above");
-        let position = self.position(seq, Some(&asm.source));
-        let (time, gtid, fk, _) = asm.msg.unwrap_or((chrono::Utc::now(), None, true, 0));
-        self.last_source = Some(asm.source);
-        if asm.events.is_empty() {
+        let position = self.position(seq, Some(&source));
+        let (time, gtid, fk) = asm.msg.unwrap_or((chrono::Utc::now(), None, true));
+        self.last_source = Some(source);
+        if asm.events.is_empty() && !asm.pieces_sent {
             return ctx.send(SourceMessage::Heartbeat { position, source_time: Some(time) }).await;
         }
-        self.sequence += 1;
-        let tx = Transaction::new(self.sequence, position, time, asm.events)
+        let tx = Transaction::new(asm.sequence, position, time, asm.events)
             .with_gtid(gtid)
             .with_foreign_key_checks(fk);
         ctx.send(SourceMessage::Transaction(tx)).await

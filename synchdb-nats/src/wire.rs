@@ -42,6 +42,10 @@ pub mod header {
     pub const GTID: &str = "Synchdb-Gtid";
     /// Ordinal of the message within its transaction or chunk, from 0.
     pub const PART: &str = "Synchdb-Part";
+    /// The key of a transaction's messages: the source position of its first
+    /// piece (a transaction too large to hold is published in pieces, each
+    /// with the position it reached; the last carries the end position).
+    pub const TX_START: &str = "Synchdb-Tx-Start";
     /// `1` on the last message of a transaction.
     pub const TX_LAST: &str = "Synchdb-Tx-Last";
     /// The operations in the message: `insert`, `update`, `delete`,
