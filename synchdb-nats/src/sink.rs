@@ -478,7 +478,7 @@ impl JetStreamSink {
         };
         if msgs.is_empty() {
             if first == 0 || open {
-                *pending = open.then(|| OpenTx { sequence: tx.sequence, start, next_part: first });
+                *pending = open.then_some(OpenTx { sequence: tx.sequence, start, next_part: first });
                 return Ok(());
             }
             // The rest of a transaction sent in pieces has nothing left: its end still counts.
