@@ -8,6 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::fixtures::*;
 use common::*;
 use mysql_async::prelude::Queryable;
 use synchdb_testkit::{NatsCluster, NatsServer};
@@ -180,6 +181,21 @@ async fn an_applier_down_past_the_binlog_retention_catches_up_from_the_stream() 
     assert_replica_equal(&mut my, &a, &pa).await;
 }
 
+/// The name of the node leading stream `CL`.
+async fn stream_leader(cluster: &NatsCluster) -> String {
+    let client = async_nats::connect(cluster.node(0).url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for _ in 0..100 {
+        if let Ok(mut s) = js.get_stream("CL").await {
+            if let Some(leader) = s.info().await.ok().and_then(|i| i.cluster.clone()).and_then(|c| c.leader) {
+                return leader;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream CL has no leader");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_stream_loses_nothing_when_a_node_dies() {
     let mysql = synchdb_testkit::mariadb();
@@ -198,7 +214,10 @@ async fn a_replicated_stream_loses_nothing_when_a_node_dies() {
         run_workload(&mut my, &round(&a, &b, i)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         if i == 3 {
-            cluster.node(0).kill();
+            // The worst node to lose: the stream's leader.
+            let leader = stream_leader(&cluster).await;
+            let node = cluster.nodes().iter().find(|n| n.name() == leader).expect("the leader is a node");
+            node.kill();
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -340,4 +359,25 @@ async fn a_transaction_too_large_to_hold_goes_through_in_pieces() {
     assert!(log.contains("large transaction: a piece handed to the pipeline"), "applied whole:\n{log}");
     let pt = connect_pg(&target.url()).await;
     assert_replica_equal(&mut my, &name, &pt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_and_ddl_through_the_stream() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("js_types").unwrap();
+    let target = synchdb_testkit::postgres().create_database("js_types").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    my.query_drop(TYPES_SCHEMA).await.unwrap();
+    my.query_drop(TYPES_ROWS).await.unwrap();
+    my.query_drop(OLTP_SCHEMA).await.unwrap();
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/TYPES", nats.url());
+    run_until_caught_up(publisher(&server.url(), src.name(), &stream, "pub"));
+    run_until_caught_up(applier(&stream, src.name(), &target.url(), "app"));
+    let pg = connect_pg(&target.url()).await;
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    run_workload(&mut my, WORKLOAD).await;
+    run_until_caught_up(publisher(&server.url(), src.name(), &stream, "pub"));
+    run_until_caught_up(applier(&stream, src.name(), &target.url(), "app"));
+    assert_replica_equal(&mut my, src.name(), &pg).await;
 }
