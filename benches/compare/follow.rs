@@ -130,6 +130,58 @@ pub(crate) fn run_synchdb_follow(env: &Env, r: usize) -> BenchResult<FollowRun> 
     })
 }
 
+/// The follow workload's row changes as PostgreSQL SQL, writer after writer:
+/// per source transaction one INSERT ... SELECT, one UPDATE and one DELETE.
+fn ceiling_script(env: &Env) -> String {
+    let txs = follow_txs(env);
+    let mut sql = String::with_capacity(txs as usize * env.opts.writers * 420);
+    for w in 0..env.opts.writers {
+        let base = (w as u64 + 1) * 1_000_000_000;
+        for i in 1..=txs {
+            let lo = base + 60 * i + 1;
+            let plo = base + 60 * (i - 1) + 1;
+            sql.push_str(&format!(
+                "BEGIN;\nINSERT INTO {FOLLOW_DB}.f (id, k, v, amount, ts, note) SELECT {lo} + s, s % 1000, 'v' || ({lo} + s), \
+                 s / 10.0, now(), 'inserted row with some payload text' FROM generate_series(0, 59) s;\n\
+                 UPDATE {FOLLOW_DB}.f SET k = k + 1, amount = amount + 1, ts = now(), v = 'u' || id WHERE id BETWEEN {plo} AND {};\n\
+                 DELETE FROM {FOLLOW_DB}.f WHERE id BETWEEN {} AND {};\nCOMMIT;\n",
+                plo + 29,
+                plo + 30,
+                plo + 39
+            ));
+        }
+    }
+    sql
+}
+
+/// The apply ceiling: the same row changes applied by PostgreSQL alone, as
+/// set-based SQL in one `psql` session (the starting rows copied first, not
+/// timed). Checked against the source after the source ran the workload too.
+pub(crate) fn run_ceiling(env: &Env, r: usize) -> BenchResult<f64> {
+    prepare_follow_source(env)?;
+    let db = format!("ceil_{r}");
+    env.fresh_pg_db(&db)?;
+    Watched::spawn(
+        env.replicate(&db, FOLLOW_DB, &format!("ceil_{r}"))
+            .arg("--until-caught-up")
+            .stdout(Stdio::null())
+            .stderr(log_file(env, &format!("ceiling_{r}.err"))?),
+    )?
+    .wait()?;
+    let script = ceiling_script(env);
+    let t0 = Instant::now();
+    env.pg.exec(&db, &script)?;
+    let secs = t0.elapsed().as_secs_f64();
+    env.rt.block_on(follow_writer(env.mariadb.url_for(FOLLOW_DB), env.opts.writers, follow_txs(env)))?;
+    let want = source_digest(env)?;
+    let got = env.rt.block_on(target_digest_url(&env.pg.url_for(&db)))?;
+    if want != got {
+        return Err(format!("apply ceiling: target {got} differs from source {want}").into());
+    }
+    env.drop_pg_db(&db);
+    Ok(secs)
+}
+
 pub(crate) fn run_chameleon_follow(env: &Env, r: usize) -> BenchResult<FollowRun> {
     prepare_follow_source(env)?;
     let db = format!("cham_{r}");
@@ -248,6 +300,12 @@ pub(crate) fn follow_workload(env: &Env) -> BenchResult<FollowResults> {
             s.rss_mb.unwrap_or(0.0)
         );
         res.synchdb.push(s);
+        let ceiling = run_ceiling(env, r)?;
+        eprintln!(
+            "    apply ceiling (PostgreSQL alone, set-based SQL, one session): {ceiling:.1}s ({:.0} changes/s)",
+            res.changes as f64 / ceiling
+        );
+        res.ceiling_secs.push(ceiling);
         if chameleon.is_some() && res.chameleon_error.is_none() {
             eprintln!("==> follow run {}/{}: pg_chameleon", r + 1, env.opts.runs());
             match run_chameleon_follow(env, r) {

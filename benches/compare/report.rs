@@ -49,6 +49,8 @@ pub(crate) struct FollowResults {
     pub changes: u64,
     pub writers: usize,
     pub synchdb: Vec<FollowRun>,
+    /// The same changes applied by PostgreSQL alone (set-based SQL, one session), seconds.
+    pub ceiling_secs: Vec<f64>,
     pub chameleon: Vec<FollowRun>,
     pub chameleon_error: Option<String>,
     pub chameleon_settings: String,
@@ -291,10 +293,12 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
     }
     if let Some(l) = &r.latency {
         let p99 = median(&l.synchdb.iter().map(|x| x.p99_ms).collect::<Vec<_>>());
+        // Issue 17's target at 10,000 changes/s; the original one below that.
+        let (limit_ms, label) = if l.target_rate >= 10_000 { (20.0, "20 ms") } else { (1000.0, "1 s") };
         out.push(Check {
-            what: format!("latency: p99 lag < 1 s at {} changes/s", l.target_rate),
-            measured: format!("{p99:.0} ms (median of the runs' p99)"),
-            value: Some(p99 / 1000.0),
+            what: format!("latency: p99 lag < {label} at {} changes/s", l.target_rate),
+            measured: format!("{p99:.1} ms (median of the runs' p99)"),
+            value: Some(p99 / limit_ms),
             target: 1.0,
             higher_better: false,
         });
@@ -474,6 +478,15 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             )
         };
         let _ = writeln!(s, "{}", row("synchdb `replicate` (follow)", &f.synchdb));
+        if !f.ceiling_secs.is_empty() {
+            let rates: Vec<f64> = f.ceiling_secs.iter().map(|x| f.changes as f64 / x).collect();
+            let _ = writeln!(
+                s,
+                "| apply ceiling: PostgreSQL alone, the same changes as set-based SQL in one session | {:.0} | {} | – | – | – |",
+                median(&rates),
+                list(&rates, 0)
+            );
+        }
         if f.chameleon.is_empty() {
             let _ = writeln!(
                 s,
@@ -483,6 +496,17 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
         } else {
             let name = if f.chameleon_version.is_empty() { "pg_chameleon" } else { &f.chameleon_version };
             let _ = writeln!(s, "{}", row(name, &f.chameleon));
+        }
+        if !f.ceiling_secs.is_empty() {
+            let apply: Vec<f64> = f.synchdb.iter().map(|r| r.apply_secs).collect();
+            let _ = writeln!(
+                s,
+                "\nsynchdb's apply time against the ceiling (writer start → applied, vs the SQL alone): {:.2}x \
+                 ({:.1} s / {:.1} s, medians).",
+                median(&apply) / median(&f.ceiling_secs),
+                median(&apply),
+                median(&f.ceiling_secs)
+            );
         }
         let _ = writeln!(s, "\npg_chameleon settings: {}.", f.chameleon_settings);
         if let Some(e) = &f.chameleon_error {
