@@ -381,3 +381,74 @@ async fn every_type_and_ddl_through_the_stream() {
     run_until_caught_up(applier(&stream, src.name(), &target.url(), "app"));
     assert_replica_equal(&mut my, src.name(), &pg).await;
 }
+
+/// On demand (`cargo test --test nats -- --ignored`): many random SIGKILLs of
+/// the publisher, the appliers and the NATS server itself under a workload
+/// with DDL; every table equal at the end. `NATS_CHAOS_ROUNDS` (default 30)
+/// and `NATS_CHAOS_SEED` replay a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn chaos_sigkills_through_the_stream() {
+    let rounds: u32 = std::env::var("NATS_CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let mut seed: u64 =
+        std::env::var("NATS_CHAOS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+    eprintln!("chaos: {rounds} rounds, NATS_CHAOS_SEED={seed}");
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mysql = synchdb_testkit::mariadb();
+    let (da, db) = (mysql.create_database("ch_a").unwrap(), mysql.create_database("ch_b").unwrap());
+    let (a, b) = (da.name().to_string(), db.name().to_string());
+    let mut my = setup(&mysql.url(), &a, &b).await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/CHAOS", nats.url());
+    let pg = synchdb_testkit::postgres();
+    let (ta, tb) = (pg.create_database("ch_ta").unwrap(), pg.create_database("ch_tb").unwrap());
+    let both = format!("{a},{b}");
+    let mut publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+    let mut apply_a = spawn(applier(&stream, &a, &ta.url(), "app_a"));
+    let mut apply_b = spawn(applier(&stream, &b, &tb.url(), "app_b"));
+    for i in 0..rounds {
+        // Round 3 holds the DDL: halfway.
+        let n = if i == rounds / 2 { 3 } else { 10 + i };
+        run_workload(&mut my, &round(&a, &b, n)).await;
+        tokio::time::sleep(Duration::from_millis(50 + next(600))).await;
+        match next(4) {
+            0 => {
+                eprintln!("chaos {i}: SIGKILL publisher");
+                kill9(&mut publish);
+                publish = spawn(publisher(&mysql.url(), &both, &stream, "pub"));
+            }
+            1 => {
+                eprintln!("chaos {i}: SIGKILL applier a");
+                kill9(&mut apply_a);
+                apply_a = spawn(applier(&stream, &a, &ta.url(), "app_a"));
+            }
+            2 => {
+                eprintln!("chaos {i}: SIGKILL applier b");
+                kill9(&mut apply_b);
+                apply_b = spawn(applier(&stream, &b, &tb.url(), "app_b"));
+            }
+            _ => {
+                eprintln!("chaos {i}: SIGKILL nats-server");
+                nats.kill();
+                tokio::time::sleep(Duration::from_millis(next(1000))).await;
+                nats.start_again().unwrap();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    kill9(&mut publish);
+    run_until_caught_up(publisher(&mysql.url(), &both, &stream, "pub"));
+    kill9(&mut apply_a);
+    kill9(&mut apply_b);
+    run_until_caught_up(applier(&stream, &a, &ta.url(), "app_a"));
+    run_until_caught_up(applier(&stream, &b, &tb.url(), "app_b"));
+    assert_replica_equal(&mut my, &a, &connect_pg(&ta.url()).await).await;
+    assert_replica_equal(&mut my, &b, &connect_pg(&tb.url()).await).await;
+}
