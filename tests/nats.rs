@@ -385,7 +385,8 @@ async fn every_type_and_ddl_through_the_stream() {
 /// On demand (`cargo test --test nats -- --ignored`): many random SIGKILLs of
 /// the publisher, the appliers and the NATS server itself under a workload
 /// with DDL; every table equal at the end. `NATS_CHAOS_ROUNDS` (default 30)
-/// and `NATS_CHAOS_SEED` replay a run.
+/// and `NATS_CHAOS_SEED` replay a run; `NATS_CHAOS_DUP_WINDOW` shortens the
+/// stream's duplicate window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn chaos_sigkills_through_the_stream() {
@@ -406,7 +407,12 @@ async fn chaos_sigkills_through_the_stream() {
     let (a, b) = (da.name().to_string(), db.name().to_string());
     let mut my = setup(&mysql.url(), &a, &b).await;
     let nats = NatsServer::start().unwrap();
-    let stream = format!("{}/CHAOS", nats.url());
+    // A short duplicate window (`NATS_CHAOS_DUP_WINDOW=1s`) lets re-published
+    // messages into the stream, for the appliers to drop.
+    let stream = match std::env::var("NATS_CHAOS_DUP_WINDOW") {
+        Ok(w) => format!("{}/CHAOS?dup_window={w}", nats.url()),
+        Err(_) => format!("{}/CHAOS", nats.url()),
+    };
     let pg = synchdb_testkit::postgres();
     let (ta, tb) = (pg.create_database("ch_ta").unwrap(), pg.create_database("ch_tb").unwrap());
     let both = format!("{a},{b}");
