@@ -458,3 +458,68 @@ async fn chaos_sigkills_through_the_stream() {
     assert_replica_equal(&mut my, &a, &connect_pg(&ta.url()).await).await;
     assert_replica_equal(&mut my, &b, &connect_pg(&tb.url()).await).await;
 }
+
+/// Statements that change rows without row events (partition DDL) make the
+/// publisher copy the table again while the others follow; the applier
+/// takes the copy from the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_copied_again_by_the_publisher_is_copied_again_by_the_applier() {
+    let mysql = synchdb_testkit::mariadb();
+    let d = mysql.create_database("js_parts").unwrap();
+    let name = d.name().to_string();
+    let mut my = connect_my(&d.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE p (id INT PRIMARY KEY, v INT, note VARCHAR(20)) PARTITION BY RANGE (id) \
+             (PARTITION p0 VALUES LESS THAN (1000), PARTITION p1 VALUES LESS THAN (2000), \
+              PARTITION p3 VALUES LESS THAN MAXVALUE)",
+            "INSERT INTO p SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_3500",
+            "CREATE TABLE q (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO q SELECT seq, seq FROM seq_1_to_500",
+            "CREATE TABLE ledger (at INT, what VARCHAR(20))",
+        ],
+    )
+    .await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/PARTS", nats.url());
+    let pg = synchdb_testkit::postgres();
+    let target = pg.create_database("js_parts_t").unwrap();
+    let mut pub_cmd = publisher(&mysql.url(), &name, &stream, "pub");
+    pub_cmd.args(["--heartbeat-secs", "1", "--chunk-rows", "500"]);
+    let mut publish = spawn(pub_cmd);
+    let mut apply = spawn(applier(&stream, &name, &target.url(), "app"));
+    let mut workload: Vec<String> = Vec::new();
+    for round in 0..4 {
+        for i in 0..20 {
+            let n = round * 20 + i;
+            workload.push(format!("INSERT INTO ledger VALUES ({n}, 'tick')"));
+            workload.push(format!("UPDATE q SET v = v + 1 WHERE id = {}", 1 + n % 500));
+            workload.push(format!(
+                "INSERT INTO p VALUES ({}, {n}, 'new') ON DUPLICATE KEY UPDATE v = v + 1",
+                5 + n * 13
+            ));
+        }
+        workload.push(
+            match round {
+                0 => "ALTER TABLE p TRUNCATE PARTITION p0",
+                1 => "ALTER TABLE p DROP PARTITION p1",
+                2 => "ALTER TABLE p TRUNCATE PARTITION p3",
+                _ => "DELETE FROM q WHERE id % 10 = 0",
+            }
+            .to_string(),
+        );
+    }
+    run_workload(&mut my, &workload).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Boundaries after the last copy's position, for it to join.
+    for end in 0..3 {
+        my.query_drop(format!("INSERT INTO ledger VALUES (-{end}, 'end')")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    kill9(&mut publish);
+    run_until_caught_up(publisher(&mysql.url(), &name, &stream, "pub"));
+    kill9(&mut apply);
+    run_until_caught_up(applier(&stream, &name, &target.url(), "app"));
+    assert_replica_equal(&mut my, &name, &connect_pg(&target.url()).await).await;
+}
