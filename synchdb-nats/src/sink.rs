@@ -194,6 +194,28 @@ impl JetStreamSink {
         p.push(state_subject(&self.options().prefix, pipeline), h, payload, id).await
     }
 
+    /// Warn about tables whose rows can outgrow one message (such a row
+    /// stops the publisher with an error naming it when it comes).
+    fn check_row_sizes(&self, tables: &[Arc<TableSchema>]) {
+        let limit = self.inner.limit as u64;
+        for t in tables {
+            match wire::max_row_bytes(t) {
+                Some(max) if max > limit => tracing::warn!(
+                    table = %t.id,
+                    max_row_bytes = max,
+                    limit,
+                    "rows of this table can be larger than the largest message the stream takes: such a row stops the publisher (raise max_payload and the stream's max message size)"
+                ),
+                None => tracing::info!(
+                    table = %t.id,
+                    limit,
+                    "this table has unbounded columns (LONGTEXT, LONGBLOB, JSON, spatial): a row larger than the largest message stops the publisher"
+                ),
+                _ => {}
+            }
+        }
+    }
+
     /// Record what was published: the state it implies and its last sequence.
     async fn published(&self, pipeline: &str, update: &StateUpdate, seq: u64, force: bool) -> Result<()> {
         let mut p = self.inner.published.lock().await;
@@ -567,6 +589,7 @@ impl Sink for JetStreamSink {
         restart: &[TableId],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.check_row_sizes(tables);
         let op = StateOp::PrepareSnapshot { tables: schemas(tables), restart: restart.to_vec() };
         let id = format!("{pipeline}:prepare:{}", nuid::next());
         let seq = self.publish_state(pipeline, op, state, id, None).await?;

@@ -409,6 +409,36 @@ impl TxMessage {
     }
 }
 
+/// The largest a column's value can be, in bytes (text at 4 bytes a
+/// character); `None` when unbounded for practical purposes (LONGTEXT,
+/// LONGBLOB, JSON, spatial values).
+pub fn max_value_bytes(t: &synchdb_types::ColumnType) -> Option<u64> {
+    use synchdb_types::{ColumnType as C, LobSize};
+    let lob = |s: &LobSize| match s {
+        LobSize::Tiny => Some(255),
+        LobSize::Normal => Some(65_535),
+        LobSize::Medium => Some(16_777_215),
+        LobSize::Long => None,
+    };
+    Some(match t {
+        C::Char { length } | C::VarChar { length } => u64::from(*length) * 4,
+        C::Binary { length } | C::VarBinary { length } => u64::from(*length),
+        C::Text { size } => lob(size)? * 4,
+        C::Blob { size } => lob(size)?,
+        C::Json | C::Geometry { .. } => return None,
+        C::Enum { members } => members.iter().map(|m| m.len() as u64).max().unwrap_or(0),
+        C::Set { members } => members.iter().map(|m| m.len() as u64 + 1).sum(),
+        C::Decimal { precision, .. } => u64::from(*precision) + 2,
+        _ => 16,
+    })
+}
+
+/// The largest row of `table`, in bytes before encoding overhead; `None`
+/// when a column is unbounded.
+pub fn max_row_bytes(table: &TableSchema) -> Option<u64> {
+    table.columns.iter().map(|c| max_value_bytes(&c.column_type)).sum()
+}
+
 /// Split snapshot rows into chunk messages of at most `limit` bytes.
 pub fn chunk_messages(
     chunk: &ChunkInfo,
@@ -561,6 +591,17 @@ mod tests {
             ChangeEvent::Insert(i) => assert_eq!(i.row, every_value()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn largest_rows_are_bounded_by_their_types() {
+        let mut t = table();
+        assert_eq!(max_row_bytes(&t), Some(16));
+        t.columns.push(ColumnSchema::new("v", ColumnType::VarChar { length: 100 }));
+        t.columns.push(ColumnSchema::new("b", ColumnType::Blob { size: synchdb_types::LobSize::Medium }));
+        assert_eq!(max_row_bytes(&t), Some(16 + 400 + 16_777_215));
+        t.columns.push(ColumnSchema::new("j", ColumnType::Json));
+        assert_eq!(max_row_bytes(&t), None);
     }
 
     #[test]
