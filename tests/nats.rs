@@ -282,6 +282,11 @@ async fn debezium_json_is_published_and_refused_by_an_applier() {
     let target = pg.create_database("dbz_t").unwrap();
     let out = run_failing(applier(&stream, &name, &target.url(), "dbz_app"));
     assert!(out.contains("native format"), "{out}");
+    // A subject prefix the stream does not take: a clear error, not an endless wait.
+    let mut other = applier(&format!("{}/DBZ", nats.url()), &name, &target.url(), "other_app");
+    other.args(["--nats-prefix", "elsewhere"]);
+    let out = run_failing(other);
+    assert!(out.contains("do not include elsewhere.>"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

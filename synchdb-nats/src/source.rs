@@ -239,7 +239,16 @@ impl Source for JetStreamSource {
             .map_err(|e| nats_error(KIND, &format!("creating consumer {durable}"), e))?;
         tracing::info!(stream = %name, consumer = %durable, start, "applying the stream");
         let end = info.state.last_sequence;
-        if self.stop_at_caught_up && start > end {
+        let mut consumer = consumer;
+        let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(u64::MAX);
+        if pending == 0 && start <= end {
+            tracing::warn!(
+                stream = %name,
+                prefix = %self.options.prefix,
+                "the stream holds messages from {start} on, but none under this subject prefix"
+            );
+        }
+        if self.stop_at_caught_up && (start > end || pending == 0) {
             return Ok(());
         }
         let mut messages = consumer
@@ -294,8 +303,8 @@ impl Source for JetStreamSource {
                 Some(Err(e)) => break Err(nats_error(KIND, "reading the stream", e)),
                 Some(Ok(m)) => m,
             };
-            let seq = match m.info() {
-                Ok(i) => i.stream_sequence,
+            let (seq, left) = match m.info() {
+                Ok(i) => (i.stream_sequence, i.pending),
                 Err(e) => break Err(nats_error(KIND, "reading a message's metadata", e)),
             };
             let (message, acker) = m.split();
@@ -303,7 +312,9 @@ impl Source for JetStreamSource {
             if let Err(e) = reader.handle(&ctx, seq, message).await {
                 break Err(e);
             }
-            if self.stop_at_caught_up && seq >= end && reader.idle() {
+            // Caught up: past what the stream held at start (or nothing more
+            // under the prefix), with no transaction or snapshot half read.
+            if self.stop_at_caught_up && (seq >= end || left == 0) && reader.idle() {
                 tracing::info!(seq, "caught up with the stream");
                 break Ok(());
             }
