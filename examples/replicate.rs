@@ -228,6 +228,9 @@ async fn run_main() -> ExitCode {
 
 /// `--status`: the status stored on the target; `false` for an unknown pipeline.
 async fn status(args: &Args) -> synchdb::core::Result<bool> {
+    if is_nats(&args.target) {
+        return publisher_status(args).await;
+    }
     let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?;
     let sink = PgSink::connect(target.pool_size(1)).await?;
     match sink.stored_status(&args.pipeline_id).await? {
@@ -242,6 +245,37 @@ async fn status(args: &Args) -> synchdb::core::Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// `--status --target nats://...`: what a publisher has left in the stream.
+async fn publisher_status(args: &Args) -> synchdb::core::Result<bool> {
+    use synchdb::core::SnapshotStatus;
+    let sink = synchdb::nats::JetStreamSink::connect_existing(nats_options(args, &args.target)?).await?;
+    let stream = sink.stream_state().await?;
+    let Some(state) = sink.stored_state(&args.pipeline_id).await? else {
+        eprintln!("replicate: no publisher {:?} in stream {}", args.pipeline_id, stream.stream);
+        return Ok(false);
+    };
+    let snapshot = match &state.snapshot {
+        SnapshotStatus::NotStarted => "not started".to_string(),
+        SnapshotStatus::InProgress(p) => {
+            format!("in progress: {} of {} chunks", p.done.len(), p.plan.chunks.len())
+        }
+        SnapshotStatus::Done => "done".to_string(),
+        other => format!("{other:?}"),
+    };
+    let json = serde_json::json!({
+        "pipeline": args.pipeline_id,
+        "stream": stream,
+        "position": state.position.as_ref().map(ToString::to_string),
+        "snapshot": snapshot,
+        "resync": state.resync.as_ref().map(|r| r.tables.iter().map(|t| t.id.to_string()).collect::<Vec<_>>()),
+        "tables": state.schemas.len(),
+    });
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| synchdb::core::Error::internal("status to JSON").with_source(e))?;
+    println!("{text}");
+    Ok(true)
 }
 
 /// The address of `--http`: `HOST:PORT`, or a port alone on the loopback.

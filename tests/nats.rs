@@ -175,6 +175,16 @@ async fn an_applier_down_past_the_binlog_retention_catches_up_from_the_stream() 
     }
     assert_eq!(first, file, "older binlogs purged");
 
+    // The publisher's state, as the stream holds it.
+    let mut status = publisher(&mysql.url(), &both, &stream, "pub");
+    status.arg("--status");
+    let out = status.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["snapshot"], "done", "{text}");
+    assert!(json["position"].as_str().is_some_and(|p| p.starts_with("mysql-bin.")), "{text}");
+    assert!(json["stream"]["last_sequence"].as_u64().unwrap() > 0, "{text}");
     let out = run_until_caught_up(applier(&stream, &a, &ta.url(), "app"));
     assert!(out.contains("snapshot 0 rows"), "the applier copied again: {out}");
     let pa = connect_pg(&ta.url()).await;

@@ -35,5 +35,5 @@ pub mod subject;
 pub mod wire;
 
 pub use options::{Format, JetStreamOptions};
-pub use sink::JetStreamSink;
+pub use sink::{JetStreamSink, StreamState};
 pub use source::{JetStreamSource, TableSelection};

@@ -91,6 +91,22 @@ struct Published {
     heartbeat: Option<Instant>,
 }
 
+/// A stream's size and sequences ([`JetStreamSink::stream_state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StreamState {
+    /// The stream's name.
+    pub stream: String,
+    /// Messages it holds.
+    pub messages: u64,
+    /// Bytes it holds.
+    pub bytes: u64,
+    /// Its first sequence (messages before were removed by retention).
+    pub first_sequence: u64,
+    /// Its last sequence.
+    pub last_sequence: u64,
+}
+
 /// The head entry of a pipeline's state in the bucket.
 #[derive(Debug, Serialize, Deserialize)]
 struct Head {
@@ -105,8 +121,37 @@ struct Head {
 impl JetStreamSink {
     /// Connect, and create the stream (and the state bucket) when missing.
     pub async fn connect(options: JetStreamOptions) -> Result<Self> {
+        Self::open(options, true).await
+    }
+
+    /// Connect to a stream that exists (to read a publisher's state): an
+    /// error when it does not.
+    pub async fn connect_existing(options: JetStreamOptions) -> Result<Self> {
+        Self::open(options, false).await
+    }
+
+    /// The state publisher `pipeline` has left in the stream (what it
+    /// resumes from): position, snapshot progress, tracked schemas.
+    pub async fn stored_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        self.load(pipeline).await
+    }
+
+    /// The stream's size and sequences.
+    pub async fn stream_state(&self) -> Result<StreamState> {
+        let mut stream = self.inner.stream.clone();
+        let info = stream.info().await.map_err(|e| nats_error(KIND, "reading the stream's state", e))?;
+        Ok(StreamState {
+            stream: self.options().stream.clone(),
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            first_sequence: info.state.first_sequence,
+            last_sequence: info.state.last_sequence,
+        })
+    }
+
+    async fn open(options: JetStreamOptions, create: bool) -> Result<Self> {
         let conn = Connection::open(&options, KIND).await?;
-        let mut stream = conn.stream(true, KIND).await?;
+        let mut stream = conn.stream(create, KIND).await?;
         let limit = conn.payload_limit(&mut stream, KIND).await?;
         let kv = StateStore::open(&conn).await?;
         Ok(JetStreamSink {
