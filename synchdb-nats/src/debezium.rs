@@ -6,7 +6,8 @@
 //! `{"before", "after", "source", "op", "ts_ms", "transaction"}`, wrapped in
 //! `{"schema", "payload"}` when the schema section is asked for. Snapshot
 //! rows have `op` `r`; a TRUNCATE has `op` `t`; a DDL statement is a
-//! schema-change record (`{"source", "databaseName", "ddl", "tableChanges"}`).
+//! schema-change record (`{"source", "databaseName", "ddl", "tableChanges"}`,
+//! `tableChanges` holding the table's definition after the change).
 //!
 //! Value kinds: integers are JSON numbers (`BIGINT UNSIGNED` up to
 //! `u64::MAX`); FLOAT and DOUBLE numbers; DECIMAL a string with its scale;
@@ -202,6 +203,41 @@ fn wrap(prefix: &str, table: &TableSchema, payload: Json, with_schema: bool) -> 
     serde_json::to_vec(&body).map_err(|e| Error::internal("encoding a Debezium message").with_source(e))
 }
 
+/// Debezium's `tableChanges` of a schema change: the table's whole
+/// definition after it (`CREATE`/`ALTER`), or its id (`DROP`).
+fn table_changes(change: &synchdb_types::SchemaChange, after: Option<&TableSchema>) -> Json {
+    use synchdb_types::SchemaChange as S;
+    let id = |t: &synchdb_types::TableId| format!("\"{}\".\"{}\"", t.database, t.table);
+    let kind = match change {
+        S::CreateTable { .. } => "CREATE",
+        S::DropTable { .. } => "DROP",
+        _ => "ALTER",
+    };
+    let table = after.map(|t| {
+        json!({
+            "defaultCharsetName": t.columns.iter().find_map(|c| c.charset.clone()),
+            "primaryKeyColumnNames": t.primary_key,
+            "columns": t.columns.iter().enumerate().map(|(i, c)| json!({
+                "name": c.name,
+                "typeName": c.column_type.to_string().split('(').next().unwrap_or_default().to_ascii_uppercase(),
+                "typeExpression": c.column_type.to_string(),
+                "charsetName": c.charset,
+                "position": i + 1,
+                "optional": c.nullable,
+                "autoIncremented": c.auto_increment,
+                "generated": c.generated.is_some(),
+                "comment": if c.comment.is_empty() { None } else { Some(&c.comment) },
+            })).collect::<Vec<_>>(),
+            "comment": if t.comment.is_empty() { None } else { Some(&t.comment) },
+        })
+    });
+    let target = match (change, after) {
+        (_, Some(t)) => &t.id,
+        (c, None) => c.table(),
+    };
+    json!([{ "type": kind, "id": id(target), "table": table }])
+}
+
 /// One message per event of `tx`.
 pub fn tx_messages(tx: &Transaction, prefix: &str, with_schema: bool, limit: usize) -> Result<Vec<Outgoing>> {
     let ts_ms = tx.commit_time.timestamp_millis();
@@ -246,7 +282,7 @@ pub fn tx_messages(tx: &Transaction, prefix: &str, with_schema: bool, limit: usi
                     "source": source(id),
                     "databaseName": id.database,
                     "ddl": s.ddl,
-                    "tableChanges": [],
+                    "tableChanges": table_changes(&s.change, s.schema_after.as_deref()),
                     "ts_ms": now,
                 });
                 let payload = serde_json::to_vec(&body)
@@ -331,5 +367,28 @@ mod tests {
             json!("2023-11-14T22:13:20.000005Z")
         );
         assert_eq!(value_json(&any, &Value::Set(vec!["a".into(), "b".into()])), json!("a,b"));
+    }
+
+    #[test]
+    fn schema_changes_carry_the_table_after_them() {
+        let mut t = TableSchema::new(
+            synchdb_types::TableId::new("shop", "t"),
+            vec![col(ColumnType::Decimal { precision: 10, scale: 2, unsigned: false })],
+        );
+        t.primary_key = vec!["c".into()];
+        let add = synchdb_types::SchemaChange::AddColumn {
+            table: t.id.clone(),
+            column: col(ColumnType::Json),
+            position: synchdb_types::ColumnPosition::Last,
+        };
+        let j = table_changes(&add, Some(&t));
+        assert_eq!(j[0]["type"], "ALTER");
+        assert_eq!(j[0]["id"], "\"shop\".\"t\"");
+        assert_eq!(j[0]["table"]["primaryKeyColumnNames"], json!(["c"]));
+        assert_eq!(j[0]["table"]["columns"][0]["typeName"], "DECIMAL");
+        assert_eq!(j[0]["table"]["columns"][0]["typeExpression"], "decimal(10,2)");
+        let drop = synchdb_types::SchemaChange::DropTable { table: t.id.clone() };
+        assert_eq!(table_changes(&drop, None)[0]["type"], "DROP");
+        assert_eq!(table_changes(&drop, None)[0]["table"], Json::Null);
     }
 }
