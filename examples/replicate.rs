@@ -404,18 +404,11 @@ fn nats_options(args: &Args, url: &str) -> synchdb::core::Result<synchdb::nats::
         o = o.format(f);
     }
     // The same spellings as the URL's settings.
-    let mut extra = Vec::new();
     if let Some(a) = &args.nats_max_age {
-        extra.push(format!("max_age={a}"));
+        o.set("max_age", a)?;
     }
     if let Some(b) = &args.nats_max_bytes {
-        extra.push(format!("max_bytes={b}"));
-    }
-    if !extra.is_empty() {
-        let probe: synchdb::nats::JetStreamOptions =
-            format!("nats://127.0.0.1/{}?{}", o.stream, extra.join("&")).parse()?;
-        let (age, bytes) = (probe.max_age.or(o.max_age), probe.max_bytes.or(o.max_bytes));
-        o = o.max_age(age).max_bytes(bytes);
+        o.set("max_bytes", b)?;
     }
     o.validate()?;
     Ok(o)

@@ -166,6 +166,46 @@ impl JetStreamOptions {
         self
     }
 
+    /// Apply one setting as the URL's query spells it (`max_age`, `7d`;
+    /// see the type's docs for the list; `tls_cert` and `tls_key` go
+    /// together in [`tls_client`](Self::tls_client)).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let v = value.to_string();
+        match key {
+            "prefix" => self.prefix = v,
+            "replicas" => {
+                self.replicas = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=5).contains(n))
+                    .ok_or_else(|| Error::config(format!("replicas={v:?}: expected 1 to 5")))?
+            }
+            "max_age" => self.max_age = Some(parse_duration("max_age", &v)?),
+            "max_bytes" => self.max_bytes = Some(parse_bytes("max_bytes", &v)?),
+            "max_msg_size" => {
+                let n = parse_bytes("max_msg_size", &v)?;
+                self.max_message_size =
+                    Some(i32::try_from(n).map_err(|_| Error::config(format!("max_msg_size={v:?}: too large")))?)
+            }
+            "dup_window" => self.duplicate_window = parse_duration("dup_window", &v)?,
+            "creds" => self.creds_file = Some(PathBuf::from(v)),
+            "token" => self.token = Some(v),
+            "tls" => self.tls_required |= parse_bool("tls", &v)?,
+            "tls_ca" => {
+                self.tls_ca = Some(PathBuf::from(v));
+                self.tls_required = true;
+            }
+            "format" => self.format = v.parse()?,
+            "debezium_schema" => self.debezium_schema = parse_bool("debezium_schema", &v)?,
+            other => {
+                return Err(Error::config(format!(
+                    "NATS URL setting {other:?} is not known (prefix, replicas, max_age, max_bytes, max_msg_size, dup_window, creds, token, tls, tls_ca, tls_cert, tls_key, format, debezium_schema)"
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// Check the options.
     pub fn validate(&self) -> Result<()> {
         if self.servers.is_empty() {
@@ -331,41 +371,10 @@ impl FromStr for JetStreamOptions {
         let mut cert = None;
         let mut key = None;
         for (k, v) in url.query_pairs() {
-            let v = v.into_owned();
             match k.as_ref() {
-                "prefix" => o.prefix = v,
-                "replicas" => {
-                    o.replicas = v
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=5).contains(n))
-                        .ok_or_else(|| Error::config(format!("replicas={v:?}: expected 1 to 5")))?
-                }
-                "max_age" => o.max_age = Some(parse_duration("max_age", &v)?),
-                "max_bytes" => o.max_bytes = Some(parse_bytes("max_bytes", &v)?),
-                "max_msg_size" => {
-                    let n = parse_bytes("max_msg_size", &v)?;
-                    o.max_message_size = Some(
-                        i32::try_from(n).map_err(|_| Error::config(format!("max_msg_size={v:?}: too large")))?,
-                    )
-                }
-                "dup_window" => o.duplicate_window = parse_duration("dup_window", &v)?,
-                "creds" => o.creds_file = Some(PathBuf::from(v)),
-                "token" => o.token = Some(v),
-                "tls" => o.tls_required |= parse_bool("tls", &v)?,
-                "tls_ca" => {
-                    o.tls_ca = Some(PathBuf::from(v));
-                    o.tls_required = true;
-                }
-                "tls_cert" => cert = Some(PathBuf::from(v)),
-                "tls_key" => key = Some(PathBuf::from(v)),
-                "format" => o.format = v.parse()?,
-                "debezium_schema" => o.debezium_schema = parse_bool("debezium_schema", &v)?,
-                other => {
-                    return Err(Error::config(format!(
-                        "NATS URL setting {other:?} is not known (prefix, replicas, max_age, max_bytes, max_msg_size, dup_window, creds, token, tls, tls_ca, tls_cert, tls_key, format, debezium_schema)"
-                    )))
-                }
+                "tls_cert" => cert = Some(PathBuf::from(v.into_owned())),
+                "tls_key" => key = Some(PathBuf::from(v.into_owned())),
+                k => o.set(k, &v)?,
             }
         }
         match (cert, key) {
@@ -410,6 +419,10 @@ mod tests {
         let o: JetStreamOptions = "tls://tok@h:4443/S?tls_ca=/ca.pem".parse().unwrap();
         assert!(o.tls_required);
         assert_eq!(o.token.as_deref(), Some("tok"));
+        let mut o = o;
+        o.set("max_age", "12h").unwrap();
+        assert_eq!(o.max_age, Some(Duration::from_secs(12 * 3600)));
+        assert!(o.set("max_bytes", "3XB").is_err());
         for bad in [
             "nats://h:4222",
             "nats://h:4222/",

@@ -520,7 +520,8 @@ fn schemas(tables: &[Arc<TableSchema>]) -> Vec<TableSchema> {
 impl JetStreamSink {
     /// Publish `tx` (or a piece of it: `open`), continuing the part numbers
     /// of a transaction whose earlier pieces were published by earlier
-    /// batches.
+    /// batches. `false` when there was nothing to publish (no event and no
+    /// earlier piece).
     async fn push_tx(
         &self,
         p: &mut Publisher<'_>,
@@ -528,7 +529,7 @@ impl JetStreamSink {
         tx: &Transaction,
         open: bool,
         batch: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut msgs = match self.options().format {
             Format::Native => wire::tx_messages(tx, self.inner.limit)?,
             Format::Debezium => debezium::tx_messages(
@@ -539,14 +540,17 @@ impl JetStreamSink {
             )?,
         };
         let mut pending = self.inner.open_tx.lock().await;
+        if msgs.is_empty() && pending.as_ref().is_none_or(|o| o.sequence != tx.sequence) {
+            return Ok(false);
+        }
         let (start, first) = match pending.take() {
             Some(o) if o.sequence == tx.sequence => (o.start, o.next_part),
             _ => (tx.end_position.to_string(), 0),
         };
         if msgs.is_empty() {
-            if first == 0 || open {
-                *pending = open.then_some(OpenTx { sequence: tx.sequence, start, next_part: first });
-                return Ok(());
+            if open {
+                *pending = Some(OpenTx { sequence: tx.sequence, start, next_part: first });
+                return Ok(true);
             }
             // The rest of a transaction sent in pieces has nothing left: its end still counts.
             let empty = TxMessage {
@@ -589,7 +593,7 @@ impl JetStreamSink {
             tracing::debug!(transaction = %start, parts = first + n, "large transaction: a piece published");
             *pending = Some(OpenTx { sequence: tx.sequence, start, next_part: first + n });
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -766,13 +770,7 @@ impl Sink for JetStreamSink {
         let last = batch.transactions.len().saturating_sub(1);
         for (i, tx) in batch.transactions.iter().enumerate() {
             let open = batch.open && i == last;
-            let continued =
-                self.inner.open_tx.lock().await.as_ref().is_some_and(|o| o.sequence == tx.sequence);
-            if tx.events.is_empty() && !continued {
-                continue;
-            }
-            any = true;
-            self.push_tx(&mut p, pipeline, tx, open, batch_id.as_deref()).await?;
+            any |= self.push_tx(&mut p, pipeline, tx, open, batch_id.as_deref()).await?;
         }
         let heartbeat_due = {
             let mut pubd = self.inner.published.lock().await;

@@ -339,7 +339,7 @@ async fn position_at(stream: &stream::Stream, seq: u64, last: u64) -> Result<Opt
                     return Ok(Some((s, p)));
                 }
             }
-            Err(e) if e.to_string().contains("no message found") => continue,
+            Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => continue,
             Err(e) => return Err(nats_error(KIND, &format!("reading stream message {s}"), e)),
         }
     }

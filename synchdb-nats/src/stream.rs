@@ -184,8 +184,10 @@ pub(crate) async fn scan(
             Ok(Some(Err(e))) => return Err(nats_error(kind, "reading the stream's tail", e)),
             Ok(Some(Ok(m))) => m,
         };
-        let seq = m.info().map_err(|e| nats_error(kind, "reading a message's metadata", e))?.stream_sequence;
-        let pending = m.info().map(|i| i.pending).unwrap_or(0);
+        let (seq, pending) = m
+            .info()
+            .map(|i| (i.stream_sequence, i.pending))
+            .map_err(|e| nats_error(kind, "reading a message's metadata", e))?;
         if seq > to {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 
 use tempfile::TempDir;
 
-use crate::util::{self, io_err};
+use crate::util::{self, io_err, LaunchError};
 use crate::{Dropper, TestDatabase, TestkitError};
 
 /// User created on every instance, with all privileges.
@@ -113,27 +113,6 @@ impl Client {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
-    }
-}
-
-/// Why one launch attempt failed.
-enum LaunchError {
-    /// The TCP port was taken: try another one.
-    PortInUse(TestkitError),
-    Other(TestkitError),
-}
-
-impl From<TestkitError> for LaunchError {
-    fn from(e: TestkitError) -> Self {
-        LaunchError::Other(e)
-    }
-}
-
-impl LaunchError {
-    fn into_inner(self) -> TestkitError {
-        match self {
-            LaunchError::PortInUse(e) | LaunchError::Other(e) => e,
-        }
     }
 }
 

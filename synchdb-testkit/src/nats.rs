@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::util::{self, io_err};
+use crate::util::{self, io_err, LaunchError};
 use crate::TestkitError;
 
 /// Server kind in [`TestkitError::Startup`].
@@ -63,27 +63,6 @@ fn program() -> Result<PathBuf, TestkitError> {
         })
         .clone()
         .map_err(TestkitError::Install)
-}
-
-/// Why one launch attempt failed.
-enum LaunchError {
-    /// A TCP port was taken: try other ones.
-    PortInUse(TestkitError),
-    Other(TestkitError),
-}
-
-impl From<TestkitError> for LaunchError {
-    fn from(e: TestkitError) -> Self {
-        LaunchError::Other(e)
-    }
-}
-
-impl LaunchError {
-    fn into_inner(self) -> TestkitError {
-        match self {
-            LaunchError::PortInUse(e) | LaunchError::Other(e) => e,
-        }
-    }
 }
 
 /// Where a launch started in the server's log and in its captured stdout/stderr.

@@ -82,6 +82,27 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     move |source| TestkitError::Io { context, source }
 }
 
+/// Why one launch attempt of a server failed.
+pub(crate) enum LaunchError {
+    /// A TCP port was taken: try other ones.
+    PortInUse(TestkitError),
+    Other(TestkitError),
+}
+
+impl From<TestkitError> for LaunchError {
+    fn from(e: TestkitError) -> Self {
+        LaunchError::Other(e)
+    }
+}
+
+impl LaunchError {
+    pub(crate) fn into_inner(self) -> TestkitError {
+        match self {
+            LaunchError::PortInUse(e) | LaunchError::Other(e) => e,
+        }
+    }
+}
+
 /// Printable form of a command line for error messages.
 pub(crate) fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
