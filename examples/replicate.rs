@@ -93,6 +93,10 @@ struct Args {
     /// NUL (0x00) characters in text, which PostgreSQL cannot store: error, strip or replace (U+FFFD).
     #[arg(long, default_value = "error")]
     text_nul: synchdb::types::TextNul,
+    /// Format of the snapshot's COPY: binary (PostgreSQL stores bytes without parsing
+    /// text; tables with type overrides or SQL transforms still go as text) or text.
+    #[arg(long, default_value = "binary")]
+    copy_format: synchdb::postgres::CopyFormat,
     /// Mapping rules (renames, exclusions, types, transforms, masks, filters): a .toml or .json file.
     #[arg(long)]
     mapping: Option<PathBuf>,
@@ -426,7 +430,7 @@ async fn run(args: Args) -> synchdb::core::Result<()> {
         return publish(args).await;
     }
     let options = source_options(&args)?;
-    let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul);
+    let target: PgSinkOptions = target_options(&args)?;
     let mapping = match &args.mapping {
         Some(path) => Some(Arc::new(Mapping::new(MappingRules::load(path)?)?)),
         None => None,
@@ -552,8 +556,7 @@ async fn apply_stream(args: Args) -> synchdb::core::Result<()> {
     let source = synchdb::nats::JetStreamSource::new(stream)
         .selection(selection)
         .stop_at_caught_up(args.until_caught_up);
-    let target: PgSinkOptions =
-        args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul).pool_size(args.pool_size);
+    let target: PgSinkOptions = target_options(&args)?.pool_size(args.pool_size);
     let startup = RetryPolicy::forever();
     let sink =
         retry_transient(&startup, "connecting to PostgreSQL", || PgSink::connect(target.clone())).await?;
@@ -595,10 +598,15 @@ fn verify_options(args: &Args, tables: Vec<synchdb::types::TableId>) -> synchdb:
 }
 
 /// `--verify`: compare the replica with the source; `true` when all tables are equal.
+/// The PostgreSQL target's options: its URL plus the flags that shape what it stores.
+fn target_options(args: &Args) -> synchdb::core::Result<PgSinkOptions> {
+    Ok(args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul).copy_format(args.copy_format))
+}
+
 async fn verify(args: Args) -> synchdb::core::Result<bool> {
     use synchdb::core::verify::{VerifyOptions, VerifyTarget};
     let options = source_options(&args)?;
-    let target: PgSinkOptions = args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul);
+    let target: PgSinkOptions = target_options(&args)?;
     let mut converters: Vec<Arc<dyn synchdb::core::Converter>> = Vec::new();
     if let Some(path) = &args.mapping {
         converters.push(Arc::new(Mapping::new(MappingRules::load(path)?)?));

@@ -20,6 +20,8 @@ pub(crate) struct SnapshotResults {
     pub generate_secs: f64,
     pub export_secs: f64,
     pub synchdb: Vec<Run>,
+    /// synchdb with `--copy-format text` (the format before binary COPY).
+    pub synchdb_text: Vec<Run>,
     pub pgloader: Vec<Run>,
     pub pgloader_error: Option<String>,
     pub pgloader_settings: String,
@@ -275,6 +277,13 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
             target: 1.5,
             higher_better: false,
         });
+        out.push(Check {
+            what: "snapshot (issue 17): synchdb time / COPY ceiling ≤ 0.9".into(),
+            measured: format!("{:.2}x ({sy:.1} s / {cp:.1} s)", sy / cp),
+            value: Some(sy / cp),
+            target: 0.9,
+            higher_better: false,
+        });
     }
     if let Some(f) = &r.follow {
         let sy = median(&f.synchdb.iter().map(FollowRun::rate).collect::<Vec<_>>());
@@ -416,6 +425,18 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             list(&secs, 1),
             median(&rss)
         );
+        if !x.synchdb_text.is_empty() {
+            let secs: Vec<f64> = x.synchdb_text.iter().map(|r| r.secs).collect();
+            let rss: Vec<f64> = x.synchdb_text.iter().map(|r| r.rss_mb).collect();
+            let _ = writeln!(
+                s,
+                "| synchdb `replicate --snapshot initial_only --copy-format text` | {:.1} | {:.0} | {} | {:.0} |",
+                median(&secs),
+                x.rows as f64 / median(&secs),
+                list(&secs, 1),
+                median(&rss)
+            );
+        }
         if x.pgloader.is_empty() {
             let _ = writeln!(
                 s,

@@ -148,24 +148,30 @@ pub(crate) fn check_snapshot_target(env: &Env, db: &str) -> BenchResult<()> {
     Ok(())
 }
 
-pub(crate) fn run_synchdb_snapshot(env: &Env, r: usize) -> BenchResult<Run> {
-    let db = format!("sdb_{r}");
+/// synchdb's snapshot into `sdb_<r>` (`copy_format`: `binary`, the default, or `text`
+/// into `sdb_text_<r>`, for the comparison row).
+pub(crate) fn run_synchdb_snapshot(env: &Env, r: usize, copy_format: &str) -> BenchResult<Run> {
+    let tag = if copy_format == "binary" { String::new() } else { format!("{copy_format}_") };
+    let db = format!("sdb_{tag}{r}");
     env.fresh_pg_db(&db)?;
-    let mut cmd = env.replicate(&db, SNAPSHOT_DB, &format!("snap_{r}"));
-    cmd.args(["--snapshot", "initial_only"])
-        .stdout(log_file(env, &format!("synchdb_snapshot_{r}.out"))?)
-        .stderr(log_file(env, &format!("synchdb_snapshot_{r}.err"))?);
+    let mut cmd = env.replicate(&db, SNAPSHOT_DB, &format!("snap_{tag}{r}"));
+    cmd.args(["--snapshot", "initial_only", "--copy-format", copy_format])
+        .stdout(log_file(env, &format!("synchdb_snapshot_{tag}{r}.out"))?)
+        .stderr(log_file(env, &format!("synchdb_snapshot_{tag}{r}.err"))?);
     let w = Watched::spawn(&mut cmd)?;
-    let perf = if r == 0 { perf_attach(env, w.pid(), "snapshot") } else { Vec::new() };
+    let perf = if r == 0 && tag.is_empty() { perf_attach(env, w.pid(), "snapshot") } else { Vec::new() };
     let res = w.wait();
     perf_stop(perf);
     let (secs, rss) = res.map_err(|e| {
         format!(
             "synchdb snapshot: {e}\n{}",
-            tail(&env.work.path().join(format!("synchdb_snapshot_{r}.err")), 20)
+            tail(&env.work.path().join(format!("synchdb_snapshot_{tag}{r}.err")), 20)
         )
     })?;
     check_snapshot_target(env, &db)?;
+    if !tag.is_empty() {
+        env.drop_pg_db(&db);
+    }
     Ok(Run { secs, rss_mb: rss })
 }
 
@@ -247,9 +253,13 @@ pub(crate) fn snapshot_workload(env: &Env) -> BenchResult<SnapshotResults> {
     }
     for r in 0..env.opts.runs() {
         eprintln!("==> snapshot run {}/{}: synchdb", r + 1, env.opts.runs());
-        let s = run_synchdb_snapshot(env, r)?;
+        let s = run_synchdb_snapshot(env, r, "binary")?;
         eprintln!("    synchdb {:.1}s, peak RSS {:.0} MB", s.secs, s.rss_mb);
         res.synchdb.push(s);
+        eprintln!("==> snapshot run {}/{}: synchdb --copy-format text", r + 1, env.opts.runs());
+        let s = run_synchdb_snapshot(env, r, "text")?;
+        eprintln!("    synchdb (text COPY) {:.1}s, peak RSS {:.0} MB", s.secs, s.rss_mb);
+        res.synchdb_text.push(s);
         eprintln!("==> snapshot run {}/{}: COPY ceiling", r + 1, env.opts.runs());
         let c = run_copy_ceiling(env, r, &format!("sdb_{r}"), &dir, &tables)?;
         eprintln!("    COPY {c:.1}s");

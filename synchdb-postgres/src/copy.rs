@@ -1,4 +1,5 @@
-//! Bulk load: rows encoded in COPY's text format, streamed in bounded pieces.
+//! Bulk load: rows encoded in COPY's binary format (or its text format for
+//! tables with type overrides or transforms), streamed in bounded pieces.
 //!
 //! Tables with SQL transforms (`lower(%d)`) are copied into a temporary table of
 //! text columns first, then moved with `INSERT ... SELECT transform(cast(c))` in the
@@ -9,9 +10,10 @@ use sqlx::{AssertSqlSafe, Executor, PgConnection};
 use synchdb_core::{Error, ErrorKind, Result, RowStream};
 use synchdb_types::Row;
 
+use crate::binary::{self, BinaryKind};
 use crate::ddl::{quote, PgTable};
 use crate::error::{sqlx_error, Context};
-use crate::options::ZeroDatePolicy;
+use crate::options::{CopyFormat, ZeroDatePolicy};
 use crate::typemap::{write_value, ValueError};
 
 /// `COPY "schema"."table" ("a", "b") FROM STDIN`.
@@ -96,26 +98,68 @@ pub(crate) fn encode_row(
     Ok(())
 }
 
+/// Append one row as a binary COPY tuple (`kinds`: each column's binary writer).
+pub(crate) fn encode_row_binary(
+    row: &Row,
+    pt: &PgTable,
+    kinds: &[BinaryKind],
+    zero: ZeroDatePolicy,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if row.len() != pt.columns.len() {
+        return Err(Error::new(
+            ErrorKind::SinkValue,
+            format!("row has {} values, table has {} columns", row.len(), pt.columns.len()),
+        )
+        .with_table(pt.id.clone()));
+    }
+    out.extend_from_slice(&(pt.columns.len() as i16).to_be_bytes());
+    for ((v, col), kind) in row.iter().zip(&pt.columns).zip(kinds) {
+        if let Err(ValueError(m)) = binary::write_field(v, col, *kind, zero, out) {
+            return Err(Error::new(ErrorKind::SinkValue, m)
+                .with_table(pt.id.clone())
+                .with_column(col.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The binary writers of a table's columns, when every column has one.
+pub(crate) fn binary_kinds(pt: &PgTable) -> Option<Vec<BinaryKind>> {
+    pt.columns.iter().map(BinaryKind::of).collect()
+}
+
 /// Stream `rows` into the table with one COPY on `conn` (inside the caller's
 /// transaction), sending a piece whenever `piece` bytes are buffered. Returns the row count.
+/// `format` asks for binary; tables with a column binary cannot carry
+/// (overrides, transforms, PostGIS) are copied as text.
 pub(crate) async fn copy_rows(
     conn: &mut PgConnection,
     pt: &PgTable,
     zero: ZeroDatePolicy,
     piece: usize,
+    format: CopyFormat,
     mut rows: RowStream<'_>,
 ) -> Result<u64> {
     let cx = Context::data(&pt.id, None);
     let staged = pt.columns.iter().any(|c| c.transform.is_some()).then(|| staged_sql(pt));
-    let copy_statement = match &staged {
-        Some((create, copy, _)) => {
+    let kinds = match (&staged, format) {
+        (None, CopyFormat::Binary) => binary_kinds(pt),
+        _ => None,
+    };
+    let copy_statement = match (&staged, &kinds) {
+        (Some((create, copy, _)), _) => {
             conn.execute(AssertSqlSafe(create.clone())).await.map_err(|e| sqlx_error(e, &cx))?;
             copy.clone()
         }
-        None => copy_sql(pt),
+        (None, Some(_)) => format!("{} WITH (FORMAT binary)", copy_sql(pt)),
+        (None, None) => copy_sql(pt),
     };
     let mut copy = conn.copy_in_raw(&copy_statement).await.map_err(|e| sqlx_error(e, &cx))?;
     let mut buf: Vec<u8> = Vec::with_capacity(piece + 4096);
+    if kinds.is_some() {
+        buf.extend_from_slice(binary::HEADER);
+    }
     let mut scratch = String::new();
     let mut count = 0u64;
     let failure: Option<Error> = 'stream: loop {
@@ -125,7 +169,11 @@ pub(crate) async fn copy_rows(
             Some(Ok(b)) => b,
         };
         for row in &batch {
-            if let Err(e) = encode_row(row, pt, zero, &mut scratch, &mut buf) {
+            let encoded = match &kinds {
+                Some(kinds) => encode_row_binary(row, pt, kinds, zero, &mut buf),
+                None => encode_row(row, pt, zero, &mut scratch, &mut buf),
+            };
+            if let Err(e) = encoded {
                 break 'stream Some(e);
             }
             count += 1;
@@ -145,6 +193,9 @@ pub(crate) async fn copy_rows(
         // Best effort: the caller's transaction is rolled back anyway.
         let _ = copy.abort("synchdb: chunk failed").await;
         return Err(e);
+    }
+    if kinds.is_some() {
+        buf.extend_from_slice(binary::TRAILER);
     }
     if !buf.is_empty() {
         copy.send(&buf[..]).await.map_err(|e| sqlx_error(e, &cx))?;

@@ -43,6 +43,7 @@
 #![allow(clippy::result_large_err)]
 
 mod apply;
+mod binary;
 mod copy;
 mod ddl;
 mod error;
@@ -53,7 +54,7 @@ mod typemap;
 mod verify;
 
 pub use options::{
-    ApplyMode, PgSinkOptions, SchemaNaming, SslMode, ZeroDatePolicy, DEFAULT_ACQUIRE_TIMEOUT,
+    ApplyMode, CopyFormat, PgSinkOptions, SchemaNaming, SslMode, ZeroDatePolicy, DEFAULT_ACQUIRE_TIMEOUT,
     DEFAULT_COPY_BUFFER_BYTES, DEFAULT_POOL_SIZE, DEFAULT_STATE_SCHEMA, DEFAULT_URL, MAX_IDENTIFIER_BYTES,
 };
 pub use sink::PgSink;

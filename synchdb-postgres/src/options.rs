@@ -51,6 +51,31 @@ pub enum ZeroDatePolicy {
     Error,
 }
 
+/// The format the snapshot's `COPY` streams rows in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CopyFormat {
+    /// PostgreSQL's binary COPY format: the server stores bytes without parsing
+    /// text. Tables with a type override, an SQL transform or PostGIS columns
+    /// still go as text. The default.
+    #[default]
+    Binary,
+    /// COPY's text format for every table.
+    Text,
+}
+
+impl FromStr for CopyFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "binary" => Ok(CopyFormat::Binary),
+            "text" => Ok(CopyFormat::Text),
+            other => Err(Error::config(format!("unknown COPY format {other:?} (binary or text)"))),
+        }
+    }
+}
+
 /// How change batches are turned into statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -147,6 +172,7 @@ pub struct PgSinkOptions {
     postgis: bool,
     fulltext_gin: bool,
     copy_buffer_bytes: usize,
+    copy_format: CopyFormat,
 }
 
 impl std::fmt::Debug for PgSinkOptions {
@@ -167,6 +193,7 @@ impl std::fmt::Debug for PgSinkOptions {
             .field("postgis", &self.postgis)
             .field("fulltext_gin", &self.fulltext_gin)
             .field("copy_buffer_bytes", &self.copy_buffer_bytes)
+            .field("copy_format", &self.copy_format)
             .finish()
     }
 }
@@ -228,6 +255,7 @@ impl Default for PgSinkOptions {
             postgis: true,
             fulltext_gin: true,
             copy_buffer_bytes: DEFAULT_COPY_BUFFER_BYTES,
+            copy_format: CopyFormat::Binary,
         }
     }
 }
@@ -344,6 +372,13 @@ impl PgSinkOptions {
         self
     }
 
+    /// The format of the snapshot's `COPY` (default [`CopyFormat::Binary`]; tables
+    /// binary cannot carry go as text either way).
+    pub fn copy_format(mut self, format: CopyFormat) -> Self {
+        self.copy_format = format;
+        self
+    }
+
     /// The pool size.
     pub fn get_pool_size(&self) -> u32 {
         self.pool_size
@@ -374,6 +409,10 @@ impl PgSinkOptions {
     }
     pub(crate) fn get_copy_buffer_bytes(&self) -> usize {
         self.copy_buffer_bytes
+    }
+    /// The format the snapshot's `COPY` uses.
+    pub fn get_copy_format(&self) -> CopyFormat {
+        self.copy_format
     }
     pub(crate) fn get_postgis(&self) -> bool {
         self.postgis

@@ -460,8 +460,15 @@ impl Sink for PgSink {
         let opts = &self.inner.opts;
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
-        let n =
-            copy_rows(&mut tx, &entry.pt, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), rows).await?;
+        let n = copy_rows(
+            &mut tx,
+            &entry.pt,
+            opts.get_zero_dates(),
+            opts.get_copy_buffer_bytes(),
+            opts.get_copy_format(),
+            rows,
+        )
+        .await?;
         let update = StateUpdate {
             snapshot: Some(SnapshotUpdate::ChunkDone(ChunkDone {
                 table: chunk.table.clone(),

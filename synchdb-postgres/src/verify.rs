@@ -107,8 +107,15 @@ impl VerifyTarget for PgSink {
         let mut temp = pt.clone();
         temp.qualified = format!("pg_temp.{VERIFY_TABLE}");
         let opts = self.options();
-        let source_rows =
-            copy_rows(&mut tx, &temp, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), rows).await?;
+        let source_rows = copy_rows(
+            &mut tx,
+            &temp,
+            opts.get_zero_dates(),
+            opts.get_copy_buffer_bytes(),
+            opts.get_copy_format(),
+            rows,
+        )
+        .await?;
 
         let (range, params) = chunk_range(&pt, chunk, ranged, opts.get_zero_dates())?;
         let diff = format!(
@@ -207,8 +214,15 @@ impl VerifyTarget for PgSink {
             }
             let cxd = Context::data(&pt.id, None);
             q.execute(&mut *tx).await.map_err(|e| sqlx_error(e, &cxd))?;
-            written +=
-                copy_rows(&mut tx, &pt, opts.get_zero_dates(), opts.get_copy_buffer_bytes(), c.rows).await?;
+            written += copy_rows(
+                &mut tx,
+                &pt,
+                opts.get_zero_dates(),
+                opts.get_copy_buffer_bytes(),
+                opts.get_copy_format(),
+                c.rows,
+            )
+            .await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(written)

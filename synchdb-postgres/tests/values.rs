@@ -266,3 +266,114 @@ async fn zero_dates_follow_the_policy_and_bad_values_are_typed_errors() {
     assert_eq!(e.kind(), ErrorKind::SinkValue, "{e}");
     assert_eq!(e.table(), Some(&u.id));
 }
+
+/// Rows at the edges of each family, beside `rows()`.
+fn edge_rows() -> Vec<Row> {
+    let row = |id: u64, f: &dyn Fn(&mut Row)| {
+        let mut r = vec![Value::UInt(id)];
+        r.extend(std::iter::repeat_n(Value::Null, 27));
+        f(&mut r);
+        r
+    };
+    vec![
+        row(3, &|r| {
+            r[1] = Value::Int(0);
+            r[4] = Value::Int(8388607);
+            r[6] = Value::Int(i64::MAX);
+            r[7] = Value::Decimal(Decimal::parse("-1.50").unwrap());
+            r[8] = Value::Float(-0.0);
+            r[9] = Value::Double(5e-324);
+            r[10] = Value::Bit(Bits { width: 10, value: 0 });
+            r[11] = Value::Text(String::new());
+            r[12] = Value::Text("x".repeat(20));
+            r[14] = Value::Bytes(vec![]);
+            r[16] = Value::Date(Date::new(0, 1, 1));
+            r[17] = Value::DateTime("0000-06-15 12:00:00.5".parse().unwrap());
+            r[18] = Value::Timestamp(Timestamp::from_parts(1, 0));
+            r[19] = Value::Time("-00:00:01.5".parse().unwrap());
+            r[20] = Value::Year(0);
+            r[21] = Value::Json("[]".into());
+            r[22] = Value::Enum(String::new());
+            r[23] = Value::Set(vec![]);
+            r[27] = Value::Inet6("::ffff:1.2.3.4".parse().unwrap());
+        }),
+        row(4, &|r| {
+            r[7] = Value::Decimal(
+                Decimal::parse("99999999999999999999999999999999999.000000000000000000000000000001").unwrap(),
+            );
+            r[8] = Value::Float(1.0e-45);
+            r[9] = Value::Double(-0.0);
+            r[10] = Value::Bit(Bits { width: 10, value: 0b11_1111_1111 });
+            r[16] = Value::Date(Date::new(9999, 12, 31));
+            r[17] = Value::DateTime("9999-12-31 23:59:59.999999".parse().unwrap());
+            r[18] = Value::Timestamp(Timestamp::from_parts(2_147_483_647, 999_999));
+            r[19] = Value::Time("00:00:00".parse().unwrap());
+            r[21] = Value::Json(r#"{"k": "\u00e9\n", "n": 1e400}"#.into());
+        }),
+        row(5, &|r| {
+            r[7] = Value::Decimal(Decimal::parse("0.00001").unwrap());
+            r[16] = Value::Date(Date::new(2024, 2, 0));
+            r[17] = Value::DateTime("2024-00-10 00:00:00".parse().unwrap());
+            r[18] = Value::Timestamp(Timestamp { micros: 0 });
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn binary_and_text_copy_store_the_same_values() {
+    use synchdb_postgres::CopyFormat;
+    let db = db("pg_formats");
+    for (zero, suffix) in [(ZeroDatePolicy::MinusInfinity, "inf"), (ZeroDatePolicy::Null, "null")] {
+        let mut data = rows();
+        data.extend(edge_rows());
+        let text_t = all_types("vals", &format!("text_{suffix}"));
+        let bin_t = all_types("vals", &format!("bin_{suffix}"));
+        let text_sink = sink(&db, |o| o.copy_format(CopyFormat::Text).zero_dates(zero)).await;
+        snapshot(&text_sink, &format!("t_{suffix}"), &[(text_t.clone(), data.clone())]).await;
+        let bin_sink = sink(&db, |o| o.copy_format(CopyFormat::Binary).zero_dates(zero)).await;
+        snapshot(&bin_sink, &format!("b_{suffix}"), &[(bin_t.clone(), data.clone())]).await;
+        let as_text = query(&db, &format!("SELECT t::text FROM vals.text_{suffix} AS t ORDER BY id"));
+        let as_bin = query(&db, &format!("SELECT t::text FROM vals.bin_{suffix} AS t ORDER BY id"));
+        let n = one(&db, &format!("SELECT count(*) FROM vals.bin_{suffix}"));
+        assert_eq!(n, data.len().to_string());
+        assert_eq!(as_text, as_bin, "zero dates {zero:?}");
+    }
+    // The binary path makes the checks PostgreSQL's text parser made: typed errors.
+    let s = sink(&db, |o| o.copy_format(CopyFormat::Binary)).await;
+    let narrow = table(
+        "vals",
+        "narrow",
+        vec![
+            int("id", IntWidth::Int, false),
+            ColumnSchema::new("n", ColumnType::Decimal { precision: 5, scale: 2, unsigned: false }),
+        ],
+        &["id"],
+    );
+    let bad = vec![vec![Value::Int(1), Value::Decimal(Decimal::parse("1.005").unwrap())]];
+    let e = try_snapshot(&s, "narrow", &[(narrow.clone(), bad)]).await.unwrap_err();
+    assert_eq!((e.kind(), e.column(), e.table()), (ErrorKind::SinkValue, Some("n"), Some(&narrow.id)), "{e}");
+    assert!(e.to_string().contains("does not fit numeric(5,2)"), "{e}");
+    let short = table("vals", "short", vec![int("id", IntWidth::Int, false), varchar("v", 3)], &["id"]);
+    let bad = vec![vec![Value::Int(1), Value::Text("a\0".into())]];
+    let e = try_snapshot(&s, "short", &[(short.clone(), bad)]).await.unwrap_err();
+    assert_eq!((e.kind(), e.column()), (ErrorKind::SinkValue, Some("v")), "{e}");
+    let bad = vec![vec![Value::Int(1), Value::Text("abcd".into())]];
+    let e = try_snapshot(&s, "short2", &[(short.clone(), bad)]).await.unwrap_err();
+    assert_eq!((e.kind(), e.table()), (ErrorKind::SinkValue, Some(&short.id)), "{e}");
+}
+
+/// prepare_snapshot + one chunk per table, returning the first error.
+async fn try_snapshot(
+    sink: &synchdb_postgres::PgSink,
+    pipeline: &str,
+    tables: &[(Arc<TableSchema>, Vec<Row>)],
+) -> synchdb_core::Result<()> {
+    let schemas: Vec<Arc<TableSchema>> = tables.iter().map(|(t, _)| t.clone()).collect();
+    sink.prepare_snapshot(pipeline, &schemas, &[], &synchdb_core::StateUpdate::default()).await?;
+    for (t, rows) in tables {
+        let chunk =
+            synchdb_core::ChunkInfo { table: t.id.clone(), index: 0, count: 1, lower: None, upper: None };
+        sink.write_chunk(pipeline, t, &chunk, &pos(4), rows_stream(rows.clone())).await?;
+    }
+    Ok(())
+}
