@@ -493,3 +493,50 @@ async fn long_unique_keys_hidden_hash_columns() {
     )
     .await;
 }
+
+/// `CREATE TABLE t LIKE other.m` where `other` is outside the selection and
+/// `other.m` is dropped before the pipeline reads the statement: the new table
+/// is read as it is, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_table_like_an_untracked_table_dropped_since() {
+    let server = synchdb_testkit::mariadb();
+    let pg_server = synchdb_testkit::postgres();
+    let src = server.create_database("like_src").unwrap();
+    let other = server.create_database("like_other").unwrap();
+    let target = pg_server.create_database("like").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(&mut my, &["CREATE TABLE seed (id INT PRIMARY KEY)", "INSERT INTO seed VALUES (1)"]).await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "like"));
+    let m = format!("{}.m", other.name());
+    let script = [
+        format!("CREATE TABLE {m} (id INT PRIMARY KEY, v VARCHAR(5) NOT NULL DEFAULT 'x', KEY (v))"),
+        format!("CREATE TABLE t LIKE {m}"),
+        "INSERT INTO t VALUES (1, 'a'), (2, DEFAULT)".to_string(),
+        format!("DROP TABLE {m}"),
+        "INSERT INTO t VALUES (3, 'c')".to_string(),
+    ];
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    // One follower reads the statements (a restart would copy `t` as a newly selected table).
+    let pg = connect_pg(&target.url()).await;
+    let mut follower = spawn(replicate(&server.url(), src.name(), &target.url(), "like"));
+    // Following for sure: a change made now has been applied.
+    run_workload(&mut my, &["INSERT INTO seed VALUES (2)"]).await;
+    wait_caught_up(&mut my, &pg, "like", &mut follower).await;
+    // Held still while the script runs, so that it reads the CREATE ... LIKE after the DROP.
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &follower.id().to_string()]).status();
+        assert!(ok.unwrap().success());
+    };
+    signal("-STOP");
+    run_workload(&mut my, &script).await;
+    signal("-CONT");
+    wait_caught_up(&mut my, &pg, "like", &mut follower).await;
+    drop(follower);
+    assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
+    let n: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{}\".t", src.name())))
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!(n, 3);
+}

@@ -226,14 +226,24 @@ impl Schemas {
                     Some(s) => Some((**s).clone()),
                     None => lookup.discover(&like).await?,
                 };
-                let Some(mut schema) = source else {
-                    return Err(schema_error(
-                        format!("CREATE TABLE ... LIKE {like}: source table unknown"),
-                        &table,
-                    ));
+                let schema = match source {
+                    Some(mut schema) => {
+                        schema.id = table;
+                        schema.foreign_keys.clear();
+                        schema
+                    }
+                    // The model table is neither tracked nor there any more (outside
+                    // the selection and dropped since): the new table as it is now.
+                    None => match lookup.discover(&table).await? {
+                        Some(schema) => schema,
+                        None => {
+                            return Err(schema_error(
+                                format!("CREATE TABLE ... LIKE {like}: neither table is known or in information_schema"),
+                                &table,
+                            ))
+                        }
+                    },
                 };
-                schema.id = table;
-                schema.foreign_keys.clear();
                 self.create(schema, &mut out);
             }
             Ddl::CreateTableSelect { table } => {
