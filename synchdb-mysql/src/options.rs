@@ -878,30 +878,44 @@ impl FromStr for MySqlSourceOptions {
             }
             return Ok(first);
         }
+        // The url crate reads the URL; only the failover host list (`h1:p,h2`), which
+        // a URL authority cannot hold, is taken out first.
         let rest = url
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
             .ok_or_else(|| Error::config("mysql source URL must start with mysql:// or mariadb://"))?;
-        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let (userinfo, hostlist) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        let mut hosts = split_hosts(hostlist).into_iter();
+        let first = hosts.next().unwrap_or_default();
+        let single = format!(
+            "mysql://{}{first}{tail}",
+            userinfo.map(|u| format!("{}@", u.replace(',', "%2C"))).unwrap_or_default()
+        );
+        // The parser's message names the part, never the input (which holds the password).
+        let parsed =
+            url::Url::parse(&single).map_err(|e| Error::config(format!("invalid mysql URL: {e}")))?;
         let mut opts = MySqlSourceOptions::default();
-        if let Some(u) = userinfo {
-            let (user, pass) = match u.split_once(':') {
-                Some((user, pass)) => (user, Some(pass)),
-                None => (u, None),
-            };
-            opts.user = percent_decode(user)?;
-            if let Some(p) = pass {
-                opts.password = Some(percent_decode(p)?);
-            }
+        if !parsed.username().is_empty() {
+            opts.user = percent_decode(parsed.username())?;
         }
-        let mut hostports = split_hosts(hostport).into_iter();
-        let hostport = hostports.next().unwrap_or_default();
-        for extra in hostports {
+        if let Some(p) = parsed.password() {
+            opts.password = Some(percent_decode(p)?);
+        }
+        opts.host = match parsed.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Domain(d)) if !d.is_empty() => percent_decode(d)?,
+            _ => return Err(Error::config("mysql URL has no host")),
+        };
+        if let Some(p) = parsed.port() {
+            opts.port = p;
+        }
+        for extra in hosts {
             let (h, p) = parse_host_port(extra)?;
             let port = match p {
                 Some(p) => p.parse().map_err(|_| Error::config(format!("mysql URL: invalid port {p:?}")))?,
@@ -912,14 +926,8 @@ impl FromStr for MySqlSourceOptions {
             }
             opts.failover_hosts.push((h, port));
         }
-        let (host, port) = parse_host_port(hostport)?;
-        if host.is_empty() {
-            return Err(Error::config("mysql URL has no host"));
-        }
-        opts.host = host;
-        if let Some(p) = port {
-            opts.port = p.parse().map_err(|_| Error::config(format!("mysql URL: invalid port {p:?}")))?;
-        }
+        let path = parsed.path().strip_prefix('/').unwrap_or(parsed.path());
+        let query = parsed.query().unwrap_or("");
         let database = percent_decode(path.trim_end_matches('/'))?;
         if !database.is_empty() {
             opts = opts.database(&database);
@@ -984,6 +992,28 @@ mod tests {
         assert!(o.get_table_filter().matches(&TableId::new("shop", "orders")));
         assert!(!o.get_table_filter().matches(&TableId::new("shop", "audit_x")));
         assert!(!o.get_table_filter().matches(&TableId::new("crm", "x")));
+    }
+
+    #[test]
+    fn url_edge_cases() {
+        let o: MySqlSourceOptions = "mariadb://us%20er:p%2Fa%3Fss@[2001:db8::1]/sh%C3%B6p/".parse().unwrap();
+        assert_eq!((o.get_username(), o.password.as_deref()), ("us er", Some("p/a?ss")));
+        assert_eq!((o.get_host(), o.get_port()), ("2001:db8::1", DEFAULT_PORT));
+        assert!(o.get_table_filter().matches(&TableId::new("shöp", "t")));
+        let o: MySqlSourceOptions = "mysql://10.0.0.7:3310?server-id=4".parse().unwrap();
+        assert_eq!((o.get_host(), o.get_port(), o.get_server_id()), ("10.0.0.7", 3310, 4));
+        for bad in [
+            "mysql://u:p@h:99999/db",
+            "mysql://u:p%zz@h/db",
+            "mysql://u:p@h/d%",
+            "mysql://u:p@/db",
+            "mysql://u:p@[::1/db",
+            "mysql://u:p@h/db?tables=%G1",
+        ] {
+            let e = bad.parse::<MySqlSourceOptions>().unwrap_err();
+            assert_eq!(e.kind(), synchdb_core::ErrorKind::Config, "{bad}");
+            assert!(!e.to_string().contains("p%zz") && !e.to_string().contains(":p@"), "{e}");
+        }
     }
 
     #[test]
