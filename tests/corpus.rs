@@ -267,12 +267,21 @@ async fn run_corpus(files: &[PathBuf], batch: usize) -> Report {
             report.failures.extend(failures);
             continue;
         }
+        let mut named = 0;
         for (fi, f) in chunk.iter().enumerate() {
             let mut scratch = Report::default();
-            let failures =
+            let single =
                 run_batch(server, pg_server, std::slice::from_ref(f), bi * 1000 + fi, &mut scratch).await;
             report.tables += scratch.tables;
-            report.failures.extend(failures);
+            named += single.len();
+            report.failures.extend(single);
+        }
+        if named == 0 {
+            // Only the files together fail (one pipeline over all their databases):
+            // still a failure, reported for the whole batch.
+            report
+                .failures
+                .extend(failures.into_iter().map(|f| format!("[batch {bi}, no single file fails] {f}")));
         }
     }
     report
@@ -326,6 +335,15 @@ async fn run_batch(
                 std::env::temp_dir().join(format!("synchdb-corpus-{pipeline}.log")),
                 log.as_bytes(),
             );
+            // The files whose databases the error names (a batch holds many).
+            let last = log.lines().rev().find(|l| l.contains("replicate:")).unwrap_or_default();
+            let named: Vec<String> = scripts
+                .iter()
+                .zip(&names)
+                .filter(|(_, db)| last.contains(&format!("{db}.")))
+                .map(|((f, _), db)| format!("{db} = {f}"))
+                .collect();
+            let files_list = if named.is_empty() { files_list } else { named.join(" ") };
             failures.push(format!(
                 "[{path}] {files_list}: replicate failed ({}): {}",
                 out.status,
@@ -403,6 +421,9 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Files per pipeline in `corpus_full`.
+const FULL_BATCH: usize = 25;
+
 /// A fixed slice of the suite: DDL, types, character sets, partitions, keys.
 const SLICE: &[&str] = &[
     "main/alter_table.test",
@@ -445,17 +466,9 @@ async fn corpus_slice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: every file of MariaDB's regression suite"]
 async fn corpus_full() {
-    let dir = suite_dir();
-    let filter = std::env::var("SYNCHDB_CORPUS_FILTER").unwrap_or_default();
-    let files: Vec<PathBuf> = test_files(&dir)
-        .into_iter()
-        .filter(|p| p.display().to_string().contains(&filter))
-        .filter(|p| {
-            std::fs::read(p).map(|t| !extract(&String::from_utf8_lossy(&t)).is_empty()).unwrap_or(false)
-        })
-        .collect();
+    let files = full_files();
     let started = Instant::now();
-    let report = run_corpus(&files, 25).await;
+    let report = run_corpus(&files, FULL_BATCH).await;
     let summary = format!(
         "corpus: {} files, {} statements replayed ({} accepted by MariaDB), {} tables compared, {} failures in {:?}",
         report.files,
@@ -506,26 +519,67 @@ fn extraction_keeps_sql_and_drops_mysqltest_commands() {
     );
 }
 
-/// Debugging aid: replay the files matching `SYNCHDB_CORPUS_FILTER` into
-/// database `corpus_debug` of the server at `SYNCHDB_SOURCE_URL`, printing
-/// each statement as run.
+/// The files `corpus_full` replays (`SYNCHDB_CORPUS_FILTER` applied), in its batches of 25.
+fn full_files() -> Vec<PathBuf> {
+    let filter = std::env::var("SYNCHDB_CORPUS_FILTER").unwrap_or_default();
+    test_files(&suite_dir())
+        .into_iter()
+        .filter(|p| p.display().to_string().contains(&filter))
+        .filter(|p| {
+            std::fs::read(p).map(|t| !extract(&String::from_utf8_lossy(&t)).is_empty()).unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Debugging aid: print `corpus_full`'s batches (batch number, then its files).
+#[test]
+#[ignore = "debugging aid"]
+fn corpus_batches() {
+    for (i, chunk) in full_files().chunks(FULL_BATCH).enumerate() {
+        println!("batch {i}:");
+        for f in chunk {
+            println!("  {}", f.display());
+        }
+    }
+}
+
+/// Debugging aid: replay the files matching `SYNCHDB_CORPUS_FILTER` (or, with
+/// `SYNCHDB_CORPUS_BATCH=N`, `corpus_full`'s batch N) into databases
+/// `corpus_debug_<i>` of the server at `SYNCHDB_SOURCE_URL`, one session for
+/// all, as `corpus_full` does, printing each statement as run.
+/// `SYNCHDB_CORPUS_CREATE_ONLY=1` only creates the (empty) databases, for a
+/// follower to start on before the replay.
 #[tokio::test]
 #[ignore = "debugging aid; needs SYNCHDB_SOURCE_URL"]
 async fn corpus_replay_into() {
     let url = std::env::var("SYNCHDB_SOURCE_URL").expect("SYNCHDB_SOURCE_URL");
-    let filter = std::env::var("SYNCHDB_CORPUS_FILTER").expect("SYNCHDB_CORPUS_FILTER");
+    let files: Vec<PathBuf> = match std::env::var("SYNCHDB_CORPUS_BATCH") {
+        Ok(n) => {
+            full_files().chunks(FULL_BATCH).nth(n.parse().expect("batch number")).expect("batch").to_vec()
+        }
+        Err(_) => {
+            let filter = std::env::var("SYNCHDB_CORPUS_FILTER").expect("SYNCHDB_CORPUS_FILTER");
+            test_files(&suite_dir())
+                .into_iter()
+                .filter(|p| p.display().to_string().contains(&filter))
+                .collect()
+        }
+    };
+    let create_only = std::env::var("SYNCHDB_CORPUS_CREATE_ONLY").is_ok();
     let mut my = connect_my(&url).await;
-    my.query_drop("CREATE DATABASE IF NOT EXISTS corpus_debug").await.unwrap();
-    for f in test_files(&suite_dir()).into_iter().filter(|p| p.display().to_string().contains(&filter)) {
-        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
-        let mut n = 0;
-        let mut temps = Vec::new();
-        let stmts: Vec<String> =
-            extract(&text).iter().flat_map(|s| keep_dropped(s, &mut n, &mut temps)).collect();
+    for (i, f) in files.iter().enumerate() {
+        let db = format!("corpus_debug_{i}");
+        my.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db}")).await.unwrap();
+        if create_only {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        let stmts = extract(&text);
+        println!("-- {db}: {}", f.display());
         for s in &stmts {
             println!("{s};");
         }
-        let (ok, refused) = replay(&mut my, "corpus_debug", &stmts).await;
+        let (ok, refused) = replay(&mut my, &db, &stmts).await;
         println!("-- {}: {ok} accepted, {refused} refused", f.display());
     }
 }

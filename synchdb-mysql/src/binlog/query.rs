@@ -205,7 +205,7 @@ impl<'a> Follower<'a> {
             tables.into_iter().filter(|t| self.schemas.is_selected(t) && !new_tables.contains(t)).collect();
         for id in &selected {
             let fresh = schema::Lookup::discover(&mut self.side, id).await?;
-            let renames = sql.to_ascii_uppercase().contains("RENAME");
+            let renames = renames_table(sql);
             if fresh.is_none() && !renames {
                 // Gone by now: dropped or renamed further on in the binlog. Dropped
                 // here; a later RENAME into the selection copies it again.
@@ -238,6 +238,19 @@ impl<'a> Follower<'a> {
         }
         Ok(out)
     }
+}
+
+/// Whether a statement renames a table (`RENAME TABLE`, `ALTER TABLE ... RENAME
+/// [TO|AS]`), not just a column or an index.
+fn renames_table(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.iter().enumerate().any(|(i, w)| {
+        w == "RENAME" && !matches!(words.get(i + 1).map(String::as_str), Some("COLUMN" | "INDEX" | "KEY"))
+    })
 }
 
 /// A query event's statement as the server read it: in the session's
@@ -346,4 +359,16 @@ pub(super) fn schema_diff(old: &TableSchema, new: &Arc<TableSchema>) -> Vec<Sche
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renames_of_tables_not_columns() {
+        assert!(super::renames_table("RENAME TABLE a TO b"));
+        assert!(super::renames_table("alter table t rename to u"));
+        assert!(super::renames_table("ALTER TABLE t ADD x INT, RENAME AS u"));
+        assert!(!super::renames_table("ALTER TABLE t1 RENAME COLUMN IF EXISTS a TO m"));
+        assert!(!super::renames_table("ALTER TABLE t RENAME INDEX a TO b, RENAME KEY c TO d"));
+    }
 }

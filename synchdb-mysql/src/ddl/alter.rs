@@ -94,6 +94,15 @@ pub(super) fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result
             });
             return Ok(vec![AlterOp::ConvertCharset { charset, collation }]);
         }
+        // MariaDB's `RENAME COLUMN IF EXISTS a TO b` (sqlparser does not know it).
+        ["RENAME", "COLUMN", "IF", "EXISTS"] => {
+            let from = ident_of(op.get(4)).ok_or_else(|| err("RENAME COLUMN IF EXISTS without a name"))?;
+            if !is_word(op.get(5), "TO") {
+                return Err(err("RENAME COLUMN IF EXISTS without TO"));
+            }
+            let to = ident_of(op.get(6)).ok_or_else(|| err("RENAME COLUMN IF EXISTS without a new name"))?;
+            return Ok(vec![AlterOp::RenameColumn { from, to, if_exists: true }]);
+        }
         ["RENAME", "INDEX" | "KEY", ..] => {
             let from = ident_of(op.get(2)).ok_or_else(|| err("RENAME INDEX without a name"))?;
             let to = ident_of(op.get(4)).ok_or_else(|| err("RENAME INDEX without a new name"))?;
@@ -227,7 +236,11 @@ pub(super) fn map_alter_operation(
             }]
         }
         AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
-            vec![AlterOp::RenameColumn { from: old_column_name.value, to: new_column_name.value }]
+            vec![AlterOp::RenameColumn {
+                from: old_column_name.value,
+                to: new_column_name.value,
+                if_exists: false,
+            }]
         }
         AlterTableOperation::AlterColumn { column_name, op } => match op {
             AlterColumnOperation::SetDefault { value } => {

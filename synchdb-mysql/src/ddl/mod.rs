@@ -159,8 +159,8 @@ pub(crate) enum AlterOp {
         position: Option<ColumnPosition>,
         keys: Vec<IndexDef>,
     },
-    /// `RENAME COLUMN a TO b`.
-    RenameColumn { from: String, to: String },
+    /// `RENAME COLUMN [IF EXISTS] a TO b`.
+    RenameColumn { from: String, to: String, if_exists: bool },
     /// `ALTER [COLUMN] c SET DEFAULT v` (`Some`) / `DROP DEFAULT` (`None`): converted
     /// to the column's type when applied.
     SetDefault { column: String, default: Option<RawDefault> },

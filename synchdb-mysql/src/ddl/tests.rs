@@ -282,7 +282,7 @@ fn alter_column_operations() {
     assert_eq!(position, &Some(ColumnPosition::First));
     let AlterOp::ModifyColumn { old_name, column, .. } = &o[3] else { panic!() };
     assert_eq!((old_name.as_str(), column.name.as_str()), ("old", "new"));
-    assert_eq!(o[4], AlterOp::RenameColumn { from: "a".into(), to: "b".into() });
+    assert_eq!(o[4], AlterOp::RenameColumn { from: "a".into(), to: "b".into(), if_exists: false });
     assert_eq!(o[5], AlterOp::SetDefault { column: "c".into(), default: Some(RawDefault::Num("5".into())) });
     assert_eq!(o[6], AlterOp::SetDefault { column: "c".into(), default: None });
 }
