@@ -117,7 +117,7 @@ async fn check_file_position(conn: &mut Conn, p: &Position) -> Result<Position> 
     let mut out = Position::new(at.clone());
     out.gtid = match &p.gtid {
         Some(g) => Some(g.clone()),
-        None => crate::binlog::gtid_at(conn, at).await,
+        None => crate::binlog::gtid_at(conn, at).await?,
     };
     Ok(out)
 }
@@ -142,7 +142,7 @@ async fn check_gtid_position(conn: &mut Conn, set: &GtidSet) -> Result<Position>
     }
     let files = binlog_files(conn).await?;
     if let Some((first, _)) = files.first() {
-        let start = crate::binlog::gtid_at(conn, &BinlogPosition::new(first.clone(), 4)).await;
+        let start = crate::binlog::gtid_at(conn, &BinlogPosition::new(first.clone(), 4)).await?;
         if let Some(start) = start.filter(|s| !s.is_empty()) {
             if !set.contains(&start) {
                 return Err(Error::new(

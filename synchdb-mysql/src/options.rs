@@ -629,6 +629,10 @@ impl MySqlSourceOptions {
             .pass(self.password.clone())
             .prefer_socket(false)
             .stmt_cache_size(0)
+            // What replication clients take (`slave_max_allowed_packet`): a binlog
+            // event or a row may be larger than the server's `max_allowed_packet`,
+            // which mysql_async would otherwise read and enforce on every packet.
+            .max_allowed_packet(Some(MAX_PACKET_BYTES))
     }
 
     /// Open a connection: TLS as configured, falling back to plain TCP in
@@ -847,6 +851,9 @@ fn percent_decode(s: &str) -> Result<String> {
     }
     String::from_utf8(out).map_err(|_| Error::config("mysql URL part is not UTF-8 after percent-decoding"))
 }
+
+/// The largest packet the source accepts from the server (1 GiB, the protocol's limit).
+const MAX_PACKET_BYTES: usize = 1 << 30;
 
 impl FromStr for MySqlSourceOptions {
     type Err = Error;

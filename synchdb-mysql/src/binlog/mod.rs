@@ -292,7 +292,8 @@ impl<'a> Follower<'a> {
         if self.gtid.is_none() && self.info.mariadb && !self.resume.binlog.file.is_empty() {
             let at = self.resume.binlog.clone();
             if let Ok(conn) = self.side.get().await {
-                self.gtid = stream::gtid_at(conn, &at).await;
+                // Best effort: an unknown GTID position is read again on the next start.
+                self.gtid = stream::gtid_at(conn, &at).await.ok().flatten();
             }
         }
         if let StreamStart::File(p) = &start {
@@ -371,7 +372,14 @@ impl<'a> Follower<'a> {
         let Some(set) = gtid else { return Ok(StreamStart::File(self.resume.binlog.clone())) };
         let server = self.server_name();
         let conn = self.side.get().await?;
-        let here = stream::gtid_at(conn, &self.resume.binlog).await;
+        let here = match stream::gtid_at(conn, &self.resume.binlog).await {
+            Ok(here) => here,
+            Err(e) => {
+                // Reconnect on the next attempt; the follower retries the start.
+                self.side.conn = None;
+                return Err(e);
+            }
+        };
         if here.as_ref() == Some(&set) {
             return Ok(StreamStart::File(self.resume.binlog.clone()));
         }

@@ -241,10 +241,19 @@ pub(crate) async fn binlog_status(conn: &mut Conn) -> Result<(BinlogPosition, my
 }
 
 /// MariaDB: the GTID position of a binlog position (`BINLOG_GTID_POS`).
-pub(crate) async fn gtid_at(conn: &mut Conn, at: &BinlogPosition) -> Option<GtidSet> {
-    let r: Option<Option<String>> =
-        conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (at.file.clone(), at.pos)).await.ok()?;
-    r.flatten().and_then(|s| s.parse().ok())
+///
+/// `Ok(None)` when the server does not know the position (another server's
+/// file) or has no such function; a lost connection is an error (transient),
+/// never taken for "not this server".
+pub(crate) async fn gtid_at(conn: &mut Conn, at: &BinlogPosition) -> Result<Option<GtidSet>> {
+    match conn
+        .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (at.file.clone(), at.pos))
+        .await
+    {
+        Ok(r) => Ok(r.flatten().and_then(|s| s.parse().ok())),
+        Err(mysql_async::Error::Server(_)) => Ok(None),
+        Err(e) => Err(conn_error("BINLOG_GTID_POS failed", e)),
+    }
 }
 
 /// The side connection for information_schema look-ups, opened on demand.
