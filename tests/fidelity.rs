@@ -540,3 +540,41 @@ async fn create_table_like_an_untracked_table_dropped_since() {
             .unwrap();
     assert_eq!(n, 3);
 }
+
+/// A row larger than the server's `max_allowed_packet` (lowered after the row
+/// was written) is read by the snapshot and from the binlog all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_larger_than_the_servers_max_allowed_packet() {
+    let server = synchdb_testkit::mariadb();
+    let pg_server = synchdb_testkit::postgres();
+    let src = server.create_database("bigpacket").unwrap();
+    let target = pg_server.create_database("bigpacket").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE b (id INT PRIMARY KEY, v LONGBLOB)",
+            "INSERT INTO b VALUES (1, REPEAT('x', 3 * 1024 * 1024))",
+        ],
+    )
+    .await;
+    run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), "bigpacket"));
+    run_workload(&mut my, &["INSERT INTO b VALUES (2, REPEAT('y', 3 * 1024 * 1024))"]).await;
+    let before: u64 = my.query_first("SELECT @@global.max_allowed_packet").await.unwrap().unwrap();
+    my.query_drop("SET GLOBAL max_allowed_packet = 1048576").await.unwrap();
+    // Both paths: the row in the binlog, and a fresh copy of the table.
+    let follow =
+        replicate(&server.url(), src.name(), &target.url(), "bigpacket").arg("--until-caught-up").output();
+    let copy_target = pg_server.create_database("bigpacket_copy").unwrap();
+    let copy = replicate(&server.url(), src.name(), &copy_target.url(), "bigpacket")
+        .arg("--until-caught-up")
+        .output();
+    my.query_drop(format!("SET GLOBAL max_allowed_packet = {before}")).await.unwrap();
+    for out in [follow.unwrap(), copy.unwrap()] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for t in [&target, &copy_target] {
+        let pg = connect_pg(&t.url()).await;
+        assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
+    }
+}
