@@ -247,6 +247,9 @@ impl Schemas {
                         }
                     },
                 };
+                // Not IF NOT EXISTS, and it succeeded over a table that existed:
+                // CREATE OR REPLACE ... LIKE.
+                self.drop_table(&schema.id, &mut out);
                 self.create(schema, &mut out);
             }
             Ddl::CreateTableSelect { table } => {
@@ -920,6 +923,18 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_or_replace_like_replaces_the_table() {
+        let mut s = tracked();
+        run(&mut s, "CREATE TABLE m (a INT PRIMARY KEY)").await;
+        run(&mut s, "CREATE TABLE r (b INT)").await;
+        let out = run(&mut s, "CREATE OR REPLACE TABLE r LIKE m").await;
+        assert!(matches!(&out[0], Applied::Schema(SchemaChange::DropTable { .. }, _)), "{out:?}");
+        assert!(matches!(&out[1], Applied::Schema(SchemaChange::CreateTable { .. }, _)), "{out:?}");
+        assert_eq!(s.get(&TableId::new("db", "r")).unwrap().columns[0].name, "a");
+        assert!(run(&mut s, "CREATE TABLE IF NOT EXISTS r LIKE t").await.is_empty());
     }
 
     #[tokio::test]
