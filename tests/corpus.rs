@@ -16,7 +16,8 @@
 //! - `corpus_slice` (in the normal suite): a fixed set of files.
 //! - `corpus_full` (ignored; `cargo test --release --test corpus -- --ignored
 //!   --nocapture corpus_full`): every file; set `SYNCHDB_CORPUS_FILTER` to a
-//!   path substring to run part of it. Prints the counts.
+//!   path substring to run part of it, `SYNCHDB_CORPUS_SKIP=N` to start at batch N
+//!   (`corpus_batches` lists them). Prints the counts.
 
 mod common;
 
@@ -356,6 +357,8 @@ async fn run_batch(
             continue;
         }
         let pg = connect_pg(&target.url()).await;
+        // A fresh session: the replay's may have been closed by what it ran.
+        let mut my = connect_my(&server.url()).await;
         for ((file, _), db) in scripts.iter().zip(&names) {
             let (n, problems) = replica_comparison(&mut my, db, &pg).await;
             report.tables += n;
@@ -466,7 +469,9 @@ async fn corpus_slice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: every file of MariaDB's regression suite"]
 async fn corpus_full() {
-    let files = full_files();
+    // `SYNCHDB_CORPUS_SKIP=N`: start at batch N (to go on after an interrupted run).
+    let skip: usize = std::env::var("SYNCHDB_CORPUS_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let files: Vec<PathBuf> = full_files().into_iter().skip(skip * FULL_BATCH).collect();
     let started = Instant::now();
     let report = run_corpus(&files, FULL_BATCH).await;
     let summary = format!(
