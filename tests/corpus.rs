@@ -62,6 +62,7 @@ fn wanted(stmt: &str) -> bool {
         "FOR SYSTEM_TIME",
         "ENGINE=MERGE",
         "ENGINE = MERGE",
+        "MRG_MYISAM",
         "ENGINE=FEDERATED",
         "ENGINE=CONNECT",
         "ENGINE=SPIDER",

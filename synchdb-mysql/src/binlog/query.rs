@@ -257,6 +257,115 @@ fn renames_table(sql: &str) -> bool {
 /// `character_set_client` (its `Charset` status variable), so that names and
 /// literals written by a `SET NAMES latin1` client are what the server made of them.
 pub(super) fn query_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
+    let text = decoded_text(q);
+    let ansi = q.status_vars().get_status_var(StatusVarKey::SqlMode).is_some_and(|v| {
+        matches!(v.get_value(), Ok(StatusVarVal::SqlMode(m)) if m.get().contains(mysql_common::constants::SqlMode::MODE_ANSI_QUOTES))
+    });
+    if ansi && text.contains('"') {
+        std::borrow::Cow::Owned(ansi_quotes_to_backticks(&text))
+    } else {
+        text
+    }
+}
+
+/// Under `sql_mode=ANSI_QUOTES` a double-quoted word is an identifier: written
+/// with backticks, as the parser reads identifiers (`"a""b"` → `` `a"b` ``).
+/// Strings, backticked names and comments are copied as they are.
+pub(crate) fn ansi_quotes_to_backticks(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut it = sql.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\'' => {
+                out.push(c);
+                while let Some(d) = it.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = it.next() {
+                            out.push(e);
+                        }
+                    } else if d == '\'' {
+                        if it.peek() == Some(&'\'') {
+                            out.push(it.next().unwrap_or('\''));
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '`' => {
+                out.push(c);
+                while let Some(d) = it.next() {
+                    out.push(d);
+                    if d == '`' {
+                        if it.peek() == Some(&'`') {
+                            out.push(it.next().unwrap_or('`'));
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '"' => {
+                let mut name = String::new();
+                while let Some(d) = it.next() {
+                    if d == '"' {
+                        if it.peek() == Some(&'"') {
+                            it.next();
+                            name.push('"');
+                        } else {
+                            break;
+                        }
+                    } else {
+                        name.push(d);
+                    }
+                }
+                out.push('`');
+                out.push_str(&name.replace('`', "``"));
+                out.push('`');
+            }
+            '/' if it.peek() == Some(&'*') => {
+                out.push(c);
+                out.push(it.next().unwrap_or('*'));
+                let mut prev = ' ';
+                for d in it.by_ref() {
+                    out.push(d);
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '#' => {
+                out.push(c);
+                for d in it.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '-' if it.peek() == Some(&'-') && {
+                let mut ahead = it.clone();
+                ahead.next();
+                ahead.peek().is_none_or(|n| n.is_whitespace())
+            } =>
+            {
+                out.push(c);
+                for d in it.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn decoded_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
     let raw = q.query_raw();
     if raw.is_ascii() {
         return q.query();
@@ -370,5 +479,24 @@ mod tests {
         assert!(super::renames_table("ALTER TABLE t ADD x INT, RENAME AS u"));
         assert!(!super::renames_table("ALTER TABLE t1 RENAME COLUMN IF EXISTS a TO m"));
         assert!(!super::renames_table("ALTER TABLE t RENAME INDEX a TO b, RENAME KEY c TO d"));
+    }
+
+    #[test]
+    fn ansi_quotes_become_backticks() {
+        let f = super::ansi_quotes_to_backticks;
+        assert_eq!(f(r#"CREATE TABLE "t" ("""blah"" - 1" INT)"#), r#"CREATE TABLE `t` (`"blah" - 1` INT)"#);
+        assert_eq!(f(r#"create table "a1\""b1" (a int)"#), r#"create table `a1\"b1` (a int)"#);
+        assert_eq!(
+            f(r#"CREATE TABLE "x`y" (c INT DEFAULT 'it''s "q"')"#),
+            r#"CREATE TABLE `x``y` (c INT DEFAULT 'it''s "q"')"#
+        );
+        assert_eq!(
+            f(r#"ALTER TABLE `a"b` ADD c INT COMMENT 'x\' "y"' /* "z" */"#),
+            r#"ALTER TABLE `a"b` ADD c INT COMMENT 'x\' "y"' /* "z" */"#
+        );
+        assert_eq!(
+            f("INSERT INTO \"t\" VALUES (1--1) -- \"c\"\n"),
+            "INSERT INTO `t` VALUES (1--1) -- \"c\"\n"
+        );
     }
 }

@@ -608,6 +608,13 @@ impl Schemas {
                 snapshots.push(Arc::new(s.clone()));
             }
         }
+        if unlogged.iter().any(|(t, _)| *t == table) {
+            // Copied again with the schema it has now: the target's table is made
+            // anew, so the statement's own changes are not applied to it (a unique
+            // key added by ALTER IGNORE would meet the duplicates it removed).
+            changes.clear();
+            snapshots.clear();
+        }
         let last = Arc::new(s);
         self.tables.insert(table.clone(), last.clone());
         out.extend(changes.into_iter().zip(snapshots).map(|(c, a)| Applied::Schema(c, Some(a))));
@@ -923,6 +930,22 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn alter_ignore_adding_a_unique_key_copies_the_table_again() {
+        let mut s = tracked();
+        run(&mut s, "CREATE TABLE g (pk INT PRIMARY KEY, b BLOB)").await;
+        let out = run(&mut s, "ALTER IGNORE TABLE g ADD UNIQUE (b)").await;
+        assert!(
+            matches!(out.as_slice(), [Applied::RowsChangedUnlogged(t, _)] if t.table == "g"),
+            "only a copy, no index for the duplicates the server removed: {out:?}"
+        );
+        assert_eq!(s.get(&TableId::new("db", "g")).unwrap().indexes.len(), 1, "tracked with its new key");
+        let out = run(&mut s, "ALTER IGNORE TABLE g ADD KEY kb (pk)").await;
+        assert!(matches!(&out[0], Applied::Schema(SchemaChange::CreateIndex { .. }, _)), "{out:?}");
+        let out = run(&mut s, "ALTER TABLE g ADD UNIQUE (pk)").await;
+        assert!(matches!(&out[0], Applied::Schema(SchemaChange::CreateIndex { .. }, _)), "{out:?}");
     }
 
     #[tokio::test]

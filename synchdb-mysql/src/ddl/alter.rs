@@ -6,7 +6,9 @@ use super::*;
 /// split the operations and parse each on its own.
 pub(super) fn parse_alter(tokens: &[Token], default_db: &str) -> Result<Ddl, DdlError> {
     let mut i = 1;
+    let mut ignore = false;
     while i < tokens.len() && !is_word(tokens.get(i), "TABLE") {
+        ignore |= is_word(tokens.get(i), "IGNORE");
         i += 1;
     }
     i += 1;
@@ -28,6 +30,24 @@ pub(super) fn parse_alter(tokens: &[Token], default_db: &str) -> Result<Ddl, Ddl
     let mut ops = Vec::new();
     for op in split_top_level(&tokens[i..]) {
         ops.extend(alter_op(op, name_tokens, default_db)?);
+    }
+    // `ALTER IGNORE`: rows that would break a new unique key are deleted, values
+    // that do not convert are changed, all without row events.
+    let unique = |k: &IndexDef| {
+        matches!(k, IndexDef::Primary(_) | IndexDef::Index { kind: synchdb_types::IndexKind::Unique, .. })
+    };
+    let removes_rows = ops.iter().any(|op| match op {
+        AlterOp::AddIndex(k) => unique(k),
+        AlterOp::AddColumn { keys, .. } => keys.iter().any(unique),
+        AlterOp::ModifyColumn { .. } => true,
+        _ => false,
+    });
+    if ignore && removes_rows {
+        ops.push(AlterOp::DropsRows {
+            clause: "IGNORE (rows removed or changed without row events)".into(),
+            other: None,
+            other_goes: false,
+        });
     }
     Ok(Ddl::AlterTable { table, ops })
 }
