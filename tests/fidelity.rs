@@ -578,3 +578,35 @@ async fn rows_larger_than_the_servers_max_allowed_packet() {
         assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
     }
 }
+
+/// Statements the corpus found: ALTER IGNORE deleting duplicates without row
+/// events, DDL under ANSI_QUOTES, column swaps in one ALTER, CREATE OR
+/// REPLACE ... LIKE over an existing table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_ignore_ansi_quotes_swaps_and_replace_like() {
+    both_paths(
+        "corpusfound",
+        &["CREATE TABLE seed (id INT PRIMARY KEY)"],
+        &[
+            "CREATE TABLE d (pk INT PRIMARY KEY, b VARCHAR(10))",
+            "INSERT INTO d VALUES (1, 'foo'), (2, 'foo'), (3, 'bar')",
+            "ALTER IGNORE TABLE d ADD UNIQUE (b)",
+            "INSERT INTO d VALUES (4, 'baz')",
+            "SET SESSION sql_mode = 'ANSI_QUOTES'",
+            r#"CREATE TABLE "q t" ("""blah"" - 1" BIGINT, "x" INT DEFAULT 3)"#,
+            r#"INSERT INTO "q t" VALUES (1, 2)"#,
+            r#"ALTER TABLE "q t" ADD COLUMN "y" TEXT"#,
+            "SET SESSION sql_mode = DEFAULT",
+            "CREATE TABLE w (a INT PRIMARY KEY, b VARCHAR(10), c VARCHAR(10))",
+            "INSERT INTO w VALUES (1, 'b', 'c')",
+            "ALTER TABLE w CHANGE b c VARCHAR(20), CHANGE c b VARCHAR(20)",
+            "ALTER TABLE w RENAME COLUMN a TO a, RENAME COLUMN IF EXISTS nope TO x",
+            "INSERT INTO w VALUES (2, 'c2', 'b2')",
+            "CREATE TABLE m (k INT PRIMARY KEY, v TEXT)",
+            "CREATE TABLE r (z INT)",
+            "CREATE OR REPLACE TABLE r LIKE m",
+            "INSERT INTO r VALUES (1, 'v')",
+        ],
+    )
+    .await;
+}
