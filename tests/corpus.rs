@@ -90,6 +90,11 @@ fn wanted(stmt: &str) -> bool {
     if stmt.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w.len() > 63) {
         return false;
     }
+    // Likewise a column named like a PostgreSQL system column.
+    let system = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+    if stmt.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| system.contains(&w)) {
+        return false;
+    }
     match w.as_slice() {
         ["CREATE", "TABLE", ..]
         | ["CREATE", "OR", "REPLACE", "TABLE", ..]

@@ -504,12 +504,32 @@ pub(crate) fn check_identifier(what: &str, name: &str) -> Result<()> {
             format!("{what} name {name:?} is empty or longer than {MAX_IDENTIFIER_BYTES} bytes"),
         ));
     }
+    // Every PostgreSQL table has these system columns; a user column cannot take the name.
+    const SYSTEM: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+    if what == "column" && SYSTEM.contains(&name) {
+        return Err(Error::new(
+            synchdb_core::ErrorKind::SinkSchema,
+            format!(
+                "column name {name:?} is a PostgreSQL system column name; rename the column with a \
+                 mapping rule (`rename = \"...\"`) or leave it out"
+            ),
+        )
+        .with_column(name.to_string()));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_column_names_are_refused_with_the_column_named() {
+        let e = check_identifier("column", "ctid").unwrap_err();
+        assert_eq!((e.kind(), e.column()), (synchdb_core::ErrorKind::SinkSchema, Some("ctid")));
+        assert!(check_identifier("column", "CTID").is_ok(), "quoted upper case is another name");
+        assert!(check_identifier("table", "xmin").is_ok());
+    }
 
     #[test]
     fn debug_hides_the_password() {

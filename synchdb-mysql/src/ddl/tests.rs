@@ -490,3 +490,11 @@ mod corpus_spellings {
         }
     }
 }
+
+#[test]
+fn comments_inside_executable_comments() {
+    let sql = "CREATE TABLE t1 (a INT)\n/*!50100 PARTITION BY HASH (a)\n/* Test\n   of multi-line\n   comment */\nPARTITIONS 5 */";
+    assert!(matches!(parse(sql), Ddl::CreateTable { .. }));
+    let kept = super::tokens::without_comments_in_executable_comments("SELECT '/*! x /* y */' /* z */");
+    assert_eq!(kept, "SELECT '/*! x /* y */' /* z */");
+}

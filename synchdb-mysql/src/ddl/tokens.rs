@@ -9,8 +9,10 @@ pub(super) fn short(s: &str) -> String {
 /// Tokenize, dropping whitespace and comments, with the MariaDB rewrites
 /// that apply anywhere (`ZEROFILL`, `PERSISTENT`).
 pub(super) fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
-    let raw =
-        Tokenizer::new(&MySqlDialect {}, sql).tokenize().map_err(|e| err(format!("cannot tokenize: {e}")))?;
+    let sql = without_comments_in_executable_comments(sql);
+    let raw = Tokenizer::new(&MySqlDialect {}, &sql)
+        .tokenize()
+        .map_err(|e| err(format!("cannot tokenize: {e}")))?;
     let mut out: Vec<Token> = Vec::with_capacity(raw.len());
     let mut after_space = true;
     for t in raw {
@@ -50,6 +52,55 @@ pub(super) fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         out.push(t);
     }
     Ok(spellings(national_types(without_attributes(out))))
+}
+
+/// A plain comment inside an executable one (`/*!50100 PARTITION BY HASH (a)
+/// /* note */ PARTITIONS 5 */`), which the server skips and the tokenizer
+/// cannot read, removed. Strings and quoted names are left alone.
+pub(super) fn without_comments_in_executable_comments(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains("/*!") && !sql.contains("/*M!") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let (mut i, mut start) = (0, 0);
+    let mut in_exec = false;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let exec = matches!(b.get(i + 2), Some(b'!')) || b[i + 2..].starts_with(b"M!");
+                if exec && !in_exec {
+                    in_exec = true;
+                    i += 2;
+                } else if in_exec {
+                    // A comment within: dropped up to its end.
+                    out.push_str(&sql[start..i]);
+                    i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
+                    out.push(' ');
+                    start = i;
+                } else {
+                    i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
+                }
+            }
+            b'*' if in_exec && b.get(i + 1) == Some(&b'/') => {
+                in_exec = false;
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[start.min(sql.len())..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// MySQL spellings sqlparser does not read, as ones it does that mean the
