@@ -606,6 +606,14 @@ async fn alter_ignore_ansi_quotes_swaps_and_replace_like() {
             "CREATE TABLE r (z INT)",
             "CREATE OR REPLACE TABLE r LIKE m",
             "INSERT INTO r VALUES (1, 'v')",
+            // A keyless table with a unique key, updated in an order that matters.
+            // (MariaDB's long_unique_update.test.)
+            "CREATE TABLE u (a BLOB UNIQUE, b BLOB UNIQUE, c BLOB UNIQUE)",
+            "INSERT INTO u VALUES (1,1,1),(2,2,2),(3,3,3),(4,4,4),(5,5,5),(6,6,6),(7,7,7)",
+            "UPDATE IGNORE u SET b = 3 WHERE a = 2",
+            "UPDATE IGNORE u SET b = 4 WHERE b = 3",
+            "UPDATE IGNORE u SET b = 5 WHERE c = 3",
+            "UPDATE IGNORE u SET b = b + 3 WHERE a > 1 OR b > 1 OR c > 1",
         ],
     )
     .await;

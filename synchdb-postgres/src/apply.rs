@@ -588,7 +588,11 @@ impl<'c> Applier<'c> {
     async fn flush_matching(&mut self, run: Run) -> Result<()> {
         let stmts = &run.table.stmts;
         let update = run.op == Op::UpdateMatch;
-        if run.rows > 1 {
+        // One UPDATE changes the rows in the join's order, not the binlog's: with a
+        // unique key (or a self-reference) an order-dependent run could meet
+        // itself half-way (`UPDATE IGNORE t SET b = b + 3` over b = 2..7), so such
+        // tables' update runs go row by row, as the source applied them.
+        if run.rows > 1 && !(update && run.table.ordered) {
             let sql = if update { &stmts.update_match_many } else { &stmts.delete_match_many };
             let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
             for col in &run.columns {

@@ -115,6 +115,27 @@ async fn keyless_runs_pair_before_images_as_a_multiset_in_every_mode() {
 }
 
 #[tokio::test]
+async fn keyless_updates_keep_their_order_where_a_unique_key_could_collide() {
+    let db = db("pg_keyless_unique");
+    let s = sink(&db, |o| o).await;
+    let mut t =
+        (*table("ku", "t", vec![int("a", IntWidth::Int, false), int("b", IntWidth::Int, false)], &[]))
+            .clone();
+    t.indexes.push(IndexSchema {
+        name: "b".into(),
+        kind: IndexKind::Unique,
+        columns: vec![IndexColumn { name: "b".into(), prefix_length: None, descending: false }],
+    });
+    let t = std::sync::Arc::new(t);
+    let r = |a: i64, b: i64| vec![Value::Int(a), Value::Int(b)];
+    // Stored in this order on the target; the source moved 5 → 8 first, then 2 → 5.
+    snapshot(&s, "ku", &[(t.clone(), vec![r(1, 2), r(2, 5)])]).await;
+    let events = vec![upd(&t, r(2, 5), r(2, 8), 10), upd(&t, r(1, 2), r(1, 5), 10)];
+    s.apply("ku", &batch(10, events)).await.unwrap();
+    assert_eq!(query(&db, "SELECT a, b FROM ku.t ORDER BY a"), ["1|5", "2|8"]);
+}
+
+#[tokio::test]
 async fn upserts_and_deletes_keep_their_order_where_a_second_unique_key_could_collide() {
     let db = db("pg_unique_order");
     let s = sink(&db, |o| o).await;
