@@ -415,27 +415,21 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
         );
         let _ = writeln!(s, "| tool | median s | rows/s (big table) | runs s | peak RSS MB (median) |");
         let _ = writeln!(s, "|---|---|---|---|---|");
-        let secs: Vec<f64> = x.synchdb.iter().map(|r| r.secs).collect();
-        let rss: Vec<f64> = x.synchdb.iter().map(|r| r.rss_mb).collect();
-        let _ = writeln!(
-            s,
-            "| synchdb `replicate --snapshot initial_only` | {:.1} | {:.0} | {} | {:.0} |",
-            median(&secs),
-            x.rows as f64 / median(&secs),
-            list(&secs, 1),
-            median(&rss)
-        );
-        if !x.synchdb_text.is_empty() {
-            let secs: Vec<f64> = x.synchdb_text.iter().map(|r| r.secs).collect();
-            let rss: Vec<f64> = x.synchdb_text.iter().map(|r| r.rss_mb).collect();
+        let synchdb_row = |s: &mut String, what: &str, runs: &[Run]| {
+            let secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+            let rss: Vec<f64> = runs.iter().map(|r| r.rss_mb).collect();
             let _ = writeln!(
                 s,
-                "| synchdb `replicate --snapshot initial_only --copy-format text` | {:.1} | {:.0} | {} | {:.0} |",
+                "| synchdb `{what}` | {:.1} | {:.0} | {} | {:.0} |",
                 median(&secs),
                 x.rows as f64 / median(&secs),
                 list(&secs, 1),
                 median(&rss)
             );
+        };
+        synchdb_row(&mut s, "replicate --snapshot initial_only", &x.synchdb);
+        if !x.synchdb_text.is_empty() {
+            synchdb_row(&mut s, "replicate --snapshot initial_only --copy-format text", &x.synchdb_text);
         }
         if x.pgloader.is_empty() {
             let _ = writeln!(

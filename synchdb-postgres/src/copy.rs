@@ -64,6 +64,18 @@ fn escape_into(s: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// A row must have one value per column of the table.
+fn check_width(row: &Row, pt: &PgTable) -> Result<()> {
+    if row.len() != pt.columns.len() {
+        return Err(Error::new(
+            ErrorKind::SinkValue,
+            format!("row has {} values, table has {} columns", row.len(), pt.columns.len()),
+        )
+        .with_table(pt.id.clone()));
+    }
+    Ok(())
+}
+
 /// Append one row as a COPY text line.
 pub(crate) fn encode_row(
     row: &Row,
@@ -72,13 +84,7 @@ pub(crate) fn encode_row(
     scratch: &mut String,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if row.len() != pt.columns.len() {
-        return Err(Error::new(
-            ErrorKind::SinkValue,
-            format!("row has {} values, table has {} columns", row.len(), pt.columns.len()),
-        )
-        .with_table(pt.id.clone()));
-    }
+    check_width(row, pt)?;
     for (i, (v, col)) in row.iter().zip(&pt.columns).enumerate() {
         if i > 0 {
             out.push(b'\t');
@@ -106,13 +112,7 @@ pub(crate) fn encode_row_binary(
     zero: ZeroDatePolicy,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if row.len() != pt.columns.len() {
-        return Err(Error::new(
-            ErrorKind::SinkValue,
-            format!("row has {} values, table has {} columns", row.len(), pt.columns.len()),
-        )
-        .with_table(pt.id.clone()));
-    }
+    check_width(row, pt)?;
     out.extend_from_slice(&(pt.columns.len() as i16).to_be_bytes());
     for ((v, col), kind) in row.iter().zip(&pt.columns).zip(kinds) {
         if let Err(ValueError(m)) = binary::write_field(v, col, *kind, zero, out) {
