@@ -95,7 +95,11 @@ pub fn kill9(child: &mut Child) {
 
 /// A MariaDB connection speaking utf8mb4.
 pub async fn connect_my(url: &str) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::from_url(url).await.expect("connect MariaDB");
+    // Rows may be larger than the server's max_allowed_packet (replayed tests
+    // lower it): accept what a replication client accepts.
+    let opts = mysql_async::Opts::from_url(url).expect("MariaDB URL");
+    let opts = mysql_async::OptsBuilder::from_opts(opts).max_allowed_packet(Some(1 << 30));
+    let mut c = mysql_async::Conn::new(opts).await.expect("connect MariaDB");
     c.query_drop("SET NAMES utf8mb4").await.unwrap();
     c
 }

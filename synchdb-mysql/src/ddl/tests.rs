@@ -498,3 +498,13 @@ fn comments_inside_executable_comments() {
     let kept = super::tokens::without_comments_in_executable_comments("SELECT '/*! x /* y */' /* z */");
     assert_eq!(kept, "SELECT '/*! x /* y */' /* z */");
 }
+
+#[test]
+fn lock_wait_clauses_are_ignored() {
+    assert!(matches!(parse("CREATE INDEX i1 ON t1(a) WAIT 1"), Ddl::AlterTable { .. }));
+    assert!(matches!(parse("CREATE INDEX i1 ON t1(a) NOWAIT"), Ddl::AlterTable { .. }));
+    let o = ops("ALTER TABLE t1 WAIT 2 ADD COLUMN wait INT");
+    assert!(matches!(&o[0], AlterOp::AddColumn { column, .. } if column.name == "wait"), "{o:?}");
+    let o = ops("ALTER TABLE db.t1 NOWAIT ADD COLUMN nowait INT");
+    assert!(matches!(&o[0], AlterOp::AddColumn { column, .. } if column.name == "nowait"), "{o:?}");
+}

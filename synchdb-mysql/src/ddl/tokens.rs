@@ -51,7 +51,34 @@ pub(super) fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         }
         out.push(t);
     }
-    Ok(spellings(national_types(without_attributes(out))))
+    Ok(spellings(national_types(without_attributes(without_lock_waits(out)))))
+}
+
+/// MariaDB's lock-wait clauses (`CREATE INDEX i ON t (a) WAIT 1`, `ALTER TABLE t
+/// NOWAIT ADD ...`): no shape of their own, unknown to sqlparser, removed.
+fn without_lock_waits(tokens: Vec<Token>) -> Vec<Token> {
+    let bare = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if bare(tokens.get(i), "WAIT") && matches!(tokens.get(i + 1), Some(Token::Number(..))) {
+            i += 2;
+            continue;
+        }
+        let ends = matches!(tokens.get(i + 1), None | Some(Token::SemiColon));
+        let after_name = matches!(out.as_slice(), [.., Token::Word(a), Token::Word(t), Token::Word(_)]
+            if a.value.eq_ignore_ascii_case("ALTER") && t.value.eq_ignore_ascii_case("TABLE"))
+            || matches!(out.as_slice(), [.., Token::Word(t), Token::Word(_), Token::Period, Token::Word(_)]
+                if t.value.eq_ignore_ascii_case("TABLE"));
+        if bare(tokens.get(i), "NOWAIT") && (ends || matches!(out.last(), Some(Token::RParen)) || after_name)
+        {
+            i += 1;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out
 }
 
 /// A plain comment inside an executable one (`/*!50100 PARTITION BY HASH (a)
