@@ -544,8 +544,8 @@ pub(crate) fn parse_column_type(column_type: &str, data_type: &str) -> Result<Co
             let n = nums()?;
             let precision = n.first().copied().unwrap_or(10);
             let scale = n.get(1).copied().unwrap_or(0);
-            if precision == 0 || precision > 65 || scale > 30 || scale > precision {
-                return Err(bad("decimal precision must be 1..=65 and scale 0..=30, at most the precision"));
+            if precision == 0 || precision > 65 || scale > 38 || scale > precision {
+                return Err(bad("decimal precision must be 1..=65 and scale 0..=38 (MariaDB; MySQL 0..=30), at most the precision"));
             }
             ColumnType::Decimal { precision, scale, unsigned }
         }
@@ -645,6 +645,12 @@ mod tests {
         assert_eq!(p("float(30)", ""), ColumnType::Double { unsigned: false });
         assert_eq!(p("bit(10)", "bit"), ColumnType::Bit { width: 10 });
         assert!(parse_column_type("decimal(66,0)", "").is_err());
+        // MariaDB allows 38 digits after the point (MySQL 30).
+        assert_eq!(
+            p("decimal(34,33)", ""),
+            ColumnType::Decimal { precision: 34, scale: 33, unsigned: false }
+        );
+        assert!(parse_column_type("decimal(65,39)", "").is_err());
         assert!(parse_column_type("bit(65)", "").is_err());
     }
 
