@@ -29,6 +29,8 @@ const TRANSIENT: &[u16] = &[
     2002, 2003, 2006, 2013, 2026,
     2055, // client: cannot connect, gone away, lost, SSL, lost at handshake
     4031, // disconnected by the server because of inactivity (MySQL 8)
+    4052, // a binlog client with this server id is still connected: the server drops
+          // a dead one (a killed earlier run) once it notices, so this passes
 ];
 
 /// Server error codes of missing privileges or wrong credentials.
@@ -77,6 +79,7 @@ mod tests {
         assert_eq!(kind_of(&server(1213)), ErrorKind::SourceConnection);
         assert_eq!(kind_of(&server(1412)), ErrorKind::SourceConnection);
         assert_eq!(kind_of(&server(1927)), ErrorKind::SourceConnection);
+        assert_eq!(kind_or(&server(4052), ErrorKind::SourceSetting), ErrorKind::SourceConnection);
         assert_eq!(kind_of(&server(1045)), ErrorKind::SourcePrivilege);
         assert_eq!(kind_of(&server(1236)), ErrorKind::SourcePositionLost);
         assert_eq!(kind_of(&server(1146)), ErrorKind::SourceSchema);
