@@ -8,6 +8,7 @@ use synchdb_core::{Error, ErrorKind, Result, SourceControl, SourceHead};
 use synchdb_types::{BinlogPosition, GtidSet, Position};
 use tokio::sync::Mutex;
 
+use crate::binlog::binlog_files;
 use crate::errors;
 use crate::options::MySqlSourceOptions;
 
@@ -39,20 +40,6 @@ impl MySqlControl {
         }
         r
     }
-}
-
-/// `SHOW BINARY LOGS`: files in order with their sizes.
-async fn binlog_files(conn: &mut Conn) -> Result<Vec<(String, u64)>> {
-    let rows: Vec<mysql_async::Row> =
-        conn.query("SHOW BINARY LOGS").await.map_err(|e| errors::error("SHOW BINARY LOGS failed", e))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            let name: Option<String> = r.get(0);
-            let size: Option<u64> = r.get(1);
-            Some((name?, size.unwrap_or(0)))
-        })
-        .collect())
 }
 
 /// Event types that sit inside a transaction: a position there is not a

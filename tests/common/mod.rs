@@ -15,8 +15,13 @@ use mysql_async::prelude::Queryable;
 use sqlx::Row as _;
 use synchdb::types::{DateTime, Time};
 
-/// The `replicate` example built by `cargo test` next to this test binary.
+/// The `replicate` example built by `cargo test` next to this test binary,
+/// or the one `SYNCHDB_REPLICATE_BIN` names (long on-demand runs use a copy,
+/// so that a rebuild meanwhile does not swap the binary under them).
 pub fn replicate_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SYNCHDB_REPLICATE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target profile dir");
     let bin = profile_dir.join("examples").join("replicate");

@@ -20,7 +20,7 @@ mod rows;
 mod schema;
 mod stream;
 
-pub(crate) use stream::{binlog_status, gtid_at, master_position};
+pub(crate) use stream::{binlog_files, binlog_status, gtid_at, master_position};
 #[cfg(test)]
 mod tests;
 
@@ -372,16 +372,14 @@ impl<'a> Follower<'a> {
         let Some(set) = gtid else { return Ok(StreamStart::File(self.resume.binlog.clone())) };
         let server = self.server_name();
         let conn = self.side.get().await?;
-        let here = match stream::gtid_at(conn, &self.resume.binlog).await {
-            Ok(here) => here,
+        match stream::holds_position(conn, &self.resume.binlog, &set).await {
+            Ok(true) => return Ok(StreamStart::File(self.resume.binlog.clone())),
+            Ok(false) => {}
             Err(e) => {
                 // Reconnect on the next attempt; the follower retries the start.
                 self.side.conn = None;
                 return Err(e);
             }
-        };
-        if here.as_ref() == Some(&set) {
-            return Ok(StreamStart::File(self.resume.binlog.clone()));
         }
         stream::check_gtid_history(conn, &set, &self.resume.binlog, &server).await?;
         self.rebase_on_gtid()?;

@@ -256,6 +256,77 @@ pub(crate) async fn gtid_at(conn: &mut Conn, at: &BinlogPosition) -> Result<Opti
     }
 }
 
+/// `SHOW BINARY LOGS`: the server's binlog files in order with their sizes.
+pub(crate) async fn binlog_files(conn: &mut Conn) -> Result<Vec<(String, u64)>> {
+    let rows: Vec<mysql_async::Row> =
+        conn.query("SHOW BINARY LOGS").await.map_err(|e| conn_error("SHOW BINARY LOGS failed", e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let name: Option<String> = r.get(0);
+            let size: Option<u64> = r.get(1);
+            Some((name?, size.unwrap_or(0)))
+        })
+        .collect())
+}
+
+/// MariaDB: whether the binlog position `at`, where the GTID set `applied`
+/// was reached, is a position of this server's own binlog (and not of
+/// another server of the topology whose files have the same names).
+///
+/// `BINLOG_GTID_POS(file, pos)` answers when it can read the file up to
+/// `at`. It answers NULL both for another server's position and when the
+/// file holds, before `at`, an event larger than the session's
+/// `max_allowed_packet` (a row of several large BLOBs): the server reads the
+/// file from its start and gives up there. In that case the file is judged
+/// without reading through it: it is listed here and long enough, the
+/// GTID sets at its start and end bracket `applied`, and the last
+/// transaction `applied` holds in some domain was written by this server
+/// (its `@@server_id`). A replica promoted after a failover fails the last
+/// test: the transactions came from the old primary.
+pub(crate) async fn holds_position(conn: &mut Conn, at: &BinlogPosition, applied: &GtidSet) -> Result<bool> {
+    if let Some(here) = gtid_at(conn, at).await? {
+        return Ok(&here == applied);
+    }
+    let GtidSet::MariaDb(last) = applied else { return Ok(false) };
+    let files = binlog_files(conn).await?;
+    let Some(i) = files.iter().position(|(name, _)| *name == at.file) else { return Ok(false) };
+    if files[i].1 < at.pos {
+        return Ok(false);
+    }
+    let Some(start) = gtid_at(conn, &BinlogPosition::new(at.file.clone(), 4)).await? else {
+        return Ok(false);
+    };
+    let end = match files.get(i + 1) {
+        Some((next, _)) => gtid_at(conn, &BinlogPosition::new(next.clone(), 4)).await?,
+        None => {
+            let head: Option<String> = conn
+                .query_first("SELECT @@global.gtid_binlog_pos")
+                .await
+                .map_err(|e| conn_error("cannot read @@gtid_binlog_pos", e))?;
+            head.and_then(|h| h.parse().ok())
+        }
+    };
+    let Some(end) = end else { return Ok(false) };
+    let server_id: Option<u32> = conn
+        .query_first("SELECT @@global.server_id")
+        .await
+        .map_err(|e| conn_error("cannot read @@server_id", e))?;
+    let written_here = server_id.is_some_and(|id| last.values().any(|g| g.server == id));
+    let same = applied.contains(&start) && end.contains(applied) && written_here;
+    tracing::info!(
+        position = %at,
+        gtid = %applied,
+        file_starts_at = %start,
+        file_ends_at = %end,
+        same_server = same,
+        "BINLOG_GTID_POS cannot read the binlog up to the stored position (an event larger than the server's \
+         max_allowed_packet before it, or another server's file): judged by the file's GTID range and the \
+         server id"
+    );
+    Ok(same)
+}
+
 /// The side connection for information_schema look-ups, opened on demand.
 pub(crate) struct SideConn {
     pub(crate) opts: MySqlSourceOptions,
