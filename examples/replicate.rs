@@ -97,6 +97,11 @@ struct Args {
     /// text; tables with type overrides or SQL transforms still go as text) or text.
     #[arg(long, default_value = "binary")]
     copy_format: synchdb::postgres::CopyFormat,
+    /// Do not give tables without a primary or unique key an index of their own
+    /// on the replica (`<table>_synchdb_match`, over one bounded column), through
+    /// which updates and deletes find their rows instead of reading the table.
+    #[arg(long)]
+    no_keyless_index: bool,
     /// Mapping rules (renames, exclusions, types, transforms, masks, filters): a .toml or .json file.
     #[arg(long)]
     mapping: Option<PathBuf>,
@@ -600,7 +605,12 @@ fn verify_options(args: &Args, tables: Vec<synchdb::types::TableId>) -> synchdb:
 /// `--verify`: compare the replica with the source; `true` when all tables are equal.
 /// The PostgreSQL target's options: its URL plus the flags that shape what it stores.
 fn target_options(args: &Args) -> synchdb::core::Result<PgSinkOptions> {
-    Ok(args.target.parse::<PgSinkOptions>()?.text_nul(args.text_nul).copy_format(args.copy_format))
+    Ok(args
+        .target
+        .parse::<PgSinkOptions>()?
+        .text_nul(args.text_nul)
+        .copy_format(args.copy_format)
+        .keyless_index(!args.no_keyless_index))
 }
 
 async fn verify(args: Args) -> synchdb::core::Result<bool> {

@@ -5,14 +5,22 @@
 //! value of `n`), copied by a snapshot; then MariaDB runs two statements
 //! (3,000 rows updated, 1,980 deleted) and `replicate --until-caught-up`
 //! applies them. The number of changes does not depend on N, so a flat
-//! apply time means the cost does not grow with the table.
+//! apply time means the cost does not grow with the table. The keyless table
+//! runs twice: with its own index on the replica (the default) and with
+//! `--no-keyless-index` (one pass over the table per run of changes).
 
 use crate::report::{KeylessResults, KeylessRun};
 use crate::tools::snapshot_then_apply;
 use crate::{BenchResult, Env};
 
-fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<KeylessRun> {
-    let kind = if keyed { "keyed" } else { "keyless" };
+/// One run; `own_index`: the keyless table gets its own index on the replica
+/// (the default; `false` runs `replicate --no-keyless-index`, the earlier way).
+fn one_run(env: &Env, keyed: bool, own_index: bool, rows: u64, run: usize) -> BenchResult<KeylessRun> {
+    let kind = match (keyed, own_index) {
+        (true, _) => "keyed",
+        (false, true) => "keyless",
+        (false, false) => "keyless_noindex",
+    };
     let db = format!("kl_{kind}_{rows}_{run}");
     let groups = rows / 60;
     let id = if keyed { "id BIGINT AUTO_INCREMENT PRIMARY KEY, " } else { "" };
@@ -23,8 +31,14 @@ fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<Keyless
     );
     let work =
         format!("UPDATE log SET lvl = 'ERROR' WHERE n < 50; DELETE FROM log WHERE n >= {}", groups - 33);
-    let (source_secs, apply_secs, rss_mb) =
-        snapshot_then_apply(env, &db, &format!("kl{run}"), &setup, &work)?;
+    let (source_secs, apply_secs, rss_mb) = snapshot_then_apply(
+        env,
+        &db,
+        &format!("kl{run}"),
+        &setup,
+        &work,
+        if own_index { &[] } else { &["--no-keyless-index"] },
+    )?;
     let target =
         env.pg.exec(&db, &format!("SELECT count(*), sum((lvl = 'ERROR')::int) FROM \"{db}\".log"))?;
     let expected = format!("{}|3000", rows - 33 * 60);
@@ -36,7 +50,7 @@ fn one_run(env: &Env, keyed: bool, rows: u64, run: usize) -> BenchResult<Keyless
     eprintln!(
         "    {kind} {rows} rows: source {source_secs:.2}s, apply {apply_secs:.2}s, peak RSS {rss_mb:.0} MB"
     );
-    Ok(KeylessRun { keyed, rows, source_secs, apply_secs, rss_mb })
+    Ok(KeylessRun { keyed, own_index, rows, source_secs, apply_secs, rss_mb })
 }
 
 pub(crate) fn keyless_workload(env: &Env) -> BenchResult<KeylessResults> {
@@ -46,8 +60,8 @@ pub(crate) fn keyless_workload(env: &Env) -> BenchResult<KeylessResults> {
     let mut runs = Vec::new();
     for run in 0..env.opts.runs() {
         for &rows in &sizes {
-            for keyed in [false, true] {
-                runs.push(one_run(env, keyed, rows, run)?);
+            for (keyed, own_index) in [(false, true), (false, false), (true, true)] {
+                runs.push(one_run(env, keyed, own_index, rows, run)?);
             }
         }
     }

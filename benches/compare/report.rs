@@ -83,6 +83,8 @@ pub(crate) struct LatencyResults {
 #[derive(Debug, Clone)]
 pub(crate) struct KeylessRun {
     pub keyed: bool,
+    /// Keyless runs: with the table's own index on the replica (the default).
+    pub own_index: bool,
     pub rows: u64,
     pub source_secs: f64,
     pub apply_secs: f64,
@@ -96,11 +98,22 @@ pub(crate) struct KeylessResults {
 }
 
 impl KeylessResults {
-    /// Median (source, apply, RSS) of the runs of one kind and size.
+    /// Median (source, apply, RSS) of the runs of one kind and size (keyless:
+    /// with the table's own index, the default).
     pub fn median(&self, keyed: bool, rows: u64) -> (f64, f64, f64) {
+        self.median_of(keyed, true, rows)
+    }
+
+    /// Median (source, apply, RSS) of the runs of one kind, index setting and size.
+    pub fn median_of(&self, keyed: bool, own_index: bool, rows: u64) -> (f64, f64, f64) {
         let of = |f: &dyn Fn(&KeylessRun) -> f64| {
             median(
-                &self.runs.iter().filter(|r| r.keyed == keyed && r.rows == rows).map(f).collect::<Vec<_>>(),
+                &self
+                    .runs
+                    .iter()
+                    .filter(|r| r.keyed == keyed && (keyed || r.own_index == own_index) && r.rows == rows)
+                    .map(f)
+                    .collect::<Vec<_>>(),
             )
         };
         (of(&|r| r.source_secs), of(&|r| r.apply_secs), of(&|r| r.rss_mb))
@@ -583,9 +596,13 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
              its start).\n\n| table | rows | source s | apply s | apply / source | peak RSS MB |\n|---|---|---|---|---|---|"
         );
         for &rows in &k.sizes {
-            for keyed in [false, true] {
-                let (src, apply, rss) = k.median(keyed, rows);
-                let kind = if keyed { "primary key" } else { "no key" };
+            for (keyed, own_index) in [(false, true), (false, false), (true, true)] {
+                let (src, apply, rss) = k.median_of(keyed, own_index, rows);
+                let kind = match (keyed, own_index) {
+                    (true, _) => "primary key",
+                    (false, true) => "no key (own index on the replica, default)",
+                    (false, false) => "no key, `--no-keyless-index`",
+                };
                 let _ = writeln!(
                     s,
                     "| {kind} | {rows} | {src:.2} | {apply:.2} | {:.1}x | {rss:.0} |",

@@ -49,7 +49,7 @@ fn one_run(env: &Env, run: usize) -> BenchResult<SingleRun> {
          FROM seq_1_to_{BASE_ROWS}"
     );
     let (source_secs, apply_secs, rss_mb) =
-        snapshot_then_apply(env, &db, &format!("sw{run}"), &setup, &script())?;
+        snapshot_then_apply(env, &db, &format!("sw{run}"), &setup, &script(), &[])?;
     let expected = env.mariadb.exec(&format!("SELECT COUNT(*), SUM(a) FROM {db}.t"))?;
     let target = env.pg.exec(&db, &format!("SELECT count(*), sum(a) FROM \"{db}\".t"))?;
     let expected = expected.split_whitespace().collect::<Vec<_>>().join("|");

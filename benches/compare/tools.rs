@@ -264,14 +264,15 @@ pub(crate) fn snapshot_then_apply(
     pipeline: &str,
     setup: &str,
     work: &str,
+    extra: &[&str],
 ) -> BenchResult<(f64, f64, f64)> {
     env.mariadb.exec(&format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db}; {setup}"))?;
     env.fresh_pg_db(db)?;
-    Watched::spawn(env.replicate(db, db, pipeline).arg("--until-caught-up"))?.wait()?;
+    Watched::spawn(env.replicate(db, db, pipeline).args(extra).arg("--until-caught-up"))?.wait()?;
     let started = Instant::now();
     env.mariadb.exec(&format!("USE {db}; {work}"))?;
     let source_secs = started.elapsed().as_secs_f64();
     let (apply_secs, rss_mb) =
-        Watched::spawn(env.replicate(db, db, pipeline).arg("--until-caught-up"))?.wait()?;
+        Watched::spawn(env.replicate(db, db, pipeline).args(extra).arg("--until-caught-up"))?.wait()?;
     Ok((source_secs, apply_secs, rss_mb))
 }

@@ -62,6 +62,11 @@ pub(crate) struct Statements {
     update_match: Arc<str>,
     delete_match_many: Arc<str>,
     update_match_many: Arc<str>,
+    /// The keyless statements again, finding candidate rows by equality on the
+    /// probe column ([`PgTable::probe`]) first: `(column, delete_match,
+    /// update_match, delete_match_many, update_match_many)`. Used when no
+    /// before image has NULL there.
+    probed: Option<(usize, [Arc<str>; 4])>,
 }
 
 fn params(from: usize, n: usize) -> impl Iterator<Item = String> {
@@ -190,29 +195,51 @@ impl Statements {
             kwhere(1),
             kwhere(k + 1)
         );
-        let all_match = |from: usize| -> String {
-            let w: Vec<String> =
-                pt.columns.iter().zip(params(from, n)).map(|(c, p)| matches_expr(c, &p)).collect();
+        let all_match = |from: usize, probe: Option<usize>| -> String {
+            let mut w: Vec<String> = Vec::with_capacity(n + 1);
+            if let Some(i) = probe {
+                let c = &pt.columns[i];
+                w.push(format!("{} = {}", quote(&c.name), c.value_expr(&format!("${}", from + i))));
+            }
+            w.extend(pt.columns.iter().zip(params(from, n)).map(|(c, p)| matches_expr(c, &p)));
             format!("ctid = (SELECT ctid FROM {q} WHERE {} LIMIT 1)", w.join(" AND "))
         };
-        let delete_match = format!("DELETE FROM {q} WHERE {}", all_match(1));
-        let update_match = format!("UPDATE {q} SET {} WHERE {}", set.join(", "), all_match(n + 1));
+        let delete_match_with = |probe| format!("DELETE FROM {q} WHERE {}", all_match(1, probe));
+        let update_match_with =
+            |probe| format!("UPDATE {q} SET {} WHERE {}", set.join(", "), all_match(n + 1, probe));
         // Runs of keyless deletes/updates: one pass over the table, rows paired
         // with before images as a multiset; nothing changes unless all pair.
         let stored = row_text(pt, true, "");
+        // The stored rows a run is matched against: all of them, or those whose
+        // probe column equals one of the before images' values (an index lookup).
+        let scan = |probe: Option<usize>| match probe {
+            None => format!("{q} AS t"),
+            Some(i) => {
+                let c = &pt.columns[i];
+                format!(
+                    "{q} AS t WHERE t.{} = ANY (ARRAY(SELECT DISTINCT {} FROM unnest(${}::text[]) AS p(v)))",
+                    quote(&c.name),
+                    c.value_expr("p.v"),
+                    i + 1
+                )
+            }
+        };
         let barrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
         let baliases: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-        let delete_match_many = format!(
+        let delete_match_many_with = |probe| {
+            format!(
             "WITH b AS (SELECT {before} AS r, count(*) AS m FROM unnest({arrays}) AS u({aliases}) GROUP BY 1), \
-             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {scan}), \
              x AS (SELECT s.id, row_number() OVER (PARTITION BY s.r) AS rn, b.m FROM s JOIN b ON s.r = b.r), \
              y AS (SELECT id FROM x WHERE rn <= m) \
              DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT id FROM y)) AND (SELECT count(*) FROM y) = ${k}",
             before = row_text(pt, false, "b"),
             arrays = barrays.join(", "),
             aliases = baliases.join(", "),
+            scan = scan(probe),
             k = n + 1,
-        );
+        )
+        };
         let aarrays: Vec<String> = params(n + 1, n).map(|p| format!("{p}::text[]")).collect();
         let aaliases: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
         let after: Vec<String> = pt
@@ -223,20 +250,33 @@ impl Statements {
             .collect();
         let set_after: Vec<String> =
             pt.columns.iter().enumerate().map(|(i, c)| format!("{} = y.a{i}", quote(&c.name))).collect();
-        let update_match_many = format!(
+        let update_match_many_with = |probe| {
+            format!(
             "WITH b AS (SELECT {before} AS r, row_number() OVER (PARTITION BY {before}) AS k, {after} \
              FROM unnest({arrays}) AS u({aliases})), \
-             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {scan}), \
              x AS (SELECT s.id, s.r, row_number() OVER (PARTITION BY s.r) AS k FROM s WHERE s.r IN (SELECT r FROM b)), \
              y AS (SELECT x.id, b.* FROM x JOIN b USING (r, k)) \
              UPDATE {q} AS t SET {set} FROM y WHERE t.ctid = y.id AND (SELECT count(*) FROM y) = ${k}",
             before = row_text(pt, false, "b"),
             after = after.join(", "),
-            arrays = [barrays.clone(), aarrays].concat().join(", "),
-            aliases = [baliases.clone(), aaliases].concat().join(", "),
+            arrays = [barrays.clone(), aarrays.clone()].concat().join(", "),
+            aliases = [baliases.clone(), aaliases.clone()].concat().join(", "),
             set = set_after.join(", "),
+            scan = scan(probe),
             k = 2 * n + 1,
-        );
+        )
+        };
+        let probed = pt.probe.map(|i| {
+            let some = Some(i);
+            let p: [Arc<str>; 4] = [
+                delete_match_with(some).into(),
+                update_match_with(some).into(),
+                delete_match_many_with(some).into(),
+                update_match_many_with(some).into(),
+            ];
+            (i, p)
+        });
         Statements {
             upsert_many: upsert_many.into(),
             upsert_one: upsert_one.into(),
@@ -244,10 +284,11 @@ impl Statements {
             delete_one: delete_one.into(),
             update_key: update_key.into(),
             delete_new_if_old: delete_new_if_old.into(),
-            delete_match: delete_match.into(),
-            update_match: update_match.into(),
-            delete_match_many: delete_match_many.into(),
-            update_match_many: update_match_many.into(),
+            delete_match: delete_match_with(None).into(),
+            update_match: update_match_with(None).into(),
+            delete_match_many: delete_match_many_with(None).into(),
+            update_match_many: update_match_many_with(None).into(),
+            probed,
         }
     }
 }
@@ -592,8 +633,15 @@ impl<'c> Applier<'c> {
         // unique key (or a self-reference) an order-dependent run could meet
         // itself half-way (`UPDATE IGNORE t SET b = b + 3` over b = 2..7), so such
         // tables' update runs go row by row, as the source applied them.
+        // Before images sit in the first n columns (updates: then the after images).
+        let probed = stmts.probed.as_ref().filter(|(i, _)| run.columns[*i].iter().all(Option::is_some));
         if run.rows > 1 && !(update && run.table.ordered) {
-            let sql = if update { &stmts.update_match_many } else { &stmts.delete_match_many };
+            let sql = match (probed, update) {
+                (Some((_, p)), true) => &p[3],
+                (Some((_, p)), false) => &p[2],
+                (None, true) => &stmts.update_match_many,
+                (None, false) => &stmts.delete_match_many,
+            };
             let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
             for col in &run.columns {
                 q = q.bind(col);
@@ -616,12 +664,13 @@ impl<'c> Applier<'c> {
         let n = run.table.pt.columns.len();
         for i in 0..run.rows {
             let row: Values = run.columns.iter().map(|c| c[i].clone()).collect();
+            let probed = stmts.probed.as_ref().filter(|(i, _)| row[*i].is_some());
             let (sql, binds) = if update {
                 let mut b = row[n..].to_vec();
                 b.extend(row[..n].iter().cloned());
-                (&stmts.update_match, b)
+                (probed.map_or(&stmts.update_match, |(_, p)| &p[1]), b)
             } else {
-                (&stmts.delete_match, row)
+                (probed.map_or(&stmts.delete_match, |(_, p)| &p[0]), row)
             };
             self.exec(&run.table, sql, binds, &run.position).await?;
         }

@@ -56,6 +56,65 @@ pub(crate) struct PgTable {
     pub columns: Vec<PgColumn>,
     /// Row identity: primary key, else a NOT NULL unique key; empty for keyless tables.
     pub key: Vec<usize>,
+    /// Keyless tables: the column whose index finds the rows an update or
+    /// delete matches (the first column of a source index, else of the
+    /// table's own index, [`KEYLESS_INDEX`]); see [`PgTable::probe_of`].
+    pub probe: Option<usize>,
+    /// Whether [`probe`](Self::probe) is the table's own index (not a source one).
+    pub own_index: bool,
+}
+
+/// The name (after the table's) of the index a keyless table gets on the replica.
+pub(crate) const KEYLESS_INDEX: &str = "synchdb_match";
+
+/// Whether rows can be found by equality on stored column `c` with the same
+/// outcome as the row match (`apply::comparable` is the plain column).
+fn probe_ok(c: &PgColumn) -> bool {
+    c.transform.is_none()
+        && match c.family {
+            Family::Text | Family::Bytea => true,
+            Family::Other => c.default_mapping,
+            Family::Json | Family::PostGis => false,
+        }
+}
+
+/// Whether a B-tree index over `c` holds any value it can hold (PostgreSQL
+/// refuses index entries above ~2,700 bytes): fixed-size types and short varchars.
+fn index_ok(c: &PgColumn) -> bool {
+    if !probe_ok(c) {
+        return false;
+    }
+    let t = c.sql_type.to_ascii_lowercase();
+    match c.family {
+        Family::Text => t
+            .strip_prefix("varchar(")
+            .or_else(|| t.strip_prefix("character varying("))
+            .and_then(|r| r.strip_suffix(')'))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .is_some_and(|n| n <= 600),
+        Family::Other => {
+            c.enum_members.is_none()
+                && c.bit_width.is_none()
+                && [
+                    "smallint",
+                    "integer",
+                    "bigint",
+                    "numeric",
+                    "real",
+                    "double precision",
+                    "date",
+                    "timestamp",
+                    "timestamptz",
+                    "time",
+                    "interval",
+                    "uuid",
+                    "boolean",
+                ]
+                .iter()
+                .any(|p| t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} ")))
+        }
+        _ => false,
+    }
 }
 
 impl PgTable {
@@ -69,14 +128,56 @@ impl PgTable {
             check_identifier("column", &c.name).map_err(|e| e.with_table(t.id.clone()))?;
             columns.push(map_column(&t.id, c, opts, postgis)?);
         }
+        let key = t.identity_columns();
+        let (probe, own_index) =
+            if key.is_empty() { Self::probe_of(t, &columns, opts) } else { (None, false) };
         Ok(PgTable {
             id: t.id.clone(),
             qualified: format!("{}.{}", quote(&schema), quote(&name)),
             schema,
             name,
             columns,
-            key: t.identity_columns(),
+            key,
+            probe,
+            own_index,
         })
+    }
+
+    /// The probe column of a keyless table: the first column of the first
+    /// plain or unique source index (whole column) that can find rows by
+    /// equality; else, with [`PgSinkOptions::keyless_index`], the first
+    /// column of a type a B-tree indexes whatever its values.
+    fn probe_of(t: &TableSchema, columns: &[PgColumn], opts: &PgSinkOptions) -> (Option<usize>, bool) {
+        let by_name = |n: &str| t.columns.iter().position(|c| c.name == n);
+        for ix in &t.indexes {
+            if !matches!(ix.kind, IndexKind::Plain | IndexKind::Unique) {
+                continue;
+            }
+            let Some(first) = ix.columns.first() else { continue };
+            if first.prefix_length.is_some() {
+                continue;
+            }
+            if let Some(i) = by_name(&first.name).filter(|&i| probe_ok(&columns[i])) {
+                return (Some(i), false);
+            }
+        }
+        if !opts.get_keyless_index() {
+            return (None, false);
+        }
+        let fixed = columns.iter().position(|c| c.family == Family::Other && index_ok(c));
+        let own = fixed.or_else(|| columns.iter().position(index_ok));
+        (own, own.is_some())
+    }
+
+    /// `CREATE INDEX` of a keyless table's own index, when it gets one.
+    pub fn own_index_sql(&self) -> Option<String> {
+        let c = &self.columns[self.probe.filter(|_| self.own_index)?];
+        Some(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            quote(&index_name(&self.name, KEYLESS_INDEX)),
+            self.qualified,
+            quote(&c.name)
+        ))
     }
 
     /// The table name as a text literal for `to_regclass` / `pg_get_serial_sequence`.
@@ -353,6 +454,9 @@ pub(crate) async fn create_indexes_and_keys(
             try_exec(conn, &sql, pt, &format!("index {}", ix.name), cx).await?;
         }
     }
+    if let Some(sql) = pt.own_index_sql() {
+        try_exec(conn, &sql, pt, "index for rows without a key", cx).await?;
+    }
     for fk in &t.foreign_keys {
         create_foreign_key(conn, pt, fk, cx).await?;
     }
@@ -565,6 +669,8 @@ fn build_one(table: &TableId, qualified: &str, pg: PgColumn) -> PgTable {
         qualified: qualified.to_string(),
         columns: vec![pg],
         key: vec![],
+        probe: None,
+        own_index: false,
     }
 }
 

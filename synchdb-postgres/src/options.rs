@@ -173,6 +173,7 @@ pub struct PgSinkOptions {
     fulltext_gin: bool,
     copy_buffer_bytes: usize,
     copy_format: CopyFormat,
+    keyless_index: bool,
 }
 
 impl std::fmt::Debug for PgSinkOptions {
@@ -194,6 +195,7 @@ impl std::fmt::Debug for PgSinkOptions {
             .field("fulltext_gin", &self.fulltext_gin)
             .field("copy_buffer_bytes", &self.copy_buffer_bytes)
             .field("copy_format", &self.copy_format)
+            .field("keyless_index", &self.keyless_index)
             .finish()
     }
 }
@@ -256,6 +258,7 @@ impl Default for PgSinkOptions {
             fulltext_gin: true,
             copy_buffer_bytes: DEFAULT_COPY_BUFFER_BYTES,
             copy_format: CopyFormat::Binary,
+            keyless_index: true,
         }
     }
 }
@@ -377,6 +380,24 @@ impl PgSinkOptions {
     pub fn copy_format(mut self, format: CopyFormat) -> Self {
         self.copy_format = format;
         self
+    }
+
+    /// Whether a table without a primary or unique key gets an index of its own
+    /// on the replica (default on), named `<table>_synchdb_match`, over one
+    /// column of a bounded type (the first integer, date/time, numeric or uuid
+    /// column, else a `varchar(n)` with n ≤ 600), unless the source gave the
+    /// table an index already. Updates and deletes of such a table find their
+    /// rows through it (or through the source's index) instead of reading the
+    /// whole table, so their cost does not grow with the table. The index is
+    /// only a means of finding rows: rows are still matched on every column.
+    pub fn keyless_index(mut self, on: bool) -> Self {
+        self.keyless_index = on;
+        self
+    }
+
+    /// Whether keyless tables get their own index (see [`keyless_index`](Self::keyless_index)).
+    pub fn get_keyless_index(&self) -> bool {
+        self.keyless_index
     }
 
     /// The pool size.

@@ -114,6 +114,89 @@ async fn keyless_runs_pair_before_images_as_a_multiset_in_every_mode() {
     assert_eq!(results[1], expected, "row by row");
 }
 
+/// Keyless tables find the rows an update or delete matches through an index
+/// (the table's own `<table>_synchdb_match`, or a source index) before matching
+/// every column; a run with a NULL in that column, and a sink without the
+/// option, match by reading the table. Every way gives the same rows.
+#[tokio::test]
+async fn keyless_rows_are_found_through_an_index_or_without_one() {
+    let db = db("pg_keyless_probe");
+    let configs = [
+        ("own_set", ApplyMode::SetBased, true, false),
+        ("own_row", ApplyMode::RowByRow, true, false),
+        ("none_set", ApplyMode::SetBased, false, false),
+        ("source_ix", ApplyMode::SetBased, true, true),
+    ];
+    for (name, mode, own, source_index) in configs {
+        let s = sink(&db, |o| o.apply_mode(mode).keyless_index(own)).await;
+        let mut t = (*table("kp", name, vec![int("a", IntWidth::Int, false), varchar("b", 10)], &[])).clone();
+        if source_index {
+            t.indexes.push(IndexSchema {
+                name: "by_b".into(),
+                kind: IndexKind::Plain,
+                columns: vec![IndexColumn::new("b")],
+            });
+        }
+        let t = std::sync::Arc::new(t);
+        let row = |a: Option<i64>, b: Option<&str>| {
+            vec![a.map_or(Value::Null, Value::Int), b.map_or(Value::Null, |b| Value::Text(b.into()))]
+        };
+        let x = row(Some(1), Some("x"));
+        let n = row(None, Some("n"));
+        let initial = vec![
+            x.clone(),
+            x.clone(),
+            x.clone(),
+            n.clone(),
+            n.clone(),
+            row(Some(2), Some("y")),
+            row(None, None),
+        ];
+        snapshot(&s, name, &[(t.clone(), initial)]).await;
+        let indexes = query(
+            &db,
+            &format!("SELECT indexname FROM pg_indexes WHERE schemaname = 'kp' AND tablename = '{name}' ORDER BY 1"),
+        );
+        let expected: Vec<String> = match (own, source_index) {
+            (_, true) => vec![format!("{name}_by_b")],
+            (true, false) => vec![format!("{name}_synchdb_match")],
+            (false, false) => vec![],
+        };
+        assert_eq!(indexes, expected, "{name}");
+        // Runs whose probe values are all set.
+        s.apply(
+            name,
+            &batch(
+                10,
+                vec![
+                    del(&t, x.clone(), 10),
+                    del(&t, x.clone(), 10),
+                    upd(&t, row(Some(2), Some("y")), row(Some(2), Some("z")), 10),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        // Runs with a NULL where the probe looks (column a; column b for the source index).
+        s.apply(
+            name,
+            &batch(11, vec![del(&t, n.clone(), 11), upd(&t, row(None, None), row(Some(3), Some("w")), 11)]),
+        )
+        .await
+        .unwrap();
+        // Single rows, one of each kind.
+        s.apply(name, &batch(12, vec![del(&t, x.clone(), 12)])).await.unwrap();
+        s.apply(name, &batch(13, vec![upd(&t, n.clone(), row(Some(4), Some("v")), 13)])).await.unwrap();
+        // A before image with no row changes nothing.
+        s.apply(name, &batch(14, vec![del(&t, row(Some(1), Some("x")), 14)])).await.unwrap();
+        let rows = query(
+            &db,
+            &format!("SELECT coalesce(a::text, 'NULL'), coalesce(b, 'NULL') FROM kp.{name} ORDER BY 1, 2"),
+        );
+        assert_eq!(rows, ["2|z", "3|w", "4|v"], "{name}");
+    }
+}
+
 #[tokio::test]
 async fn keyless_updates_keep_their_order_where_a_unique_key_could_collide() {
     let db = db("pg_keyless_unique");
