@@ -294,6 +294,18 @@ async fn restart_after_an_event_larger_than_max_allowed_packet() {
     let at: Option<String> =
         my.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos)).await.unwrap().flatten();
     assert_eq!(at, None, "the server reads {file}:{pos} after all: the test no longer covers the case");
+    // A snapshot taken there still knows its GTID position (from the server's
+    // own @@gtid_binlog_pos), so a failover can later continue from it.
+    let second = synchdb_testkit::postgres().create_database("bigevent_snap").unwrap();
+    let mut snap = replicate(&server.url(), &db, &second.url(), "bigevent_snap");
+    snap.args(["--snapshot", "initial_only"]);
+    run_until_caught_up(snap);
+    let gtid: Option<String> =
+        sqlx::query_scalar("SELECT gtid FROM synchdb.pipelines WHERE pipeline_id = 'bigevent_snap'")
+            .fetch_one(&connect_pg(&second.url()).await)
+            .await
+            .unwrap();
+    assert!(gtid.is_some_and(|g| !g.is_empty()), "the snapshot's position has no GTID");
     // Created while the pipeline is stopped: copied on restart, on this same server.
     run_workload(&mut my, &["CREATE TABLE later (id INT PRIMARY KEY)", "INSERT INTO later VALUES (1), (2)"])
         .await;

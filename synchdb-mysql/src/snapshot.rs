@@ -142,7 +142,22 @@ fn read_error(what: &str, e: mysql_async::Error) -> Error {
 pub(crate) async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Position> {
     let (binlog, mut row) = crate::binlog::binlog_status(conn).await?;
     let gtid = match flavor {
-        Flavor::MariaDb => mariadb_gtid_at(conn, &binlog).await?,
+        Flavor::MariaDb => match mariadb_gtid_at(conn, &binlog).await? {
+            Some(g) => Some(g),
+            // BINLOG_GTID_POS reads the file from its start and gives up at an
+            // event larger than the session's max_allowed_packet: then the
+            // server's own GTID position, when the binlog did not move meanwhile.
+            None => {
+                let head: Option<String> = conn
+                    .query_first("SELECT @@global.gtid_binlog_pos")
+                    .await
+                    .map_err(|e| read_error("reading @@gtid_binlog_pos", e))?;
+                let (again, _) = crate::binlog::binlog_status(conn).await?;
+                head.filter(|_| again == binlog)
+                    .and_then(|h| h.parse::<GtidSet>().ok())
+                    .filter(|g| !g.is_empty())
+            }
+        },
         Flavor::MySql => {
             let executed: Option<String> = row.take(4);
             executed
