@@ -658,6 +658,53 @@ pub(crate) async fn apply_schema_change(
                 .with_position(ev.meta.position.clone()))
         }
     }
+    let alters = matches!(
+        ev.change,
+        SchemaChange::AddColumn { .. }
+            | SchemaChange::DropColumn { .. }
+            | SchemaChange::RenameColumn { .. }
+            | SchemaChange::ModifyColumn { .. }
+            | SchemaChange::CreateIndex { .. }
+            | SchemaChange::DropIndex { .. }
+            | SchemaChange::SetPrimaryKey { .. }
+    );
+    if let Some(t) = after.filter(|t| alters && t.id == *ev.change.table()) {
+        reconcile_own_index(conn, &build(t)?, cx, &ctx).await?;
+    }
+    Ok(())
+}
+
+/// After an ALTER of a table: its own keyless index ([`KEYLESS_INDEX`]) is
+/// where the table's new shape wants it — dropped when the table got a key or
+/// a source index, or when its column's new type is unbounded (a B-tree entry
+/// could exceed PostgreSQL's limit), and made on the column chosen now.
+async fn reconcile_own_index(
+    conn: &mut PgConnection,
+    pt: &PgTable,
+    cx: &DdlCtx<'_>,
+    ctx: &Context,
+) -> Result<()> {
+    let name = index_name(&pt.name, KEYLESS_INDEX);
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
+    )
+    .bind(&pt.qualified)
+    .bind(&name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, ctx))?;
+    let wanted = pt.probe.filter(|_| pt.own_index).map(|i| pt.columns[i].name.clone());
+    if existing == wanted {
+        return Ok(());
+    }
+    if existing.is_some() {
+        exec(conn, &format!("DROP INDEX IF EXISTS {}.{}", quote(&pt.schema), quote(&name)), ctx).await?;
+    }
+    if let Some(sql) = pt.own_index_sql() {
+        try_exec(conn, &sql, pt, "index for rows without a key", cx).await?;
+    }
     Ok(())
 }
 

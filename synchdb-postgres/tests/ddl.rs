@@ -248,3 +248,47 @@ async fn impossible_type_change_is_a_typed_schema_error() {
         "character varying"
     );
 }
+
+/// A keyless table's own index follows its shape: it moves off a column whose
+/// new type is unbounded, and goes when the source gives the table an index or
+/// a primary key.
+#[tokio::test]
+async fn keyless_own_index_follows_alter_table() {
+    let db = db("pg_keyless_alter");
+    let s = sink(&db, |o| o).await;
+    let t = table("ka", "t", vec![int("a", IntWidth::Int, false), varchar("b", 10)], &[]);
+    snapshot(&s, "ka", &[(t.clone(), vec![vec![Value::Int(1), Value::Text("x".into())]])]).await;
+    let own = || {
+        query(
+            &db,
+            "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = 'ka.t'::regclass AND c.relname = 't_synchdb_match'",
+        )
+    };
+    assert_eq!(own(), ["a"]);
+    // a becomes TEXT: unbounded, so the index moves to b.
+    let mut t2 = (*t).clone();
+    t2.columns[0] = ColumnSchema::new("a", ColumnType::Text { size: LobSize::Long });
+    let t2 = std::sync::Arc::new(t2);
+    let modify = SchemaChange::ModifyColumn {
+        table: t.id.clone(),
+        old: t.columns[0].clone(),
+        new: t2.columns[0].clone(),
+        position: None,
+    };
+    s.apply("ka", &batch(10, vec![ddl(modify, Some(t2.clone()), 10)])).await.unwrap();
+    assert_eq!(own(), ["b"]);
+    // Rows are still found: an update through the index on b.
+    let row = |a: &str, b: &str| vec![Value::Text(a.into()), Value::Text(b.into())];
+    s.apply("ka", &batch(11, vec![upd(&t2, row("1", "x"), row("2", "y"), 11)])).await.unwrap();
+    assert_eq!(query(&db, "SELECT a, b FROM ka.t"), ["2|y"]);
+    // A source index: the table's own index goes.
+    let mut t3 = (*t2).clone();
+    let index =
+        IndexSchema { name: "by_b".into(), kind: IndexKind::Plain, columns: vec![IndexColumn::new("b")] };
+    t3.indexes.push(index.clone());
+    let create = SchemaChange::CreateIndex { table: t.id.clone(), index };
+    s.apply("ka", &batch(12, vec![ddl(create, Some(std::sync::Arc::new(t3)), 12)])).await.unwrap();
+    assert!(own().is_empty(), "{:?}", own());
+}
