@@ -877,3 +877,58 @@ async fn modify_column(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchdb_types::{ColumnType, IndexColumn, LobSize};
+
+    fn probe(
+        columns: Vec<ColumnSchema>,
+        indexes: Vec<IndexSchema>,
+        opts: &PgSinkOptions,
+    ) -> (Option<String>, bool) {
+        let mut t = TableSchema::new(TableId::new("d", "t"), columns);
+        t.indexes = indexes;
+        let pt = PgTable::build(&t, opts, false).unwrap();
+        (pt.probe.map(|i| pt.columns[i].name.clone()), pt.own_index)
+    }
+
+    fn col(name: &str, ty: ColumnType) -> ColumnSchema {
+        ColumnSchema::new(name, ty)
+    }
+
+    #[test]
+    fn keyless_probe_column() {
+        let o = PgSinkOptions::new();
+        let text = |n: &str| col(n, ColumnType::Text { size: LobSize::Long });
+        let varchar = |n: &str, length| col(n, ColumnType::VarChar { length });
+        let ts = col("ts", ColumnType::DateTime { fsp: 6 });
+        // A fixed-size type first, then a short varchar; never text or a long varchar.
+        assert_eq!(
+            probe(vec![text("a"), varchar("b", 20), varchar("c", 700), ts.clone()], vec![], &o),
+            (Some("ts".into()), true)
+        );
+        assert_eq!(
+            probe(vec![text("a"), varchar("c", 700), varchar("b", 20)], vec![], &o),
+            (Some("b".into()), true)
+        );
+        assert_eq!(probe(vec![text("a"), col("j", ColumnType::Json)], vec![], &o), (None, false));
+        // A source index serves (a whole column), a prefix index does not.
+        let ix = |c: IndexColumn| IndexSchema { name: "i".into(), kind: IndexKind::Plain, columns: vec![c] };
+        assert_eq!(
+            probe(vec![text("a"), ts.clone()], vec![ix(IndexColumn::new("a"))], &o),
+            (Some("a".into()), false)
+        );
+        let mut prefix = IndexColumn::new("a");
+        prefix.prefix_length = Some(10);
+        assert_eq!(probe(vec![text("a"), ts.clone()], vec![ix(prefix)], &o), (Some("ts".into()), true));
+        // Off: only a source index.
+        let off = PgSinkOptions::new().keyless_index(false);
+        assert_eq!(probe(vec![text("a"), ts.clone()], vec![], &off), (None, false));
+        // A keyed table needs none.
+        let mut keyed = TableSchema::new(TableId::new("d", "t"), vec![ts]);
+        keyed.primary_key = vec!["ts".into()];
+        assert_eq!(PgTable::build(&keyed, &o, false).unwrap().probe, None);
+    }
+}
