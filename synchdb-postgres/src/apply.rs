@@ -293,6 +293,20 @@ impl Statements {
     }
 }
 
+impl Statements {
+    /// The single-row keyless statement (update or delete) for a before image:
+    /// probed when the image has a value in the probe column.
+    fn match_one(&self, update: bool, before: &[Option<String>]) -> &Arc<str> {
+        let probed = self.probed.as_ref().filter(|(i, _)| before[*i].is_some());
+        match (probed, update) {
+            (Some((_, p)), true) => &p[1],
+            (Some((_, p)), false) => &p[0],
+            (None, true) => &self.update_match,
+            (None, false) => &self.delete_match,
+        }
+    }
+}
+
 /// A mapped table with its statements.
 #[derive(Debug)]
 pub(crate) struct TableEntry {
@@ -426,9 +440,10 @@ impl<'c> Applier<'c> {
                 } else {
                     self.flush().await?;
                     let before = self.encode(&table, &e.before, None, pos)?;
+                    let sql = table.stmts.match_one(true, &before).clone();
                     let mut binds = after;
                     binds.extend(before);
-                    self.exec(&table, &table.stmts.update_match, binds, pos).await.map(|_| ())
+                    self.exec(&table, &sql, binds, pos).await.map(|_| ())
                 }
             }
             ChangeEvent::Delete(e) => {
@@ -444,7 +459,8 @@ impl<'c> Applier<'c> {
                 } else {
                     self.flush().await?;
                     let row = self.encode(&table, &e.row, None, pos)?;
-                    self.exec(&table, &table.stmts.delete_match, row, pos).await.map(|_| ())
+                    let sql = table.stmts.match_one(false, &row).clone();
+                    self.exec(&table, &sql, row, pos).await.map(|_| ())
                 }
             }
             _ => Ok(()),
@@ -664,13 +680,13 @@ impl<'c> Applier<'c> {
         let n = run.table.pt.columns.len();
         for i in 0..run.rows {
             let row: Values = run.columns.iter().map(|c| c[i].clone()).collect();
-            let probed = stmts.probed.as_ref().filter(|(i, _)| row[*i].is_some());
-            let (sql, binds) = if update {
+            let sql = stmts.match_one(update, &row[..n]);
+            let binds = if update {
                 let mut b = row[n..].to_vec();
                 b.extend(row[..n].iter().cloned());
-                (probed.map_or(&stmts.update_match, |(_, p)| &p[1]), b)
+                b
             } else {
-                (probed.map_or(&stmts.delete_match, |(_, p)| &p[0]), row)
+                row
             };
             self.exec(&run.table, sql, binds, &run.position).await?;
         }
