@@ -618,3 +618,34 @@ async fn alter_ignore_ansi_quotes_swaps_and_replace_like() {
     )
     .await;
 }
+
+/// Columns added to a table with rows whose values the server computes for
+/// those rows without row events (a generated column, a default expression
+/// evaluated at the ALTER, an AUTO_INCREMENT numbering): the table is copied
+/// again, so the existing rows hold the source's values (they were NULL, the
+/// target's own clock, or "" before). Found replaying the employees and sakila
+/// sample databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_columns_the_server_fills_are_copied() {
+    both_paths(
+        "addfill",
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))",
+            "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, 'w')",
+            "CREATE TABLE k (a VARCHAR(10), b INT)",
+            "INSERT INTO k VALUES ('p', 1), ('q', 2)",
+        ],
+        &[
+            "ALTER TABLE t ADD COLUMN v VARCHAR(20) AS (CONCAT(a, '!')) VIRTUAL",
+            "ALTER TABLE t ADD COLUMN s INT AS (LENGTH(a)) STORED",
+            "UPDATE t SET a = 'zz' WHERE id = 2",
+            "ALTER TABLE t ADD COLUMN created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+            "ALTER TABLE t ADD COLUMN token CHAR(36) NOT NULL DEFAULT (UUID())",
+            "ALTER TABLE t ADD COLUMN r DOUBLE NOT NULL DEFAULT (RAND())",
+            "INSERT INTO t (id, a) VALUES (4, 'new')",
+            "ALTER TABLE k ADD COLUMN n INT NOT NULL AUTO_INCREMENT PRIMARY KEY FIRST",
+            "INSERT INTO k (a, b) VALUES ('r', 3)",
+        ],
+    )
+    .await;
+}

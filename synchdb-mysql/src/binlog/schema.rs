@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use synchdb_core::{Error, ErrorKind, Result};
 use synchdb_types::{
-    ColumnPosition, ColumnSchema, IndexSchema, IntWidth, LobSize, SchemaChange, TableId, TableSchema,
+    ColumnDefault, ColumnPosition, ColumnSchema, IndexSchema, IntWidth, LobSize, SchemaChange, TableId,
+    TableSchema,
 };
 
 use crate::ddl::{
@@ -49,6 +50,24 @@ pub(crate) struct Schemas {
     /// Tables being copied again (a resync): not tracked, and statements about
     /// them are ignored until they join with the schema the copy read.
     hidden: std::collections::HashSet<TableId>,
+}
+
+/// Why a column added to a table with rows gets values there that the
+/// binlog does not carry and the target cannot compute the same way: a
+/// generated column (computed at the ALTER), a default computed per row or at
+/// the ALTER's time (`CURRENT_TIMESTAMP`, `UUID()`, `RAND()`), or an
+/// AUTO_INCREMENT numbering the rows in the server's order. `None`: a constant
+/// default (or none) that the target's `ADD COLUMN` fills in alike.
+fn fills_rows_unlogged(column: &ColumnSchema) -> Option<&'static str> {
+    if column.generated.is_some() {
+        Some("a generated column: existing rows get its computed values")
+    } else if column.auto_increment {
+        Some("AUTO_INCREMENT: existing rows are numbered by the server")
+    } else if matches!(column.default, Some(ColumnDefault::Expression(_))) {
+        Some("a default expression evaluated for the existing rows at the ALTER")
+    } else {
+        None
+    }
 }
 
 fn schema_error(message: String, table: &TableId) -> Error {
@@ -409,6 +428,13 @@ impl Schemas {
                     let at = insert_at(&s, &position)
                         .ok_or_else(|| missing("column", &format!("{position:?}")))?;
                     s.columns.insert(at, column.clone());
+                    if let Some(why) = fills_rows_unlogged(&column) {
+                        // The server wrote the existing rows' values, without row events.
+                        unlogged.push((
+                            table.clone(),
+                            format!("ALTER TABLE adding column {} ({why})", column.name),
+                        ));
+                    }
                     changes.push(SchemaChange::AddColumn { table: table.clone(), column, position });
                     snapshots.push(Arc::new(s.clone()));
                     self.keys(&mut s, &table, keys, &mut changes, &mut snapshots);
@@ -930,6 +956,31 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn adding_a_column_the_server_fills_per_row_copies_the_table_again() {
+        let mut s = tracked();
+        run(&mut s, "CREATE TABLE f (pk INT PRIMARY KEY, a VARCHAR(10))").await;
+        let unlogged = |out: &[Applied]| {
+            out.iter().any(|a| matches!(a, Applied::RowsChangedUnlogged(t, _) if t.table == "f"))
+        };
+        for ddl in [
+            "ALTER TABLE f ADD COLUMN v VARCHAR(20) AS (CONCAT(a, '!')) VIRTUAL",
+            "ALTER TABLE f ADD COLUMN s INT AS (LENGTH(a)) STORED",
+            "ALTER TABLE f ADD COLUMN c TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+            "ALTER TABLE f ADD COLUMN u CHAR(36) NOT NULL DEFAULT (UUID())",
+            "ALTER TABLE f ADD COLUMN n INT NOT NULL AUTO_INCREMENT UNIQUE",
+        ] {
+            let out = run(&mut s, ddl).await;
+            assert!(unlogged(&out), "{ddl}: {out:?}");
+            let name = ddl.split_whitespace().nth(5).unwrap();
+            assert!(s.get(&TableId::new("db", "f")).unwrap().column(name).is_some(), "{ddl}: tracked");
+        }
+        for ddl in ["ALTER TABLE f ADD COLUMN k INT NOT NULL DEFAULT 7", "ALTER TABLE f ADD COLUMN m TEXT"] {
+            let out = run(&mut s, ddl).await;
+            assert!(!unlogged(&out), "{ddl}: a constant default is filled alike: {out:?}");
+        }
     }
 
     #[tokio::test]
