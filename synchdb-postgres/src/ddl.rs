@@ -474,6 +474,7 @@ async fn create_foreign_key(
     if constraint_exists(conn, pt, &bounded(&fk.name)).await? {
         return Ok(());
     }
+    ensure_fk_index(conn, pt, fk, cx).await?;
     let target = format!(
         "{}.{}",
         quote(&cx.opts.target_schema(&fk.referenced_table)),
@@ -487,6 +488,47 @@ async fn create_foreign_key(
         return Ok(());
     }
     try_exec(conn, &foreign_key_sql(pt, fk, cx.opts), pt, &format!("foreign key {}", fk.name), cx).await?;
+    Ok(())
+}
+
+/// InnoDB gives every foreign key an index starting with its columns (its own,
+/// named after the constraint, when no index starts so). The snapshot reads
+/// those from information_schema; a foreign key met in follow mode (`CREATE
+/// TABLE` or `ALTER TABLE ... ADD FOREIGN KEY`) gets one here when no index of
+/// the target table starts with its columns, so that cascades and checks on
+/// the replica do not read the whole child table.
+async fn ensure_fk_index(
+    conn: &mut PgConnection,
+    pt: &PgTable,
+    fk: &ForeignKey,
+    cx: &DdlCtx<'_>,
+) -> Result<()> {
+    if fk.columns.is_empty() {
+        return Ok(());
+    }
+    let indexes: Vec<Vec<String>> = sqlx::query_scalar(
+        "SELECT array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) \
+         FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indexprs IS NULL AND i.indpred IS NULL",
+    )
+    .bind(&pt.qualified)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, &Context::schema(&pt.id)))?;
+    let served = indexes.iter().any(|cols| {
+        cols.len() >= fk.columns.len() && fk.columns.iter().zip(cols).all(|(a, b)| a.eq_ignore_ascii_case(b))
+    });
+    if served {
+        return Ok(());
+    }
+    let cols: Vec<String> = fk.columns.iter().map(|c| quote(c)).collect();
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+        quote(&index_name(&pt.name, &fk.name)),
+        pt.qualified,
+        cols.join(", ")
+    );
+    try_exec(conn, &sql, pt, &format!("index of foreign key {}", fk.name), cx).await?;
     Ok(())
 }
 

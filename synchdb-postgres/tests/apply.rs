@@ -550,6 +550,15 @@ async fn follow_mode_adds_and_drops_foreign_keys_on_tables_with_rows() {
         ],
         "the key to a table that is not replicated is skipped"
     );
+    // InnoDB's index of a foreign key: one, named after the first key (the others,
+    // on the same or leading columns, use it).
+    assert_eq!(
+        query(
+            &db,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'fd' AND tablename = 'child' ORDER BY 1"
+        ),
+        ["child_fk_child", "child_pkey"]
+    );
     // Replaying the batch changes nothing.
     s.apply("fd", &batch(10, vec![add(&named, 10), add(&unnamed, 10)])).await.unwrap();
     // The binlog holds only the parent's delete: the new key redoes InnoDB's cascade
