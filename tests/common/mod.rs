@@ -238,16 +238,34 @@ fn pg_expr(c: &Column) -> String {
         }
         "time" => format!("extract(epoch from {n})::text"),
         // Zero dates (any zero part) are -infinity on the replica (the default policy).
+        // to_char drops the era: " BC" is added back (MySQL's year 0 is 1 BC, see `normalize`).
         "datetime" => format!(
-            "CASE WHEN {n} = '-infinity' THEN 'zero date' ELSE to_char({n}, 'YYYY-MM-DD HH24:MI:SS.US') END"
+            "CASE WHEN {n} = '-infinity' THEN 'zero date' ELSE to_char({n}, 'YYYY-MM-DD HH24:MI:SS.US') \
+             || CASE WHEN {n} < '0001-01-01' THEN ' BC' ELSE '' END END"
         ),
         "timestamp" => format!(
             "CASE WHEN {n} = '-infinity' THEN 'zero date' \
-             ELSE to_char({n} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') END"
+             ELSE to_char({n} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+             || CASE WHEN {n} AT TIME ZONE 'UTC' < '0001-01-01' THEN ' BC' ELSE '' END END"
         ),
         "date" => format!("CASE WHEN {n} = '-infinity' THEN 'zero date' ELSE {n}::text END"),
         "inet4" | "inet6" => format!("host({n})"),
         _ => format!("{n}::text"),
+    }
+}
+
+/// JSON numbers as floats: `2E0` (MariaDB keeps the text) and `2` (jsonb's
+/// numeric) are the same number.
+fn numbers_as_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                *n = f;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(numbers_as_floats),
+        serde_json::Value::Object(o) => o.values_mut().for_each(numbers_as_floats),
+        _ => {}
     }
 }
 
@@ -295,7 +313,10 @@ fn normalize(c: &Column, v: Option<String>, from_pg: bool) -> Option<String> {
             }
         }
         "json" => match serde_json::from_str::<serde_json::Value>(&v.replace('\0', "\u{FFFD}")) {
-            Ok(j) => j.to_string().replace("\\u0000", "\u{FFFD}"),
+            Ok(mut j) => {
+                numbers_as_floats(&mut j);
+                j.to_string().replace("\\u0000", "\u{FFFD}")
+            }
             Err(_) => v,
         },
         // Text holding NUL reaches PostgreSQL only under `--text-nul replace`.
