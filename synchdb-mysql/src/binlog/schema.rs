@@ -353,6 +353,9 @@ impl Schemas {
         lookup: &mut dyn Lookup,
         out: &mut Vec<Applied>,
     ) -> Result<()> {
+        if self.tables.contains_key(&from) {
+            self.repoint_references(&from, &to);
+        }
         match self.tables.remove(&from) {
             Some(s) if self.filter.matches(&to) && !self.hidden.contains(&to) => {
                 let mut s = (*s).clone();
@@ -380,6 +383,26 @@ impl Schemas {
             None => {}
         }
         Ok(())
+    }
+
+    /// InnoDB points the foreign keys of other tables that reference a renamed
+    /// table at its new name. The replica's constraints follow a rename by
+    /// themselves; the tracked schemas must too, so that a copy that joins
+    /// later (the new name being copied again) or a child copied again makes
+    /// them against the right table.
+    fn repoint_references(&mut self, from: &TableId, to: &TableId) {
+        for t in self.tables.values_mut() {
+            if t.id == *from || !t.foreign_keys.iter().any(|fk| fk.referenced_table == *from) {
+                continue;
+            }
+            let mut s = (**t).clone();
+            for fk in &mut s.foreign_keys {
+                if fk.referenced_table == *from {
+                    fk.referenced_table = to.clone();
+                }
+            }
+            *t = Arc::new(s);
+        }
     }
 
     async fn alter(
@@ -956,6 +979,20 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SourceSchema);
         let ddl = parse_ddl("ALTER TABLE t DROP COLUMN IF EXISTS nope", "db").unwrap().unwrap();
         assert!(s.apply(ddl, &mut NoServer).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn renaming_a_parent_repoints_its_childrens_foreign_keys() {
+        let mut s = tracked();
+        run(&mut s, "CREATE TABLE p (id INT PRIMARY KEY)").await;
+        run(&mut s, "CREATE TABLE c (id INT PRIMARY KEY, pid INT, CONSTRAINT fk_c FOREIGN KEY (pid) REFERENCES p (id))")
+            .await;
+        run(&mut s, "RENAME TABLE p TO parent").await;
+        let c = s.get(&TableId::new("db", "c")).unwrap();
+        assert_eq!(c.foreign_keys[0].referenced_table, TableId::new("db", "parent"));
+        run(&mut s, "ALTER TABLE parent RENAME TO p2").await;
+        let c = s.get(&TableId::new("db", "c")).unwrap();
+        assert_eq!(c.foreign_keys[0].referenced_table, TableId::new("db", "p2"));
     }
 
     #[tokio::test]
