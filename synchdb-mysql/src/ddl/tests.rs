@@ -508,3 +508,19 @@ fn lock_wait_clauses_are_ignored() {
     let o = ops("ALTER TABLE db.t1 NOWAIT ADD COLUMN nowait INT");
     assert!(matches!(&o[0], AlterOp::AddColumn { column, .. } if column.name == "nowait"), "{o:?}");
 }
+
+#[test]
+fn character_sets_and_collations_named_by_strings() {
+    let Ddl::CreateTable { schema, .. } = parse(
+        "CREATE TABLE c (id INT PRIMARY KEY, g VARCHAR(20) CHARSET 'gbk', \
+         l VARCHAR(5) CHARACTER SET \"latin1\" COLLATE 'latin1_bin', t TEXT COLLATE 'utf8mb4_bin')",
+    ) else {
+        panic!()
+    };
+    let cs = |i: usize| (schema.columns[i].charset.clone(), schema.columns[i].collation.clone());
+    assert_eq!(cs(1), (Some("gbk".into()), None));
+    assert_eq!(cs(2), (Some("latin1".into()), Some("latin1_bin".into())));
+    assert_eq!(cs(3).1.as_deref(), Some("utf8mb4_bin"));
+    let o = ops("ALTER TABLE c MODIFY g VARCHAR(30) CHARACTER SET 'utf8mb4'");
+    assert_eq!(o.len(), 1, "{o:?}");
+}

@@ -136,10 +136,32 @@ pub(super) fn without_comments_in_executable_comments(sql: &str) -> std::borrow:
 /// (sqlparser takes `INTERVAL` for the start of an interval literal).
 pub(super) fn spellings(tokens: Vec<Token>) -> Vec<Token> {
     let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let alter = is_word(tokens.first(), "ALTER");
+    let mut depth = 0usize;
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
         let next = tokens.get(i + 1);
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // A column's `CHARSET x` (sqlparser reads only `CHARACTER SET x` there): inside a
+        // CREATE TABLE's column list, or after a column type in an ALTER TABLE. A table's
+        // `[DEFAULT] CHARSET[=]x` stays.
+        if is_word(Some(t), "CHARSET") && !matches!(next, Some(Token::Eq)) {
+            let after_type = matches!(out.last(), Some(Token::RParen))
+                || ["TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT", "CHAR", "CHARACTER", "NCHAR", "VARCHAR"]
+                    .iter()
+                    .any(|w| is_word(out.last(), w));
+            if depth >= 1 || (alter && after_type) {
+                out.push(Token::make_keyword("CHARACTER"));
+                out.push(Token::make_keyword("SET"));
+                i += 1;
+                continue;
+            }
+        }
         if is_word(Some(t), "PRECISION") && is_word(out.last(), "DOUBLE") {
             i += 1;
             continue;
@@ -152,6 +174,20 @@ pub(super) fn spellings(tokens: Vec<Token>) -> Vec<Token> {
             out.extend([t.clone(), Token::LParen, Token::Number("1".into(), false), Token::RParen]);
             i += 4;
             continue;
+        }
+        // A character set or collation named by a string (`CHARSET 'gbk'`,
+        // `CHARACTER SET "latin1"`, `COLLATE 'utf8mb4_bin'`): the name itself.
+        if let Token::SingleQuotedString(name) | Token::DoubleQuotedString(name) = t {
+            let prev = out.last();
+            let names_charset = is_word(prev, "CHARSET")
+                || is_word(prev, "COLLATE")
+                || (is_word(prev, "SET")
+                    && is_word(out.len().checked_sub(2).and_then(|j| out.get(j)), "CHARACTER"));
+            if names_charset && !name.is_empty() {
+                out.push(Token::make_word(name, Some('`')));
+                i += 1;
+                continue;
+            }
         }
         if is_word(Some(t), "INTERVAL") && matches!(next, Some(Token::LParen)) {
             out.push(Token::make_word("INTERVAL", Some('`')));
