@@ -135,7 +135,19 @@ impl<'a> Layout<'a> {
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
                 Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
-                Err(e) => return Err(fail(format!("the table map's type of column {i}: {e}"))),
+                Err(e) => {
+                    let text = e.to_string();
+                    let hint = if text.ends_with(" 140") || text.ends_with(" 141") {
+                        " (a MariaDB COMPRESSED column: not decoded in follow mode; exclude the table)"
+                    } else {
+                        ""
+                    };
+                    let err = fail(format!("the table map's type of column {i}: {text}{hint}"));
+                    return Err(match column {
+                        Some(c) => err.with_column(c.name.clone()),
+                        None => err,
+                    });
+                }
             };
             // mysql_common's value parser indexes the metadata without checking its length.
             let meta = tme.get_column_metadata(i).unwrap_or(&[]);
