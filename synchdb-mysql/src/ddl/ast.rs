@@ -162,6 +162,13 @@ pub(crate) fn type_text(sqlparser_type: &str) -> (String, String) {
         s.push(if quote { ch } else { ch.to_ascii_lowercase() });
         prev = ch;
     }
+    // `CHARACTER VARYING(n)` / `CHAR VARYING(n)` are VARCHAR(n).
+    for long in ["character varying", "char varying"] {
+        if let Some(rest) = s.strip_prefix(long) {
+            s = format!("varchar{rest}");
+            break;
+        }
+    }
     let (head, rest) = match s.find(['(', ' ']) {
         Some(p) => (s[..p].to_string(), s[p..].to_string()),
         None => (s.clone(), String::new()),
@@ -218,7 +225,12 @@ pub(crate) fn type_text(sqlparser_type: &str) -> (String, String) {
         (h, Some(a)) => format!("{h}({a}){suffix}"),
         (h, None) => format!("{h}{suffix}"),
     };
-    let data_type = if head == "bool" || head == "boolean" { "tinyint".to_string() } else { head };
+    let data_type = match head.as_str() {
+        "bool" | "boolean" => "tinyint".to_string(),
+        // FLOAT(p) with p > 24 is a DOUBLE (the type text says so already).
+        "float" if ct.starts_with("double") => "double".to_string(),
+        _ => head,
+    };
     (ct, data_type)
 }
 

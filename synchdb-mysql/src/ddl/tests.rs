@@ -524,3 +524,20 @@ fn character_sets_and_collations_named_by_strings() {
     let o = ops("ALTER TABLE c MODIFY g VARCHAR(30) CHARACTER SET 'utf8mb4'");
     assert_eq!(o.len(), 1, "{o:?}");
 }
+
+#[test]
+fn float_with_a_precision_above_24_is_a_double() {
+    let Ddl::CreateTable { schema, .. } =
+        parse("CREATE TABLE f (a FLOAT(24), b FLOAT(25), c FLOAT(35, 5), d FLOAT(53), e FLOAT)")
+    else {
+        panic!()
+    };
+    let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
+    assert_eq!(types, ["float", "double", "float", "double", "float"]);
+    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE v (a CHARACTER VARYING(5), b CHAR VARYING(7))")
+    else {
+        panic!()
+    };
+    let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
+    assert_eq!(types, ["varchar(5)", "varchar(7)"]);
+}
