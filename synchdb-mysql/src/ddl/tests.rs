@@ -541,3 +541,16 @@ fn float_with_a_precision_above_24_is_a_double() {
     let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
     assert_eq!(types, ["varchar(5)", "varchar(7)"]);
 }
+
+#[test]
+fn text_types_in_the_binary_character_set_are_binary_types() {
+    let Ddl::CreateTable { schema, .. } = parse(
+        "CREATE TABLE b (a CHAR(4) CHARACTER SET binary, b VARCHAR(10) CHARACTER SET binary, c TEXT CHARSET binary, d VARCHAR(3))",
+    ) else {
+        panic!()
+    };
+    let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
+    assert_eq!(types[..3], ["binary(4)", "varbinary(10)", "blob"]);
+    assert_eq!(types[3], "varchar(3)");
+    assert!(schema.columns[..3].iter().all(|c| c.charset.is_none()));
+}
