@@ -216,6 +216,16 @@ pub(crate) fn decode_value(column: &ColumnSchema, value: My) -> Result<Value, De
             }
             other => Err(unexpected(column, &other)),
         },
+        // Readers see two digits; the binlog sends 1900 + the stored byte.
+        ColumnType::Year2 => match value {
+            My::Int(i) if (0..=2155).contains(&i) => Ok(Value::Year((i % 100) as u16)),
+            My::UInt(u) if u <= 2155 => Ok(Value::Year((u % 100) as u16)),
+            My::Bytes(b) => {
+                let y: u16 = ascii(&b)?.trim().parse().map_err(|_| DecodeError::new("invalid YEAR text"))?;
+                Ok(Value::Year(y % 100))
+            }
+            other => Err(unexpected(column, &other)),
+        },
         ColumnType::Enum { members } => match value {
             My::Int(i) => enum_index(members, i.max(-1) as i128, column),
             My::UInt(u) => enum_index(members, i128::from(u), column),
@@ -551,6 +561,13 @@ mod tests {
         assert_eq!(decode_value(&y, My::Bytes(b"2155".to_vec())).unwrap(), Value::Year(2155));
         assert_eq!(decode_value(&y, My::Bytes(b"1900".to_vec())).unwrap(), Value::Year(0));
         assert_eq!(decode_value(&y, My::Int(0)).unwrap(), Value::Year(0));
+        // YEAR(2): two digits from the snapshot's text and the binlog's whole year alike.
+        let y2 = col(ColumnType::Year2);
+        assert_eq!(decode_value(&y2, My::Bytes(b"99".to_vec())).unwrap(), Value::Year(99));
+        assert_eq!(decode_value(&y2, My::Bytes(b"1999".to_vec())).unwrap(), Value::Year(99));
+        assert_eq!(decode_value(&y2, My::Bytes(b"2005".to_vec())).unwrap(), Value::Year(5));
+        assert_eq!(decode_value(&y2, My::Bytes(b"1900".to_vec())).unwrap(), Value::Year(0));
+        assert_eq!(decode_value(&y2, My::Int(5)).unwrap(), Value::Year(5));
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub(crate) fn normalize(ty: &ColumnType, raw: &RawDefault) -> Result<ColumnDefau
         }
         C::Double { .. } => lit(format_float(to_f64(&raw.number()?)?, None)),
         C::Year => lit(year(raw)?),
+        // Shown as its last two digits (information_schema: `99`, `05`, `00`).
+        C::Year2 => lit(format!("{:02}", year(raw)?.parse::<u16>().map_err(|e| e.to_string())? % 100)),
         C::Bit { width } => {
             let v: u64 = match raw {
                 RawDefault::Str(_) => raw.bytes()?.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)),
@@ -501,6 +503,9 @@ mod tests {
         assert_eq!(n(&ColumnType::Year, Num("0".into())), "0000");
         assert_eq!(n(&ColumnType::Year, Str("0".into())), "2000");
         assert_eq!(n(&ColumnType::Year, Num("69.5".into())), "1970");
+        assert_eq!(n(&ColumnType::Year2, Num("2071".into())), "71");
+        assert_eq!(n(&ColumnType::Year2, Str("05".into())), "05");
+        assert_eq!(n(&ColumnType::Year2, Num("0".into())), "00");
         assert_eq!(n(&ColumnType::Bit { width: 8 }, Str("A".into())), "b'1000001'");
         assert_eq!(
             n(&ColumnType::DateTime { fsp: 0 }, Str("0000-00-00 01:00:00.000".into())),

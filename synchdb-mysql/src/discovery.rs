@@ -587,6 +587,7 @@ pub(crate) fn parse_column_type(column_type: &str, data_type: &str) -> Result<Co
         "datetime" => ColumnType::DateTime { fsp: fsp()? },
         "timestamp" => ColumnType::Timestamp { fsp: fsp()? },
         "time" => ColumnType::Time { fsp: fsp()? },
+        "year" if inner.map(str::trim) == Some("2") => ColumnType::Year2,
         "year" => ColumnType::Year,
         "json" => ColumnType::Json,
         "enum" => ColumnType::Enum {
@@ -664,6 +665,7 @@ mod tests {
         assert_eq!(p("timestamp", "timestamp"), ColumnType::Timestamp { fsp: 0 });
         assert_eq!(p("time(3)", "time"), ColumnType::Time { fsp: 3 });
         assert_eq!(p("year(4)", "year"), ColumnType::Year);
+        assert_eq!(p("year(2)", "year"), ColumnType::Year2);
         assert_eq!(p("point", "point"), ColumnType::Geometry { subtype: "point".into() });
         assert_eq!(p("uuid", "uuid"), ColumnType::Uuid);
         assert_eq!(p("inet6", "inet6"), ColumnType::Inet6);

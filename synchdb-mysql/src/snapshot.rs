@@ -467,6 +467,7 @@ fn orderable(column: &ColumnSchema) -> bool {
             | ColumnType::Timestamp { .. }
             | ColumnType::Time { .. }
             | ColumnType::Year
+            | ColumnType::Year2
             | ColumnType::Uuid
             | ColumnType::Inet4
             | ColumnType::Inet6

@@ -124,6 +124,7 @@ fn field_type(c: &ColumnSchema) -> (&'static str, Option<&'static str>) {
         ColumnType::Timestamp { .. } => ("string", Some("io.debezium.time.ZonedTimestamp")),
         ColumnType::Time { .. } => ("int64", Some("io.debezium.time.MicroTime")),
         ColumnType::Year => ("int32", Some("io.debezium.time.Year")),
+        ColumnType::Year2 => ("int16", None),
         ColumnType::Json => ("string", Some("io.debezium.data.Json")),
         ColumnType::Enum { .. } => ("string", Some("io.debezium.data.Enum")),
         ColumnType::Set { .. } => ("string", Some("io.debezium.data.EnumSet")),

@@ -185,7 +185,7 @@ pub(crate) fn default_type(t: &ColumnType, postgis: bool) -> Result<(String, Fam
         C::DateTime { fsp } => Ok((format!("timestamp({})", (*fsp).min(6)), Family::Other)),
         C::Timestamp { fsp } => Ok((format!("timestamptz({})", (*fsp).min(6)), Family::Other)),
         C::Time { .. } => other("interval"),
-        C::Year => other("smallint"),
+        C::Year | C::Year2 => other("smallint"),
         C::Json => Ok(("jsonb".into(), Family::Json)),
         C::Geometry { .. } if postgis => Ok(("geometry".into(), Family::PostGis)),
         C::Geometry { .. } => Ok(("bytea".into(), Family::Bytea)),
@@ -597,7 +597,12 @@ pub(crate) fn translate_default(
             }
             let cast = |s: &str| Ok(Some(format!("{}::{}", literal(s), pg.sql_type)));
             match &col.column_type {
-                C::Integer { .. } | C::Decimal { .. } | C::Float { .. } | C::Double { .. } | C::Year => {
+                C::Integer { .. }
+                | C::Decimal { .. }
+                | C::Float { .. }
+                | C::Double { .. }
+                | C::Year
+                | C::Year2 => {
                     if s.parse::<f64>().is_ok() {
                         cast(s)
                     } else {
@@ -655,7 +660,9 @@ pub(crate) fn implicit_default(col: &ColumnSchema, pg: &PgColumn, zero: ZeroDate
     let zero = pg.zero_policy(zero);
     let cast = |s: &str| Some(format!("{}::{}", literal(s), pg.sql_type));
     match &col.column_type {
-        C::Integer { .. } | C::Decimal { .. } | C::Float { .. } | C::Double { .. } | C::Year => cast("0"),
+        C::Integer { .. } | C::Decimal { .. } | C::Float { .. } | C::Double { .. } | C::Year | C::Year2 => {
+            cast("0")
+        }
         C::Char { .. } | C::VarChar { .. } | C::Text { .. } | C::Set { .. } => Some("''".into()),
         C::Enum { members } => members.first().map(|m| literal(m)),
         C::Binary { length } => Some(format!("'\\x{}'::bytea", "00".repeat(*length as usize))),

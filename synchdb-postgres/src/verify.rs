@@ -35,7 +35,9 @@ fn range_safe(source: &ColumnType, pg: &PgColumn) -> bool {
     let numeric = matches!(t, "smallint" | "integer" | "bigint") || t.starts_with("numeric");
     let temporal = t == "date" || t.starts_with("timestamp");
     match source {
-        ColumnType::Integer { .. } | ColumnType::Decimal { .. } | ColumnType::Year => numeric,
+        ColumnType::Integer { .. } | ColumnType::Decimal { .. } | ColumnType::Year | ColumnType::Year2 => {
+            numeric
+        }
         ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } => temporal,
         ColumnType::Binary { .. } | ColumnType::VarBinary { .. } => t == "bytea",
         _ => false,

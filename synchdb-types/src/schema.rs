@@ -168,6 +168,10 @@ pub enum ColumnType {
     },
     /// YEAR.
     Year,
+    /// MariaDB's deprecated YEAR(2): the same stored year, but every SQL
+    /// reader sees its last two digits (1999 is `99`, 2005 is `05`), and so
+    /// does the replica. The binlog carries the whole year.
+    Year2,
     /// JSON (MySQL binary JSON, or MariaDB's LONGTEXT alias with a JSON check).
     Json,
     /// ENUM('a', ...).
@@ -258,6 +262,7 @@ impl fmt::Display for ColumnType {
             ColumnType::Timestamp { fsp } => fsp_type(f, "timestamp", *fsp),
             ColumnType::Time { fsp } => fsp_type(f, "time", *fsp),
             ColumnType::Year => f.write_str("year"),
+            ColumnType::Year2 => f.write_str("year(2)"),
             ColumnType::Json => f.write_str("json"),
             ColumnType::Enum { members } => write!(f, "enum({})", list(members)),
             ColumnType::Set { members } => write!(f, "set({})", list(members)),

@@ -51,7 +51,7 @@ pub(super) fn tokenize(sql: &str) -> Result<Vec<Token>, DdlError> {
         }
         out.push(t);
     }
-    Ok(spellings(national_types(without_attributes(without_lock_waits(out)))))
+    Ok(spellings(national_types(without_attributes(type_attributes(without_lock_waits(out))))))
 }
 
 /// MariaDB's lock-wait clauses (`CREATE INDEX i ON t (a) WAIT 1`, `ALTER TABLE t
@@ -268,6 +268,161 @@ pub(super) fn national_types(tokens: Vec<Token>) -> Vec<Token> {
                 i += 1;
             }
         }
+    }
+    out
+}
+
+/// Whether `i` is where a column's type is written: right after the column's
+/// name and followed by what may end a type (see [`ends_a_type`]). A column
+/// *named* `long` or `serial` (`(long INT`, `ADD serial INT`) is not a type
+/// position.
+fn at_type_position(tokens: &[Token], out: &[Token], i: usize, also: &[&str]) -> bool {
+    let prev_is_name =
+        matches!(out.last(), Some(Token::Word(w)) if w.quote_style.is_some() || !is_clause_word(w));
+    prev_is_name && ends_a_type(tokens.get(i + 1), also)
+}
+
+/// Whether `next` may follow a column's type: `,`, `)`, the end, a column
+/// attribute, or one of `also`.
+fn ends_a_type(next: Option<&Token>, also: &[&str]) -> bool {
+    const ENDS: [&str; 14] = [
+        "NOT",
+        "NULL",
+        "DEFAULT",
+        "COMMENT",
+        "PRIMARY",
+        "UNIQUE",
+        "KEY",
+        "FIRST",
+        "AFTER",
+        "CHARACTER",
+        "CHARSET",
+        "COLLATE",
+        "AUTO_INCREMENT",
+        "REFERENCES",
+    ];
+    next.is_none()
+        || matches!(next, Some(Token::Comma | Token::RParen | Token::SemiColon))
+        || ENDS.iter().chain(also).any(|k| is_word(next, k))
+}
+
+/// Words after which a word is not a column's name but a clause's.
+fn is_clause_word(w: &sqlparser::tokenizer::Word) -> bool {
+    [
+        "ADD", "COLUMN", "MODIFY", "CHANGE", "TABLE", "EXISTS", "DROP", "ALTER", "CREATE", "KEY", "INDEX",
+        "AFTER",
+    ]
+    .iter()
+    .any(|k| w.value.eq_ignore_ascii_case(k))
+}
+
+/// MySQL's column-type spellings and attributes that sqlparser does not
+/// read, as the server stores them (`SHOW CREATE TABLE`):
+/// - `LONG VARBINARY` is `MEDIUMBLOB`; `LONG VARCHAR`, `LONG CHAR VARYING`
+///   and `LONG` are `MEDIUMTEXT`;
+/// - `SERIAL` is `BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE`, and an
+///   integer's `SERIAL DEFAULT VALUE` is `NOT NULL AUTO_INCREMENT UNIQUE`;
+/// - a text type's `ASCII` is `CHARACTER SET latin1`, `UNICODE` is
+///   `CHARACTER SET ucs2` (with `BINARY` next to either: the `_bin`
+///   collation, which the replica does not keep), `CHAR(n) BYTE` is
+///   `BINARY(n)`;
+/// - MariaDB's `COMPRESSED[=zlib]` changes how the server stores the
+///   column, not its values: dropped.
+pub(super) fn type_attributes(tokens: Vec<Token>) -> Vec<Token> {
+    const TEXT_TYPES: [&str; 8] =
+        ["CHAR", "CHARACTER", "VARCHAR", "TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT", "VARYING"];
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let at = |k: usize| tokens.get(i + k);
+        let after_text_type = |out: &[Token]| match out.last() {
+            Some(Token::RParen) => true,
+            Some(Token::Word(w)) if w.quote_style.is_none() => {
+                TEXT_TYPES.iter().any(|k| w.value.eq_ignore_ascii_case(k))
+                    || w.value.eq_ignore_ascii_case("BINARY")
+            }
+            _ => false,
+        };
+        if is_word(Some(t), "LONG") {
+            let (words, replacement) = if is_word(at(1), "VARBINARY") {
+                (2, "MEDIUMBLOB")
+            } else if is_word(at(1), "VARCHAR") {
+                (2, "MEDIUMTEXT")
+            } else if (is_word(at(1), "CHAR") || is_word(at(1), "CHARACTER")) && is_word(at(2), "VARYING") {
+                (3, "MEDIUMTEXT")
+            } else {
+                (1, "MEDIUMTEXT")
+            };
+            let also = ["BINARY", "ASCII", "UNICODE", "COMPRESSED"];
+            if at_type_position(&tokens, &out, i + words - 1, &also) {
+                out.push(Token::make_keyword(replacement));
+                i += words;
+                continue;
+            }
+        }
+        if is_word(Some(t), "SERIAL") && is_word(at(1), "DEFAULT") && is_word(at(2), "VALUE") {
+            for w in ["NOT", "NULL", "AUTO_INCREMENT", "UNIQUE"] {
+                out.push(Token::make_keyword(w));
+            }
+            i += 3;
+            continue;
+        }
+        if is_word(Some(t), "SERIAL") && at_type_position(&tokens, &out, i, &[]) {
+            for w in ["BIGINT", "UNSIGNED", "NOT", "NULL", "AUTO_INCREMENT", "UNIQUE"] {
+                out.push(Token::make_keyword(w));
+            }
+            i += 1;
+            continue;
+        }
+        let charset = if is_word(Some(t), "ASCII") {
+            Some("latin1")
+        } else if is_word(Some(t), "UNICODE") {
+            Some("ucs2")
+        } else {
+            None
+        };
+        if let Some(cs) = charset.filter(|_| after_text_type(&out)) {
+            if is_word(out.last(), "BINARY") && out.len() >= 2 && after_text_type(&out[..out.len() - 1]) {
+                // `BINARY ASCII`: the collation, dropped with the word.
+                out.pop();
+            }
+            out.extend([
+                Token::make_keyword("CHARACTER"),
+                Token::make_keyword("SET"),
+                Token::make_word(cs, None),
+            ]);
+            let collation_next = is_word(at(1), "BINARY") && !matches!(at(2), Some(Token::LParen));
+            i += if collation_next { 2 } else { 1 };
+            continue;
+        }
+        if is_word(Some(t), "BYTE") {
+            // `CHAR[(n)] BYTE`: find the type word.
+            let type_at = match out.last() {
+                Some(Token::RParen) => {
+                    out.iter().rposition(|t| matches!(t, Token::LParen)).and_then(|p| p.checked_sub(1))
+                }
+                Some(_) => Some(out.len() - 1),
+                None => None,
+            };
+            if let Some(k) =
+                type_at.filter(|&k| is_word(out.get(k), "CHAR") || is_word(out.get(k), "CHARACTER"))
+            {
+                out[k] = Token::make_keyword("BINARY");
+                i += 1;
+                continue;
+            }
+        }
+        if is_word(Some(t), "COMPRESSED")
+            && matches!(out.last(), Some(Token::RParen) | Some(Token::Word(_)))
+            && !matches!(out.last(), Some(Token::Word(w)) if w.quote_style.is_none() && is_clause_word(w))
+            && (matches!(at(1), Some(Token::Eq)) || ends_a_type(at(1), &[]))
+        {
+            i += if matches!(at(1), Some(Token::Eq)) { 3 } else { 1 };
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
     }
     out
 }

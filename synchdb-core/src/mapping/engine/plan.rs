@@ -135,7 +135,10 @@ impl Mapping {
         if rule.mask.is_none() {
             if let Some(t) = &out.target_type {
                 let l = t.trim().to_ascii_lowercase();
-                let integer = matches!(col.column_type, ColumnType::Integer { .. } | ColumnType::Year);
+                let integer = matches!(
+                    col.column_type,
+                    ColumnType::Integer { .. } | ColumnType::Year | ColumnType::Year2
+                );
                 if (l == "boolean" || l == "bool")
                     && (integer || matches!(col.column_type, ColumnType::Bit { .. }))
                 {
