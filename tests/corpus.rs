@@ -8,8 +8,10 @@
 //! commands and statements with mysqltest variables. `DROP TABLE x` becomes
 //! `RENAME TABLE x TO x_dropped_N`, so every table a file ever made is there
 //! to compare at the end. Each file is replayed into a database of its own,
-//! twice: once before a snapshot (snapshot path) and once while following
-//! (follow path, the snapshot taken before the first statement). Statements
+//! three times: before a snapshot (snapshot path); after an empty start,
+//! with `replicate` stopped (follow path: its next start copies the tables
+//! made meanwhile and follows the rest); and while `replicate` follows
+//! (live path: every statement is read from the binlog). Statements
 //! the server refuses are skipped (they never reach the binlog). Every table
 //! is then compared row by row with MariaDB.
 //!
@@ -17,7 +19,8 @@
 //! - `corpus_full` (ignored; `cargo test --release --test corpus -- --ignored
 //!   --nocapture corpus_full`): every file; set `SYNCHDB_CORPUS_FILTER` to a
 //!   path substring to run part of it, `SYNCHDB_CORPUS_SKIP=N` to start at batch N
-//!   (`corpus_batches` lists them). Prints the counts.
+//!   (`corpus_batches` lists them), `SYNCHDB_CORPUS_PATHS=live` (comma-separated)
+//!   to run only some paths. Prints the counts.
 
 mod common;
 
@@ -309,7 +312,12 @@ async fn run_batch(
         })
         .collect();
     let mut failures = Vec::new();
-    for path in ["snapshot", "follow"] {
+    // `SYNCHDB_CORPUS_PATHS=live,follow`: only those paths.
+    let only = std::env::var("SYNCHDB_CORPUS_PATHS").unwrap_or_default();
+    for path in ["snapshot", "follow", "live"] {
+        if !only.is_empty() && !only.split(',').any(|p| p.trim() == path) {
+            continue;
+        }
         let target = pg_server.create_database(&format!("corpus_{path}")).unwrap();
         let dbs: Vec<synchdb_testkit::TestDatabase> = scripts
             .iter()
@@ -329,12 +337,56 @@ async fn run_batch(
             assert!(out.status.success(), "empty start failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let mut my = connect_my(&server.url()).await;
+        // Live path: the statements are replayed while `replicate` follows
+        // (tables created while it is stopped are copied at its next start,
+        // so only this path reads every CREATE/ALTER from the binlog).
+        let log_path = std::env::temp_dir().join(format!("synchdb-corpus-{pipeline}.log"));
+        let mut live = if path == "live" {
+            let mut c = replicate(&server.url(), &names.join(","), &target.url(), &pipeline);
+            c.args(["--heartbeat-secs", "1", "--text-nul", "replace"]);
+            let log = std::fs::File::create(&log_path).unwrap();
+            c.stdout(std::process::Stdio::null()).stderr(log);
+            let mut child = c.spawn().expect("spawn replicate");
+            let pg = connect_pg(&target.url()).await;
+            let started = follower_caught_up(&mut my, &pg, &pipeline, &mut child).await;
+            pg.close().await;
+            assert!(
+                started.is_ok(),
+                "empty start failed: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            Some(child)
+        } else {
+            None
+        };
         for ((_, stmts), db) in scripts.iter().zip(&names) {
             let (ok, refused) = replay(&mut my, db, stmts).await;
-            report.statements += ok + refused;
-            report.accepted += ok;
+            if path != "live" {
+                report.statements += ok + refused;
+                report.accepted += ok;
+            }
         }
-        let out = run();
+        let out = match live.as_mut() {
+            Some(child) => {
+                let pg = connect_pg(&target.url()).await;
+                let mut my = connect_my(&server.url()).await;
+                let caught_up = follower_caught_up(&mut my, &pg, &pipeline, child).await;
+                pg.close().await;
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                let stderr = std::fs::read(&log_path).unwrap_or_default();
+                std::process::Output {
+                    status: if caught_up.is_ok() { std::process::ExitStatus::default() } else { status },
+                    stdout: Vec::new(),
+                    stderr: if let Err(why) = caught_up {
+                        [stderr, format!("\nreplicate: {why}\n").into_bytes()].concat()
+                    } else {
+                        stderr
+                    },
+                }
+            }
+            None => run(),
+        };
         let files_list = scripts.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(" ");
         if !out.status.success() {
             let log = String::from_utf8_lossy(&out.stderr);
@@ -379,6 +431,30 @@ async fn run_batch(
     }
     report.files += files.len();
     failures
+}
+
+/// Wait until a background follower's checkpoint reaches the source's binlog
+/// position: an error if it exits or takes longer than three minutes.
+async fn follower_caught_up(
+    my: &mut mysql_async::Conn,
+    pg: &sqlx::PgPool,
+    pipeline: &str,
+    child: &mut std::process::Child,
+) -> Result<(), String> {
+    let target = master_position(my).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if checkpoint(pg, pipeline).await.is_some_and(|c| c >= target) {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("exited while following ({status})"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("did not reach {target:?} in 180 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Run `cmd`, killing it after `limit` (a run that never ends is a failure too).

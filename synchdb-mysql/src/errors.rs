@@ -36,6 +36,28 @@ const TRANSIENT: &[u16] = &[
 /// Server error codes of missing privileges or wrong credentials.
 const PRIVILEGE: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1370, 3530];
 
+/// Server error codes of a statement about a table that changed under it: no
+/// such table (dropped or renamed), unknown column or key (altered), table
+/// definition changed (rebuilt after the reading transaction started).
+const TABLE_CHANGED: &[u16] = &[1054, 1146, 1176, 1412];
+
+/// Whether `e` says the table read changed on the source meanwhile.
+pub(crate) fn table_changed(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if TABLE_CHANGED.contains(&s.code))
+}
+
+/// Whether a cause of `e` says the table read changed on the source meanwhile.
+pub(crate) fn table_changed_in(e: &Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<mysql_async::Error>().is_some_and(table_changed) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The kind of a driver error; other server errors are `SourceSchema`.
 pub(crate) fn kind_of(e: &mysql_async::Error) -> ErrorKind {
     kind_or(e, ErrorKind::SourceSchema)

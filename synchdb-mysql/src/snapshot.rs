@@ -133,6 +133,18 @@ pub(crate) enum Start {
     Resume { progress: SnapshotProgress, stored: Vec<TableSchema> },
 }
 
+/// A resync copy's error about a table that changed on the source while it
+/// was copied: transient (the copy starts again at a new point, where the
+/// table is read as it is then, or found gone).
+pub(crate) fn changed_under_copy(e: Error) -> Error {
+    let message = format!("{} (the table changed on the source during the copy)", e.message());
+    let mut out = Error::new(ErrorKind::SourceConnection, message);
+    if let Some(t) = e.table() {
+        out = out.with_table(t.clone());
+    }
+    out.with_source(e)
+}
+
 /// A connection error of the snapshot (reading rows, positions).
 fn read_error(what: &str, e: mysql_async::Error) -> Error {
     crate::errors::error(format!("snapshot: {what} failed"), e)
@@ -397,6 +409,7 @@ pub(crate) async fn run_snapshot(
             sender: ctx.sender.clone(),
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
+            resync: false,
         };
         tasks.spawn(worker.run().instrument(info_span!("snapshot_reader", reader = i)));
     }
@@ -711,6 +724,10 @@ struct Worker {
     sender: mpsc::Sender<SourceMessage>,
     shutdown: watch::Receiver<bool>,
     batch_rows: usize,
+    /// A resync's copy: a table changed under it (dropped, renamed, altered
+    /// after the copy's point) is a transient error, the copy starts again
+    /// at a new point.
+    resync: bool,
 }
 
 impl Worker {
@@ -764,7 +781,12 @@ impl Worker {
                     warn!(table = %table.id, chunk = chunk.index, "the pipeline stopped taking this chunk")
                 }
                 Err(e) => {
-                    let copy = Error::new(e.kind(), e.to_string());
+                    let e = if self.resync && crate::errors::table_changed_in(&e) {
+                        changed_under_copy(e)
+                    } else {
+                        e
+                    };
+                    let copy = Error::new(e.kind(), e.message());
                     tx.fail(copy).await;
                     return Err(e);
                 }
@@ -897,6 +919,7 @@ pub(crate) async fn start_resync_copy(
             sender: ctx.sender.clone(),
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
+            resync: true,
         });
     }
     let sender = ctx.sender.clone();
@@ -996,6 +1019,7 @@ pub(crate) async fn verify_read(
             sender: ctx.sender.clone(),
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
+            resync: false,
         })
         .collect();
     let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;

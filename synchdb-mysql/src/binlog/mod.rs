@@ -25,7 +25,6 @@ pub(crate) use stream::{binlog_files, binlog_status, gtid_at, master_position};
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -137,6 +136,8 @@ struct Follower<'a> {
     resync: Option<resync::ActiveResync>,
     /// Resyncs asked for, started at the next boundary.
     resync_requests: Vec<(Vec<TableId>, String)>,
+    /// Resync copies started again in a row because a table changed under them.
+    resync_restarts: u32,
     schemas: Schemas,
     skip_before: HashMap<TableId, BinlogPosition>,
     /// Transactions ending at or before this are not sent.
@@ -153,9 +154,6 @@ struct Follower<'a> {
     last_heartbeat: Option<Instant>,
     /// Whether the last boundary passed was sent as a transaction (else a heartbeat may carry it).
     boundary_sent: bool,
-    /// Tables whose DDL could not be parsed and was read from information_schema:
-    /// the next table map must agree (statement, position).
-    verify_next_map: HashMap<TableId, (String, BinlogPosition)>,
     // Per connection:
     info: ServerInfo,
     file: String,
@@ -181,6 +179,7 @@ impl<'a> Follower<'a> {
             ctx,
             resync: None,
             resync_requests: Vec::new(),
+            resync_restarts: 0,
             schemas: Schemas::new(schemas, opts.get_table_filter().clone()),
             skip_before: skip_before.into_iter().map(|(t, p)| (t, p.binlog)).collect(),
             gtid: start.gtid.clone(),
@@ -192,7 +191,6 @@ impl<'a> Follower<'a> {
             stop_at: None,
             last_heartbeat: None,
             boundary_sent: true,
-            verify_next_map: HashMap::new(),
             info: ServerInfo::default(),
             file: String::new(),
             fde_seen: false,
@@ -658,42 +656,19 @@ impl<'a> Follower<'a> {
         let count = tme.columns_count() as usize;
         let tracked = self.schemas.get(&id).cloned().expect("selected");
         if !agrees(&tracked, count, names.as_deref()) {
-            if let Some((ddl, ddl_at)) = self.verify_next_map.remove(&id) {
-                return Err(Error::new(
-                    ErrorKind::SourceSchema,
-                    format!(
-                        "cannot follow the DDL statement at {ddl_at} ({}): it does not parse, and the \
-                         table's information_schema definition does not match the binlog ({count} columns)",
-                        short(&ddl)
-                    ),
-                )
-                .with_table(id)
-                .with_position(at.clone()));
-            }
-            // The tracked schema is stale: try the current definition.
-            let fresh = schema::Lookup::discover(&mut self.side, &id).await?;
-            match fresh {
-                Some(s) if agrees(&s, count, names.as_deref()) => {
-                    warn!(table = %id, at = %at, "tracked schema did not match the binlog; re-read from information_schema");
-                    self.schemas.set(s);
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::SourceSchema,
-                        format!(
-                            "the binlog has {count} columns{} but the tracked schema has {} ({}) and \
-                             information_schema does not match either",
-                            names.as_ref().map(|n| format!(" ({})", n.join(", "))).unwrap_or_default(),
-                            tracked.columns.len(),
-                            tracked.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                    .with_table(id)
-                    .with_position(at.clone()))
-                }
-            }
+            // The tracked schema missed a change (information_schema may hold a later
+            // definition, so it cannot tell): the table is copied again at a new point,
+            // its rows until then skipped.
+            let why = format!(
+                "the binlog has {count} columns{} but the tracked schema has {} ({})",
+                names.as_ref().map(|n| format!(" ({})", n.join(", "))).unwrap_or_default(),
+                tracked.columns.len(),
+                tracked.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            self.schema_lost(vec![id], &why, at)?;
+            self.tables.insert(tme.table_id(), None);
+            return Ok(());
         }
-        self.verify_next_map.remove(&id);
         self.tables.insert(tme.table_id(), Some(id));
         Ok(())
     }

@@ -58,13 +58,38 @@ impl<'a> Follower<'a> {
                     || matches!(&ddl, crate::ddl::Ddl::DropDatabase { database } if self.schemas.tracks_database(database));
                 if !concerns {
                     Vec::new()
+                } else if let crate::ddl::Ddl::CreateTableSelect { table } = &ddl {
+                    // Its shape is the query's: information_schema may hold a later
+                    // definition by now, so the new table is copied (shape and rows
+                    // read together), its rows events until then skipped.
+                    let words = leading_words(sql, 8);
+                    let if_not_exists = words.windows(3).any(|w| w == ["IF", "NOT", "EXISTS"]);
+                    let existing = if_not_exists && self.schemas.is_selected(table);
+                    if self.schemas.filter().matches(table) && !existing {
+                        info!(%table, %at, "CREATE TABLE ... SELECT: the table is copied");
+                        self.request_resync(vec![table.clone()], format!("CREATE TABLE ... SELECT at {at}"));
+                    }
+                    Vec::new()
                 } else {
                     let backup = self.schemas.clone();
+                    let named: Vec<TableId> = ddl.tables().into_iter().cloned().collect();
                     match self.schemas.apply(ddl, &mut self.side).await {
                         Ok(a) => a,
                         Err(e) => {
                             self.schemas = backup;
-                            return Err(add_ddl_context(e, sql, &at));
+                            let e = add_ddl_context(e, sql, &at);
+                            // The server accepted a statement the tracked schemas cannot take
+                            // (they missed something): the tables it names are copied again.
+                            if e.kind() != ErrorKind::SourceSchema {
+                                return Err(e);
+                            }
+                            let named: Vec<TableId> =
+                                named.into_iter().filter(|t| self.schemas.filter().matches(t)).collect();
+                            if named.is_empty() {
+                                return Err(e);
+                            }
+                            self.schema_lost(named, &e.to_string(), &at)?;
+                            Vec::new()
                         }
                     }
                 }
@@ -142,6 +167,19 @@ impl<'a> Follower<'a> {
         }
     }
 
+    /// The tracked schemas of `tables` cannot follow a statement the server
+    /// accepted: copy the tables again (their shapes and rows as the server
+    /// has them then), or stop under the unlogged-changes policy `stop`.
+    pub(super) fn schema_lost(&mut self, tables: Vec<TableId>, why: &str, at: &BinlogPosition) -> Result<()> {
+        if matches!(self.opts.get_unlogged_changes(), crate::options::UnloggedChanges::Stop) {
+            return Err(Error::new(ErrorKind::SourceSchema, why.to_string()).with_position(at.clone()));
+        }
+        warn!(tables = ?tables.iter().map(ToString::to_string).collect::<Vec<_>>(), %at, error = why,
+            "the tracked schema cannot follow this statement: the tables are copied again");
+        self.request_resync(tables, format!("a statement at {at} the tracked schema could not follow"));
+        Ok(())
+    }
+
     /// A DDL statement about selected tables that does not parse: read the
     /// tables' definitions from information_schema, and have the next table
     /// map confirm them. Without a table name it is an error.
@@ -159,7 +197,7 @@ impl<'a> Follower<'a> {
             )
             .with_position(at.clone()));
         };
-        let mut out = Vec::new();
+        let out = Vec::new();
         let creates = leading_words(sql, 1).first().map(String::as_str) == Some("CREATE");
         let new_tables: Vec<TableId> = tables
             .iter()
@@ -180,61 +218,40 @@ impl<'a> Follower<'a> {
             .with_table(id.clone())
             .with_position(at.clone()));
         }
-        for id in &new_tables {
-            if schema::Lookup::discover(&mut self.side, id).await?.is_none() {
-                // Gone by now: dropped or renamed further on in the binlog. Its rows
-                // until then are not needed: a later RENAME into the selection copies
-                // the table again under its new name (see `Schemas::rename`).
-                warn!(table = %id, at = %at, error = why,
-                    "CREATE TABLE not parsed and the table is gone from information_schema: \
-                     not created (a later rename copies it again under its new name)");
-                continue;
-            }
-            // A new table in a form the parser does not read: take its definition from
-            // information_schema, checked against the next table map like any fallback.
-            warn!(table = %id, at = %at, error = why, "CREATE TABLE not parsed; definition read from information_schema");
-            let created = self
-                .schemas
-                .apply(crate::ddl::Ddl::CreateTableSelect { table: id.clone() }, &mut self.side)
-                .await
-                .map_err(|e| add_ddl_context(e, sql, at))?;
-            out.extend(created);
-            self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
+        // information_schema holds the tables as they are now, which may be a later
+        // definition (or another table of the same name): the tables are copied again
+        // instead, at a point where their shape and rows are read together (their
+        // changes before it skipped). A new table is cheap to copy.
+        if !new_tables.is_empty() {
+            warn!(tables = ?new_tables.iter().map(ToString::to_string).collect::<Vec<_>>(), %at, error = why,
+                "CREATE TABLE not parsed: the table is copied (its shape and rows read from the source)");
+            self.request_resync(new_tables.clone(), format!("CREATE TABLE at {at} not parsed"));
         }
         let selected: Vec<TableId> =
             tables.into_iter().filter(|t| self.schemas.is_selected(t) && !new_tables.contains(t)).collect();
-        for id in &selected {
-            let fresh = schema::Lookup::discover(&mut self.side, id).await?;
-            let renames = renames_table(sql);
-            if fresh.is_none() && !renames {
-                // Gone by now: dropped or renamed further on in the binlog. Dropped
-                // here; a later RENAME into the selection copies it again.
-                warn!(table = %id, at = %at, error = why,
-                    "DDL not parsed and the table is gone from information_schema: dropped on the \
-                     target (a later rename copies it again under its new name)");
-                let dropped = self
-                    .schemas
-                    .apply(crate::ddl::Ddl::DropTables { tables: vec![id.clone()] }, &mut self.side)
-                    .await?;
-                out.extend(dropped);
-                continue;
-            }
-            let Some(fresh) = fresh else {
+        if renames_table(sql) {
+            // The new name is not known here.
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!("cannot parse the DDL statement {:?} ({why}), which renames a table", short(sql)),
+            )
+            .with_position(at.clone()));
+        }
+        if !selected.is_empty() {
+            if matches!(self.opts.get_unlogged_changes(), crate::options::UnloggedChanges::Stop) {
                 return Err(Error::new(
                     ErrorKind::SourceSchema,
                     format!(
-                        "cannot parse the DDL statement {:?} ({why}) and the table is gone from information_schema",
+                        "cannot parse the DDL statement {:?} ({why}); the unlogged-changes policy `stop` \
+                         forbids copying the tables again",
                         short(sql)
                     ),
                 )
-                .with_table(id.clone())
                 .with_position(at.clone()));
-            };
-            let old = self.schemas.get(id).cloned().expect("selected");
-            warn!(table = %id, at = %at, error = why, "DDL not parsed; table re-read from information_schema");
-            let new = self.schemas.set(fresh);
-            out.extend(schema_diff(&old, &new).into_iter().map(|c| Applied::Schema(c, Some(new.clone()))));
-            self.verify_next_map.insert(id.clone(), (sql.to_string(), at.clone()));
+            }
+            warn!(tables = ?selected.iter().map(ToString::to_string).collect::<Vec<_>>(), %at, error = why,
+                "DDL not parsed: the tables are copied again (their shape and rows read from the source)");
+            self.request_resync(selected, format!("DDL at {at} not parsed"));
         }
         Ok(out)
     }
@@ -413,61 +430,6 @@ pub(super) fn short(sql: &str) -> String {
     } else {
         s
     }
-}
-
-/// The changes from `old` to `new` (for a table re-read after an unparsed DDL).
-pub(super) fn schema_diff(old: &TableSchema, new: &Arc<TableSchema>) -> Vec<SchemaChange> {
-    use synchdb_types::ColumnPosition;
-    let table = new.id.clone();
-    let mut out = Vec::new();
-    for fk in &old.foreign_keys {
-        if !new.foreign_keys.contains(fk) {
-            out.push(SchemaChange::DropForeignKey { table: table.clone(), name: fk.name.clone() });
-        }
-    }
-    for c in &old.columns {
-        if new.column(&c.name).is_none() {
-            out.push(SchemaChange::DropColumn { table: table.clone(), name: c.name.clone() });
-        }
-    }
-    for (i, c) in new.columns.iter().enumerate() {
-        match old.column(&c.name) {
-            None => {
-                let position = if i == 0 {
-                    ColumnPosition::First
-                } else {
-                    ColumnPosition::After(new.columns[i - 1].name.clone())
-                };
-                out.push(SchemaChange::AddColumn { table: table.clone(), column: c.clone(), position });
-            }
-            Some(o) if o != c => out.push(SchemaChange::ModifyColumn {
-                table: table.clone(),
-                old: o.clone(),
-                new: c.clone(),
-                position: None,
-            }),
-            _ => {}
-        }
-    }
-    for ix in &old.indexes {
-        if !new.indexes.contains(ix) {
-            out.push(SchemaChange::DropIndex { table: table.clone(), name: ix.name.clone() });
-        }
-    }
-    for ix in &new.indexes {
-        if !old.indexes.contains(ix) {
-            out.push(SchemaChange::CreateIndex { table: table.clone(), index: ix.clone() });
-        }
-    }
-    if old.primary_key != new.primary_key {
-        out.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: new.primary_key.clone() });
-    }
-    for fk in &new.foreign_keys {
-        if !old.foreign_keys.contains(fk) {
-            out.push(SchemaChange::AddForeignKey { table: table.clone(), foreign_key: fk.clone() });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

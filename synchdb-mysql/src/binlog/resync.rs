@@ -35,6 +35,9 @@ use tracing::{info, warn};
 use super::{Flow, Follower};
 use crate::snapshot;
 
+/// Most times in a row a copy starts again because its tables changed under it.
+const MAX_CHANGED_RESTARTS: u32 = 10;
+
 /// A resync whose copy started (or finished before a restart).
 pub(super) struct ActiveResync {
     /// The tables' schemas at `position`.
@@ -253,13 +256,21 @@ impl Follower<'_> {
         }
         let reason = reasons.join("; ");
         let opts = self.side.opts.clone();
-        let copy = match snapshot::start_resync_copy(&opts, self.preflight, self.ctx, &ids, &reason).await {
-            Ok(c) => c,
-            Err(e) if self.ctx.is_shutdown() => {
-                warn!(error = %e, "resync not started: shutting down");
-                return Ok(Flow::Stop);
+        let mut attempt = 0;
+        let copy = loop {
+            match snapshot::start_resync_copy(&opts, self.preflight, self.ctx, &ids, &reason).await {
+                Ok(c) => break c,
+                Err(e) if self.ctx.is_shutdown() => {
+                    warn!(error = %e, "resync not started: shutting down");
+                    return Ok(Flow::Stop);
+                }
+                // Dropped, renamed or altered between the copy's catalog read and its first rows.
+                Err(e) if crate::errors::table_changed_in(&e) && attempt < MAX_CHANGED_RESTARTS => {
+                    attempt += 1;
+                    warn!(error = %e, "resync: a table changed on the source as the copy started; starting it again");
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         let Some(copy) = copy else {
             warn!(tables = ?ids, "resync: the tables no longer exist; dropped on the target");
@@ -343,6 +354,20 @@ impl Follower<'_> {
                     Err(e) if e.kind().is_transient() => {
                         let ids = active.ids();
                         let reason = active.reason.clone();
+                        if crate::errors::table_changed_in(&e) {
+                            // A table that keeps changing is copied again; one
+                            // that fails the same way at every new point is a bug.
+                            self.resync_restarts += 1;
+                            if self.resync_restarts > MAX_CHANGED_RESTARTS {
+                                return Err(Error::new(
+                                    ErrorKind::SourceSchema,
+                                    format!(
+                                        "resync: {} (the copy failed {MAX_CHANGED_RESTARTS} times in a row)",
+                                        e.message()
+                                    ),
+                                ));
+                            }
+                        }
                         warn!(error = %e, "resync copy failed; starting it again");
                         self.resync = None;
                         self.request_resync(ids, reason);
@@ -355,6 +380,7 @@ impl Follower<'_> {
                 }
             }
             let active = self.resync.take().expect("active resync");
+            self.resync_restarts = 0;
             let ids = active.ids();
             self.schemas.reveal(&active.tables);
             let referencing: Vec<Arc<TableSchema>> =

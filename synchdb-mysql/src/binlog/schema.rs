@@ -144,13 +144,6 @@ impl Schemas {
         self.tables.get(id)
     }
 
-    /// Replace a table's schema (after a refresh from information_schema).
-    pub(crate) fn set(&mut self, schema: TableSchema) -> Arc<TableSchema> {
-        let a = Arc::new(schema);
-        self.tables.insert(a.id.clone(), a.clone());
-        a
-    }
-
     /// The tracked table named `id` without regard to case (`lower_case_table_names=2`).
     pub(crate) fn find_ci(&self, id: &TableId) -> Option<TableId> {
         let (db, t) = (id.database.to_lowercase(), id.table.to_lowercase());
@@ -276,7 +269,11 @@ impl Schemas {
                     return Ok(out);
                 }
                 let Some(schema) = lookup.discover(&table).await? else {
-                    return Err(schema_error("CREATE TABLE ... SELECT: table not found".into(), &table));
+                    // Gone by now (dropped or renamed further on in the binlog): its
+                    // rows until then are not needed; a later RENAME into the
+                    // selection copies it under its new name.
+                    tracing::warn!(%table, "CREATE TABLE ... SELECT: the table is gone from information_schema; not created");
+                    return Ok(out);
                 };
                 self.create(schema, &mut out);
             }
@@ -576,12 +573,13 @@ impl Schemas {
                     s.primary_key.clear();
                     changes.push(SchemaChange::SetPrimaryKey { table: table.clone(), columns: vec![] });
                 }
-                AlterOp::RenameIndex { from, to } => {
-                    let i = s
-                        .indexes
-                        .iter()
-                        .position(|ix| ix.name.eq_ignore_ascii_case(&from))
-                        .ok_or_else(|| missing("index", &from))?;
+                AlterOp::RenameIndex { from, to, if_exists } => {
+                    let Some(i) = s.indexes.iter().position(|ix| ix.name.eq_ignore_ascii_case(&from)) else {
+                        if if_exists {
+                            continue;
+                        }
+                        return Err(missing("index", &from));
+                    };
                     let old = s.indexes.remove(i);
                     changes.push(SchemaChange::DropIndex { table: table.clone(), name: old.name.clone() });
                     snapshots.push(Arc::new(s.clone()));

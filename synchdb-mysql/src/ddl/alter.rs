@@ -124,9 +124,15 @@ pub(super) fn alter_op(op: &[Token], name: &[Token], default_db: &str) -> Result
             return Ok(vec![AlterOp::RenameColumn { from, to, if_exists: true }]);
         }
         ["RENAME", "INDEX" | "KEY", ..] => {
-            let from = ident_of(op.get(2)).ok_or_else(|| err("RENAME INDEX without a name"))?;
-            let to = ident_of(op.get(4)).ok_or_else(|| err("RENAME INDEX without a new name"))?;
-            return Ok(vec![AlterOp::RenameIndex { from, to }]);
+            // MariaDB's `RENAME KEY IF EXISTS a TO b`.
+            let if_exists = is_word(op.get(2), "IF") && is_word(op.get(3), "EXISTS");
+            let at = if if_exists { 4 } else { 2 };
+            let from = ident_of(op.get(at)).ok_or_else(|| err("RENAME INDEX without a name"))?;
+            if !is_word(op.get(at + 1), "TO") {
+                return Err(err("RENAME INDEX without TO"));
+            }
+            let to = ident_of(op.get(at + 2)).ok_or_else(|| err("RENAME INDEX without a new name"))?;
+            return Ok(vec![AlterOp::RenameIndex { from, to, if_exists }]);
         }
         ["DROP", "KEY" | "INDEX", ..] => {
             let mut j = 2;

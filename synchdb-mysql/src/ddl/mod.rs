@@ -171,7 +171,7 @@ pub(crate) enum AlterOp {
     /// `DROP PRIMARY KEY`.
     DropPrimaryKey,
     /// `RENAME INDEX|KEY a TO b`.
-    RenameIndex { from: String, to: String },
+    RenameIndex { from: String, to: String, if_exists: bool },
     /// `ADD [CONSTRAINT [name]] FOREIGN KEY [IF NOT EXISTS] [index] (cols) REFERENCES t (cols) ...`.
     /// An empty `foreign_key.name` is generated when applied ([`add_foreign_key`]).
     AddForeignKey { foreign_key: ForeignKey, if_not_exists: bool },
@@ -220,8 +220,10 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
     if first.first().map(String::as_str) == Some("ALTER") {
         return parse_alter(&tokens, default_db).map(Some);
     }
+    // The table's character set, from its options (cut below).
+    let table_charset = table_charset_option(&tokens);
     let mut tokens = if first.first().map(String::as_str) == Some("CREATE") {
-        without_partitioning(tokens)
+        without_table_options(tokens)
     } else {
         tokens
     };
@@ -278,7 +280,7 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
                 for fk in foreign_keys {
                     add_foreign_key(&mut schema, fk);
                 }
-                let default_charset = table_charset_option(&tokens);
+                let default_charset = table_charset;
                 Some(Ddl::CreateTable {
                     schema,
                     default_charset,

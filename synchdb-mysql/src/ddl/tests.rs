@@ -298,7 +298,11 @@ fn alter_mariadb_forms() {
     );
     assert_eq!(o[4], AlterOp::DropIndex { name: "k2".into(), if_exists: false });
     assert_eq!(o[5], AlterOp::DropIndex { name: "k3".into(), if_exists: true });
-    assert_eq!(o[6], AlterOp::RenameIndex { from: "a".into(), to: "b".into() });
+    assert_eq!(o[6], AlterOp::RenameIndex { from: "a".into(), to: "b".into(), if_exists: false });
+    assert_eq!(
+        ops("ALTER TABLE t RENAME KEY IF EXISTS d TO e"),
+        [AlterOp::RenameIndex { from: "d".into(), to: "e".into(), if_exists: true }]
+    );
     assert!(
         matches!(&o[7], AlterOp::AddColumn { column, .. } if column.column_type == ColumnType::Double { unsigned: true })
     );
@@ -613,4 +617,36 @@ fn type_spellings_and_attributes_sqlparser_does_not_read() {
     let text = format!("{ops:?}");
     assert!(text.contains("MediumText") || text.contains("mediumtext") || text.contains("Medium"), "{text}");
     assert_eq!(ops.len(), 4, "{ops:?}");
+}
+
+#[test]
+fn table_options_sqlparser_does_not_read_are_cut() {
+    let Ddl::CreateTable { schema, default_charset, .. } = parse(
+        "CREATE TABLE t (a INT, b VARCHAR(3)) ENGINE=Aria TRANSACTIONAL=1 PAGE_CHECKSUM=1 DEFAULT CHARSET=latin1 \
+         UNION=(x, y) ENCRYPTED=YES COMMENT 'c' PARTITION BY HASH (a) PARTITIONS 2",
+    ) else {
+        panic!()
+    };
+    assert_eq!(schema.columns.len(), 2);
+    assert_eq!(default_charset.as_deref(), Some("latin1"));
+    assert!(matches!(
+        parse("CREATE TABLE t (a INT) PAGE_CHECKSUM=1 IGNORE SELECT 1 AS a"),
+        Ddl::CreateTableSelect { .. }
+    ));
+    assert!(matches!(parse("CREATE TABLE t SELECT a FROM (SELECT 1 AS a) x"), Ddl::CreateTableSelect { .. }));
+    assert!(matches!(parse("CREATE TABLE t (LIKE s)"), Ddl::CreateTableLike { .. }));
+    assert!(matches!(parse("CREATE OR REPLACE TABLE t (a INT) TRANSACTIONAL=0"), Ddl::CreateTable { .. }));
+    assert!(parse_ddl("CREATE TABLE v (a INT) WITH SYSTEM VERSIONING", "db").is_err());
+}
+
+#[test]
+fn charset_function_in_a_default_is_a_function() {
+    let Ddl::CreateTable { schema, .. } = parse(
+        "CREATE TABLE t1 (a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(20) DEFAULT CHARSET(a), c VARCHAR(20) DEFAULT COLLATION(a))",
+    ) else {
+        panic!()
+    };
+    assert_eq!(schema.columns.len(), 3);
+    assert_eq!(schema.columns[0].charset.as_deref(), Some("latin1"));
+    assert!(schema.columns[1].default.is_some());
 }

@@ -150,7 +150,7 @@ pub(super) fn spellings(tokens: Vec<Token>) -> Vec<Token> {
         // A column's `CHARSET x` (sqlparser reads only `CHARACTER SET x` there): inside a
         // CREATE TABLE's column list, or after a column type in an ALTER TABLE. A table's
         // `[DEFAULT] CHARSET[=]x` stays.
-        if is_word(Some(t), "CHARSET") && !matches!(next, Some(Token::Eq)) {
+        if is_word(Some(t), "CHARSET") && !matches!(next, Some(Token::Eq | Token::LParen)) {
             let after_type = matches!(out.last(), Some(Token::RParen))
                 || ["TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT", "CHAR", "CHARACTER", "NCHAR", "VARCHAR"]
                     .iter()
@@ -477,31 +477,75 @@ pub(super) fn without_attributes(tokens: Vec<Token>) -> Vec<Token> {
     out
 }
 
-/// `CREATE TABLE ... PARTITION BY ...`: the partitioning clause (which
-/// sqlparser does not read) ends the statement and does not change the
-/// table's shape, so it is cut off.
-pub(super) fn without_partitioning(mut tokens: Vec<Token>) -> Vec<Token> {
+/// `CREATE TABLE t (...) options [PARTITION BY ...] [[IGNORE|REPLACE] [AS] SELECT ...]`:
+/// the table options and the partitioning clause do not change the table's
+/// shape, and sqlparser does not read many of them (MariaDB's
+/// `TRANSACTIONAL=1`, `PAGE_CHECKSUM=1`, `ENCRYPTED=YES`, ...): both are cut
+/// (the table's character set is read from the tokens before this). A
+/// query, or `WITH SYSTEM VERSIONING` (refused later), stays.
+pub(super) fn without_table_options(tokens: Vec<Token>) -> Vec<Token> {
+    // Only after a column list right after the name (not `LIKE t`, `SELECT ...`, `(LIKE t)`).
+    let Some(open) = tokens.iter().position(|t| matches!(t, Token::LParen)) else { return tokens };
+    let head_is_name = tokens[..open].iter().enumerate().all(|(k, t)| match t {
+        Token::Period => true,
+        Token::Word(w) if w.quote_style.is_none() => {
+            !["SELECT", "LIKE", "AS", "IGNORE"].iter().any(|x| w.value.eq_ignore_ascii_case(x))
+                && (!w.value.eq_ignore_ascii_case("REPLACE")
+                    || is_word(k.checked_sub(1).and_then(|j| tokens.get(j)), "OR"))
+        }
+        Token::Word(_) => true,
+        _ => false,
+    });
+    if head_is_name && is_word(tokens.get(open + 1), "LIKE") && matches!(tokens.last(), Some(Token::RParen)) {
+        // `CREATE TABLE t (LIKE s)` is `CREATE TABLE t LIKE s`.
+        let mut tokens = tokens;
+        tokens.pop();
+        tokens.remove(open);
+        return tokens;
+    }
+    if !head_is_name || is_word(tokens.get(open + 1), "SELECT") {
+        return tokens;
+    }
     let mut depth = 0i32;
-    let mut seen_columns = false;
-    for i in 0..tokens.len() {
-        match &tokens[i] {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        match t {
             Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                seen_columns |= depth == 0;
-            }
-            _ if depth == 0
-                && seen_columns
-                && is_word(tokens.get(i), "PARTITION")
-                && is_word(tokens.get(i + 1), "BY") =>
-            {
-                tokens.truncate(i);
-                break;
-            }
+            Token::RParen => depth -= 1,
             _ => {}
         }
+        out.push(t.clone());
+        i += 1;
+        if depth == 0 && matches!(t, Token::RParen) {
+            break;
+        }
     }
-    tokens
+    let at = |k: usize| tokens.get(k);
+    let mut depth = 0i32;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let query = depth == 0
+            && (["SELECT", "AS", "IGNORE", "REPLACE", "WITH"].iter().any(|w| is_word(Some(t), w))
+                || (matches!(t, Token::LParen) && is_word(at(i + 1), "SELECT")));
+        if query {
+            // `IGNORE|REPLACE SELECT` (duplicate handling; sqlparser reads neither).
+            let from = if is_word(Some(t), "IGNORE") || is_word(Some(t), "REPLACE") { i + 1 } else { i };
+            out.extend(tokens[from..].iter().cloned());
+            break;
+        }
+        if depth == 0 && is_word(Some(t), "PARTITION") && is_word(at(i + 1), "BY") {
+            break;
+        }
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 pub(super) fn parse_tokens(tokens: Vec<Token>) -> Result<Statement, DdlError> {
