@@ -434,7 +434,8 @@ async fn run_batch(
 }
 
 /// Wait until a background follower's checkpoint reaches the source's binlog
-/// position: an error if it exits or takes longer than three minutes.
+/// position with no table being copied again: an error if it exits or takes
+/// longer than three minutes.
 async fn follower_caught_up(
     my: &mut mysql_async::Conn,
     pg: &sqlx::PgPool,
@@ -444,7 +445,7 @@ async fn follower_caught_up(
     let target = master_position(my).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if checkpoint(pg, pipeline).await.is_some_and(|c| c >= target) {
+        if checkpoint(pg, pipeline).await.is_some_and(|c| c >= target) && !resync_active(pg, pipeline).await {
             return Ok(());
         }
         if let Some(status) = child.try_wait().unwrap() {

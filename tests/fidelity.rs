@@ -737,3 +737,34 @@ async fn type_spellings_and_attributes_created_then_altered_while_following() {
     )
     .await;
 }
+
+/// Statements the server runs with conversions the binlog does not list:
+/// a nullable column made NOT NULL outside strict mode (each NULL becomes the
+/// type's implicit default), and MariaDB's `SET STATEMENT ... FOR ALTER`
+/// (it was not read as an ALTER at all: the replica kept the old type). Both
+/// copy the table again. In strict mode the same ALTER converts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversions_outside_strict_mode_and_set_statement() {
+    both_paths(
+        "nonstrict",
+        &[
+            "CREATE TABLE n (id INT PRIMARY KEY, i INT, s VARCHAR(5), d DATE)",
+            "INSERT INTO n VALUES (1, NULL, NULL, NULL), (2, 5, 'x', '2024-01-02')",
+            "CREATE TABLE y (id INT PRIMARY KEY, a DECIMAL(10,1))",
+            "INSERT INTO y VALUES (1, -0.1), (2, 1999.0)",
+            "CREATE TABLE k (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO k VALUES (1, 1)",
+        ],
+        &[
+            "SET SESSION sql_mode = ''",
+            "ALTER TABLE n MODIFY i INT NOT NULL, MODIFY s VARCHAR(5) NOT NULL, MODIFY d DATE NOT NULL",
+            "INSERT INTO n VALUES (3, 7, 'z', '2024-03-04')",
+            "SET SESSION sql_mode = DEFAULT",
+            "SET STATEMENT sql_mode = 'NO_ENGINE_SUBSTITUTION' FOR ALTER TABLE y MODIFY a YEAR",
+            "INSERT INTO y VALUES (3, 2001)",
+            "ALTER TABLE k MODIFY v INT NOT NULL",
+            "INSERT INTO k VALUES (2, 2)",
+        ],
+    )
+    .await;
+}

@@ -154,7 +154,8 @@ pub fn split_script(script: &str) -> Vec<String> {
 }
 
 /// Wait until the pipeline's checkpoint reaches the source's current binlog
-/// position; panic if the follower exits meanwhile.
+/// position and no table is being copied again; panic if the follower exits
+/// meanwhile.
 pub async fn wait_caught_up(
     my: &mut mysql_async::Conn,
     pg: &sqlx::PgPool,
@@ -163,7 +164,7 @@ pub async fn wait_caught_up(
 ) {
     let target = master_position(my).await;
     let deadline = Instant::now() + Duration::from_secs(240);
-    while checkpoint(pg, pipeline).await.is_none_or(|c| c < target) {
+    while checkpoint(pg, pipeline).await.is_none_or(|c| c < target) || resync_active(pg, pipeline).await {
         if let Some(status) = follower.try_wait().unwrap() {
             panic!("replicate exited while following: {status}");
         }
@@ -547,6 +548,17 @@ pub async fn replica_comparison(
 pub async fn master_position(my: &mut mysql_async::Conn) -> (String, u64) {
     let row: mysql_async::Row = my.query_first("SHOW MASTER STATUS").await.unwrap().expect("binlog on");
     (row.get(0).unwrap(), row.get(1).unwrap())
+}
+
+/// Whether `pipeline` is copying tables again (a resync not joined yet).
+pub async fn resync_active(pg: &sqlx::PgPool, pipeline: &str) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT resync IS NOT NULL FROM synchdb.pipelines WHERE pipeline_id = $1")
+        .bind(pipeline)
+        .fetch_optional(pg)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// The checkpoint stored for `pipeline` as `(file, pos)`.

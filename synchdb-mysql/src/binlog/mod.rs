@@ -499,8 +499,9 @@ impl<'a> Follower<'a> {
             }
             x if x == EventType::QUERY_EVENT as u8 => {
                 let q: QueryEvent<'_> = event.read_event().map_err(|e| bad("query", e))?;
-                let sql = query_text(&q);
-                match classify(&sql) {
+                let text = query_text(&q);
+                let sql = crate::ddl::without_set_statement(&text);
+                match classify(sql) {
                     QueryKind::Begin => {
                         if self.tx.as_ref().is_none_or(|t| !t.events.is_empty()) {
                             self.tx = Some(PendingTx::default());
@@ -523,9 +524,10 @@ impl<'a> Follower<'a> {
                     }
                     QueryKind::TableDdl => {
                         let db = q.schema().into_owned();
-                        let sql = sql.into_owned();
+                        let sql = sql.to_string();
                         let fk_checks = foreign_key_checks(&q);
-                        return self.ddl(&sql, &db, fk_checks, (begin, end), time).await;
+                        let strict = strict_mode(&q);
+                        return self.ddl(&sql, &db, fk_checks, strict, (begin, end), time).await;
                     }
                     QueryKind::Dml => {
                         // Row changes as SQL text cannot be replayed exactly: stop rather
@@ -533,7 +535,7 @@ impl<'a> Follower<'a> {
                         let db = q.schema();
                         // `Some(None)`: the tables cannot be told, but the default database is replicated.
                         let hit: Option<Option<TableId>> =
-                            match dml_tables(&sql, &db).map(|t| self.fold_tables(t)) {
+                            match dml_tables(sql, &db).map(|t| self.fold_tables(t)) {
                                 Some(tables) => {
                                     tables.into_iter().find(|t| self.schemas.is_selected(t)).map(Some)
                                 }
@@ -541,7 +543,7 @@ impl<'a> Follower<'a> {
                             };
                         if let Some(Some(table)) = &hit {
                             if self.opts.get_unlogged_changes() == crate::options::UnloggedChanges::Resync {
-                                let what = format!("statement-based row changes ({:?})", short(&sql));
+                                let what = format!("statement-based row changes ({:?})", short(sql));
                                 self.unlogged_rows(table.clone(), &what, &at)?;
                                 if self.tx.is_none() {
                                     return self.commit(end, time).await;
@@ -556,7 +558,7 @@ impl<'a> Follower<'a> {
                                     "statement-based row changes in the binlog ({:?}): every session writing \
                                      replicated tables must use binlog_format=ROW (a MEMORY table emptied by a \
                                      server restart logs this too); re-snapshot the table to go on",
-                                    short(&sql)
+                                    short(sql)
                                 ),
                             )
                             .with_position(at);

@@ -11,6 +11,7 @@ impl<'a> Follower<'a> {
         sql: &str,
         db: &str,
         fk_checks: bool,
+        strict: bool,
         (begin, end): (u64, u64),
         time: DateTime<Utc>,
     ) -> Result<Flow> {
@@ -73,6 +74,8 @@ impl<'a> Follower<'a> {
                 } else {
                     let backup = self.schemas.clone();
                     let named: Vec<TableId> = ddl.tables().into_iter().cloned().collect();
+                    let ignore = leading_words(sql, 3).iter().any(|w| w == "IGNORE");
+                    self.schemas.set_strict(strict && !ignore);
                     match self.schemas.apply(ddl, &mut self.side).await {
                         Ok(a) => a,
                         Err(e) => {
@@ -402,6 +405,21 @@ fn decoded_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
             Ok(text) => std::borrow::Cow::Owned(text),
             Err(_) => q.query(),
         },
+    }
+}
+
+/// Whether a query event ran in strict mode (`STRICT_TRANS_TABLES` or
+/// `STRICT_ALL_TABLES` in its `SqlMode` status variable; ALTER TABLE aborts
+/// on a conversion warning then, for every engine). Without the variable: strict
+/// (the server's default).
+pub(super) fn strict_mode(q: &QueryEvent<'_>) -> bool {
+    use mysql_common::constants::SqlMode;
+    let Some(v) = q.status_vars().get_status_var(StatusVarKey::SqlMode) else { return true };
+    match v.get_value() {
+        Ok(StatusVarVal::SqlMode(m)) => {
+            m.get().intersects(SqlMode::MODE_STRICT_TRANS_TABLES | SqlMode::MODE_STRICT_ALL_TABLES)
+        }
+        _ => true,
     }
 }
 

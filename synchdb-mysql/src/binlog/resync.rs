@@ -335,62 +335,61 @@ impl Follower<'_> {
     }
 
     /// Wait for the copy (if it runs), then join: the tables are tracked
-    /// again and the pipeline restores their foreign keys. A copy that lost
-    /// its connection starts again (and is waited for).
+    /// again and the pipeline restores their foreign keys. A copy that failed
+    /// transiently (a lost connection, its table changed under it) starts
+    /// again at a new point instead, joined when the binlog reaches that.
     pub(super) async fn join_resync(&mut self) -> Result<Flow> {
-        loop {
-            let Some(active) = self.resync.as_mut() else { return Ok(Flow::Continue) };
-            if let Some(task) = active.task.as_mut() {
-                let mut shutdown = self.ctx.shutdown.clone();
-                let outcome = tokio::select! {
-                    biased;
-                    _ = shutdown.wait_for(|s| *s) => return Ok(Flow::Stop),
-                    r = task => r.map_err(|e| Error::internal(format!("resync copy task failed: {e}")))?,
-                };
-                active.task = None;
-                match outcome {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(Flow::Stop),
-                    Err(e) if e.kind().is_transient() => {
-                        let ids = active.ids();
-                        let reason = active.reason.clone();
-                        if crate::errors::table_changed_in(&e) {
-                            // A table that keeps changing is copied again; one
-                            // that fails the same way at every new point is a bug.
-                            self.resync_restarts += 1;
-                            if self.resync_restarts > MAX_CHANGED_RESTARTS {
-                                return Err(Error::new(
-                                    ErrorKind::SourceSchema,
-                                    format!(
-                                        "resync: {} (the copy failed {MAX_CHANGED_RESTARTS} times in a row)",
-                                        e.message()
-                                    ),
-                                ));
-                            }
+        let Some(active) = self.resync.as_mut() else { return Ok(Flow::Continue) };
+        if let Some(task) = active.task.as_mut() {
+            let mut shutdown = self.ctx.shutdown.clone();
+            let outcome = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => return Ok(Flow::Stop),
+                r = task => r.map_err(|e| Error::internal(format!("resync copy task failed: {e}")))?,
+            };
+            active.task = None;
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => return Ok(Flow::Stop),
+                Err(e) if e.kind().is_transient() => {
+                    let ids = active.ids();
+                    let reason = active.reason.clone();
+                    if crate::errors::table_changed_in(&e) {
+                        // A table that keeps changing is copied again; one
+                        // that fails the same way at every new point is a bug.
+                        self.resync_restarts += 1;
+                        if self.resync_restarts > MAX_CHANGED_RESTARTS {
+                            return Err(Error::new(
+                                ErrorKind::SourceSchema,
+                                format!(
+                                    "resync: {} (the copy failed {MAX_CHANGED_RESTARTS} times in a row)",
+                                    e.message()
+                                ),
+                            ));
                         }
-                        warn!(error = %e, "resync copy failed; starting it again");
-                        self.resync = None;
-                        self.request_resync(ids, reason);
-                        if let Flow::Stop = self.start_resync().await? {
-                            return Ok(Flow::Stop);
-                        }
-                        continue;
                     }
-                    Err(e) => return Err(e),
+                    warn!(error = %e, "resync copy failed; starting it again");
+                    self.resync = None;
+                    self.request_resync(ids, reason);
+                    // The new copy reads at a later point: it joins when the binlog
+                    // gets there (joining now would apply the changes between here
+                    // and there a second time).
+                    return self.start_resync().await;
                 }
+                Err(e) => return Err(e),
             }
-            let active = self.resync.take().expect("active resync");
-            self.resync_restarts = 0;
-            let ids = active.ids();
-            self.schemas.reveal(&active.tables);
-            let referencing: Vec<Arc<TableSchema>> =
-                self.schemas.referencing(&ids).into_iter().filter(|t| !ids.contains(&t.id)).collect();
-            let tables: Vec<Arc<TableSchema>> = active.tables.into_iter().map(Arc::new).collect();
-            info!(tables = ids.len(), at = %self.resume, "resync: the copied tables are followed again");
-            if !self.send(SourceMessage::ResyncJoined { tables, referencing }).await {
-                return Ok(Flow::Stop);
-            }
-            return Ok(Flow::Continue);
         }
+        let active = self.resync.take().expect("active resync");
+        self.resync_restarts = 0;
+        let ids = active.ids();
+        self.schemas.reveal(&active.tables);
+        let referencing: Vec<Arc<TableSchema>> =
+            self.schemas.referencing(&ids).into_iter().filter(|t| !ids.contains(&t.id)).collect();
+        let tables: Vec<Arc<TableSchema>> = active.tables.into_iter().map(Arc::new).collect();
+        info!(tables = ids.len(), at = %self.resume, "resync: the copied tables are followed again");
+        if !self.send(SourceMessage::ResyncJoined { tables, referencing }).await {
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
     }
 }

@@ -50,6 +50,9 @@ pub(crate) struct Schemas {
     /// Tables being copied again (a resync): not tracked, and statements about
     /// them are ignored until they join with the schema the copy read.
     hidden: std::collections::HashSet<TableId>,
+    /// Whether the statement being applied ran in strict mode (an ALTER then
+    /// fails rather than converting a NULL to a NOT NULL column's implicit default).
+    strict: bool,
 }
 
 /// Why a column added to a table with rows gets values there that the
@@ -77,7 +80,13 @@ fn schema_error(message: String, table: &TableId) -> Error {
 impl Schemas {
     pub(crate) fn new(schemas: Vec<TableSchema>, filter: TableFilter) -> Self {
         let tables = schemas.into_iter().map(|s| (s.id.clone(), Arc::new(s))).collect();
-        Schemas { tables, filter, hidden: Default::default() }
+        Schemas { tables, filter, hidden: Default::default(), strict: true }
+    }
+
+    /// The sql_mode of the statement about to be applied: strict (the
+    /// default) or not (an `ALTER IGNORE` counts as not strict).
+    pub(crate) fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
     }
 
     /// Stop tracking `ids` and ignore statements about them (a resync starts).
@@ -493,7 +502,16 @@ impl Schemas {
                     };
                     s.columns.insert(at, column.clone());
                     rename_in_keys(&mut s, &old_name, &column.name);
-                    if let Err(why) = keeps_values(&old, &column) {
+                    let nulls_converted = old.nullable && !column.nullable && !self.strict;
+                    let kept = if nulls_converted {
+                        // Outside strict mode the server stores the type's implicit
+                        // default (0, '', the zero date, the first ENUM member) in
+                        // place of each NULL.
+                        Err("its NULLs become the column's implicit default")
+                    } else {
+                        keeps_values(&old, &column)
+                    };
+                    if let Err(why) = kept {
                         // The server converted the stored values, without row events.
                         unlogged.push((
                             table.clone(),

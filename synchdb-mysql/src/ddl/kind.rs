@@ -94,6 +94,43 @@ pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// MariaDB's `SET STATEMENT var = value [, ...] FOR statement`: the statement
+/// (the variables only hold while it runs); any other statement as it is.
+pub(crate) fn without_set_statement(sql: &str) -> &str {
+    if leading_words(sql, 2) != ["SET", "STATEMENT"] {
+        return sql;
+    }
+    let b = sql.as_bytes();
+    let mut i = 0;
+    let mut depth = 0i32;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            c if depth == 0
+                && (c == b'F' || c == b'f')
+                && b.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"FOR"))
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+                && b.get(i + 3).is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_')) =>
+            {
+                return sql[i + 3..].trim_start();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    sql
+}
+
 /// Names of the tables a DDL statement may touch, from its tokens only (no
 /// full parse): used to ignore statements about unselected tables cheaply.
 /// `None` when the names cannot be told (the caller then parses).

@@ -650,3 +650,21 @@ fn charset_function_in_a_default_is_a_function() {
     assert_eq!(schema.columns[0].charset.as_deref(), Some("latin1"));
     assert!(schema.columns[1].default.is_some());
 }
+
+#[test]
+fn set_statement_for_is_its_statement() {
+    assert_eq!(
+        without_set_statement(
+            "SET STATEMENT sql_mode = 'NO_ENGINE_SUBSTITUTION' FOR\nALTER TABLE t1 MODIFY a YEAR"
+        ),
+        "ALTER TABLE t1 MODIFY a YEAR"
+    );
+    assert_eq!(
+        without_set_statement(
+            "set statement max_statement_time=10, sql_mode='a,for,b' for create table t (a int)"
+        ),
+        "create table t (a int)"
+    );
+    assert_eq!(without_set_statement("SET sql_mode = 'x'"), "SET sql_mode = 'x'");
+    assert_eq!(without_set_statement("ALTER TABLE format ADD c INT"), "ALTER TABLE format ADD c INT");
+}
