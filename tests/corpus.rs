@@ -359,7 +359,10 @@ async fn run_batch(
         } else {
             None
         };
-        for ((_, stmts), db) in scripts.iter().zip(&names) {
+        for ((file, stmts), db) in scripts.iter().zip(&names) {
+            if path == "live" && live_known(file) {
+                continue;
+            }
             let (ok, refused) = replay(&mut my, db, stmts).await;
             if path != "live" {
                 report.statements += ok + refused;
@@ -418,6 +421,9 @@ async fn run_batch(
         // A fresh session: the replay's may have been closed by what it ran.
         let mut my = connect_my(&server.url()).await;
         for ((file, _), db) in scripts.iter().zip(&names) {
+            if path == "live" && live_known(file) {
+                continue;
+            }
             let (n, problems) = replica_comparison(&mut my, db, &pg).await;
             report.tables += n;
             if !problems.is_empty() {
@@ -431,6 +437,18 @@ async fn run_batch(
     }
     report.files += files.len();
     failures
+}
+
+/// Files whose live path differs for a documented reason, left out of it:
+/// - `main/rename.test` renames a TEMPORARY table that shadows a base table
+///   of the same name; MariaDB logs `RENAME TABLE t1 TO tmp, t1 TO t2` with
+///   nothing telling the temporary table's part from the base table's (no
+///   thread-specific flag, the temporary table's CREATE not logged in ROW
+///   format), so a binlog reader renames the base table twice.
+const LIVE_KNOWN: &[&str] = &["main/rename.test"];
+
+fn live_known(file: &str) -> bool {
+    LIVE_KNOWN.iter().any(|k| file.ends_with(k))
 }
 
 /// Wait until a background follower's checkpoint reaches the source's binlog

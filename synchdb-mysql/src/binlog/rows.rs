@@ -90,15 +90,167 @@ pub(crate) fn decode_rows(
     Ok(())
 }
 
-/// The column types and metadata of one rows event's table, read once.
-struct Layout<'a> {
-    columns: Vec<(MyColumnType, &'a [u8], bool)>,
+/// One column of a rows event's table: its binlog type, table-map metadata
+/// (at most two bytes), signedness, and whether MariaDB stores it compressed.
+#[derive(Clone, Copy)]
+struct Col {
+    ty: MyColumnType,
+    meta: [u8; 2],
+    meta_len: usize,
+    unsigned: bool,
+    compressed: bool,
 }
 
-impl<'a> Layout<'a> {
+impl Col {
+    fn meta(&self) -> &[u8] {
+        &self.meta[..self.meta_len]
+    }
+}
+
+/// MariaDB's binlog types of compressed columns (`VARCHAR ... COMPRESSED`,
+/// `BLOB|TEXT ... COMPRESSED`), unknown to mysql_common.
+const VARCHAR_COMPRESSED: u8 = 141;
+const BLOB_COMPRESSED: u8 = 140;
+
+/// Column types and metadata straight from a table map's bytes, for a table
+/// with compressed columns (which mysql_common's accessors cannot walk past):
+/// `(type, metadata, compressed)` per column.
+fn raw_columns(tme: &TableMapEvent<'_>) -> std::result::Result<Vec<(MyColumnType, Vec<u8>, bool)>, String> {
+    use mysql_common::proto::MySerialize;
+    let mut bytes = Vec::new();
+    tme.serialize(&mut bytes);
+    let mut r = Reader { bytes: &bytes, at: 0 };
+    // table id (6), flags (2), then the names, each with its length and a NUL.
+    r.take(8)?;
+    for _ in 0..2 {
+        let n = r.take(1)?[0];
+        r.take(usize::from(n) + 1)?;
+    }
+    let count = r.lenenc()?;
+    let types = r.take(count)?;
+    let len = r.lenenc()?;
+    let meta = r.take(len)?;
+    let mut out = Vec::with_capacity(types.len());
+    let mut at = 0usize;
+    for (i, &t) in types.iter().enumerate() {
+        let (ty, n, compressed) = match t {
+            VARCHAR_COMPRESSED => (MyColumnType::MYSQL_TYPE_VARCHAR, 2, true),
+            BLOB_COMPRESSED => (MyColumnType::MYSQL_TYPE_BLOB, 1, true),
+            t => {
+                let ty =
+                    MyColumnType::try_from(t).map_err(|_| format!("column {i} has the unknown type {t}"))?;
+                (
+                    ty,
+                    table_map_metadata_len(ty).ok_or_else(|| format!("column {i} has the type {ty:?}"))?,
+                    false,
+                )
+            }
+        };
+        let m = meta.get(at..at + n).ok_or_else(|| format!("the metadata of column {i} is cut short"))?;
+        out.push((ty, m.to_vec(), compressed));
+        at += n;
+    }
+    Ok(out)
+}
+
+/// A cursor over a serialized table map.
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'b [u8], String> {
+        let s = self.bytes.get(self.at..self.at + n).ok_or("the table map ends early")?;
+        self.at += n;
+        Ok(s)
+    }
+
+    /// A length-encoded integer.
+    fn lenenc(&mut self) -> std::result::Result<usize, String> {
+        let n = match self.take(1)?[0] {
+            0xfc => 2,
+            0xfd => 3,
+            0xfe => 8,
+            b if b < 0xfb => return Ok(usize::from(b)),
+            _ => return Err("a malformed length in the table map".into()),
+        };
+        Ok(self.take(n)?.iter().rev().fold(0usize, |v, b| (v << 8) | usize::from(*b)))
+    }
+}
+
+/// How many metadata bytes a column type has in a table map (MySQL's
+/// `Table_map_log_event` layout); `None` for a typed array.
+fn table_map_metadata_len(ty: MyColumnType) -> Option<usize> {
+    use MyColumnType::*;
+    Some(match ty {
+        MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_DOUBLE
+        | MYSQL_TYPE_FLOAT
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_JSON
+        | MYSQL_TYPE_VECTOR => 1,
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_SET
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_BIT => 2,
+        MYSQL_TYPE_TYPED_ARRAY => return None,
+        _ => 0,
+    })
+}
+
+/// A MariaDB compressed column's stored bytes as the value: a header byte
+/// (high nibble: the method, 0 for stored as is, 8 for zlib; for zlib, bits
+/// 0-2: how many bytes of original length follow, big-endian, and bit 3: a
+/// raw deflate stream without the zlib wrapper), then the data.
+fn inflate_column(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let Some((&header, rest)) = stored.split_first() else { return Ok(Vec::new()) };
+    match header >> 4 {
+        0 => Ok(rest.to_vec()),
+        8 => {
+            let n = usize::from(header & 0x07);
+            if rest.len() < n {
+                return Err("a compressed value shorter than its header".into());
+            }
+            let length = rest[..n].iter().fold(0usize, |l, b| (l << 8) | usize::from(*b));
+            let data = &rest[n..];
+            let mut out = Vec::with_capacity(length.min(64 << 20));
+            let read = if header & 0x08 != 0 {
+                flate2::read::DeflateDecoder::new(data).take(length as u64 + 1).read_to_end(&mut out)
+            } else {
+                flate2::read::ZlibDecoder::new(data).take(length as u64 + 1).read_to_end(&mut out)
+            };
+            read.map_err(|e| format!("a compressed value does not inflate: {e}"))?;
+            if out.len() != length {
+                return Err(format!(
+                    "a compressed value inflates to {} bytes, its header says {length}",
+                    out.len()
+                ));
+            }
+            Ok(out)
+        }
+        m => Err(format!("a compressed value with the unknown method {m}")),
+    }
+}
+
+/// The column types and metadata of one rows event's table, read once.
+struct Layout {
+    columns: Vec<Col>,
+}
+
+impl Layout {
     fn new(
         data: &RowsEventData<'_>,
-        tme: &'a TableMapEvent<'a>,
+        tme: &TableMapEvent<'_>,
         schema: &TableSchema,
         pos: &BinlogPosition,
     ) -> Result<Self> {
@@ -129,43 +281,58 @@ impl<'a> Layout<'a> {
             // Row images of no columns take no bytes: the rows would never end.
             return Err(fail("the rows event has no columns".into()));
         }
+        // A table with compressed columns: types and metadata from the raw bytes.
+        let raw = if (0..count).any(|i| tme.get_column_type(i).is_err()) {
+            Some(raw_columns(tme).map_err(|why| fail(format!("the table map: {why}")))?)
+        } else {
+            None
+        };
         let mut columns = Vec::with_capacity(count);
         for i in 0..count {
             let column = schema.columns.get(i);
-            let ty = match tme.get_column_type(i) {
-                Ok(Some(ty)) => ty,
-                Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
-                Err(e) => {
-                    let text = e.to_string();
-                    let hint = if text.ends_with(" 140") || text.ends_with(" 141") {
-                        " (a MariaDB COMPRESSED column: not decoded in follow mode; exclude the table)"
-                    } else {
-                        ""
+            let (ty, meta, compressed): (MyColumnType, &[u8], bool) = match &raw {
+                Some(r) => {
+                    let (ty, m, c) =
+                        r.get(i).ok_or_else(|| fail(format!("the table map has no type for column {i}")))?;
+                    (*ty, m.as_slice(), *c)
+                }
+                None => {
+                    let ty = match tme.get_column_type(i) {
+                        Ok(Some(ty)) => ty,
+                        Ok(None) => return Err(fail(format!("the table map has no type for column {i}"))),
+                        Err(e) => {
+                            let err = fail(format!("the table map's type of column {i}: {e}"));
+                            return Err(match column {
+                                Some(c) => err.with_column(c.name.clone()),
+                                None => err,
+                            });
+                        }
                     };
-                    let err = fail(format!("the table map's type of column {i}: {text}{hint}"));
-                    return Err(match column {
-                        Some(c) => err.with_column(c.name.clone()),
-                        None => err,
-                    });
+                    // mysql_common's value parser indexes the metadata without checking its length.
+                    (ty, tme.get_column_metadata(i).unwrap_or(&[]), false)
                 }
             };
-            // mysql_common's value parser indexes the metadata without checking its length.
-            let meta = tme.get_column_metadata(i).unwrap_or(&[]);
             // A DECIMAL's scale above its precision: mysql_common computes the size in `usize` (`p - s`).
             let bad_decimal =
                 ty == MyColumnType::MYSQL_TYPE_NEWDECIMAL && meta.len() >= 2 && meta[1] > meta[0];
-            if ty == MyColumnType::MYSQL_TYPE_TYPED_ARRAY || meta.len() < metadata_len(ty) || bad_decimal {
+            if ty == MyColumnType::MYSQL_TYPE_TYPED_ARRAY
+                || meta.len() < metadata_len(ty)
+                || meta.len() > 2
+                || bad_decimal
+            {
                 return Err(fail(format!("the table map's metadata of column {i} ({ty:?}) is malformed")));
             }
             let unsigned =
                 column.is_none_or(|c| matches!(c.column_type, ColumnType::Integer { unsigned: true, .. }));
-            columns.push((ty, meta, unsigned));
+            let mut m = [0u8; 2];
+            m[..meta.len()].copy_from_slice(meta);
+            columns.push(Col { ty, meta: m, meta_len: meta.len(), unsigned, compressed });
         }
         Ok(Layout { columns })
     }
 
     /// Read one row image (null bitmap, then the present columns' values).
-    fn image(
+    fn image<'a>(
         &self,
         buf: &mut ParseBuf<'a>,
         present: Option<usize>,
@@ -198,7 +365,8 @@ impl<'a> Layout<'a> {
             .parse(count.div_ceil(8))
             .map_err(|e| fail(None, format!("cannot read a row image's null bitmap: {e}")))?;
         let mut row = Vec::with_capacity(count);
-        for (i, ((ty, meta, unsigned), column)) in self.columns.iter().zip(&schema.columns).enumerate() {
+        for (i, (col, column)) in self.columns.iter().zip(&schema.columns).enumerate() {
+            let (ty, meta, unsigned) = (&col.ty, col.meta(), &col.unsigned);
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 row.push(Value::Null);
                 continue;
@@ -212,9 +380,20 @@ impl<'a> Layout<'a> {
                 } else if let Some(why) = malformed_value(*ty, meta, buf.0) {
                     return Err(fail(Some(&column.name), why.into()));
                 } else {
-                    buf.parse((*ty, *meta, *unsigned, false)).map_err(read_error)?
+                    // The parser's context borrows the metadata as long as the bytes it
+                    // reads: a cursor of the shorter lifetime, then `buf` moved past.
+                    let mut sub = ParseBuf(buf.0);
+                    let v: BinlogValue<'_> = sub.parse((*ty, meta, *unsigned, false)).map_err(read_error)?;
+                    let used = buf.0.len() - sub.0.len();
+                    buf.0 = &buf.0[used..];
+                    v
                 };
             let value = match value {
+                BinlogValue::Value(mysql_async::Value::Bytes(stored)) if col.compressed => {
+                    mysql_async::Value::Bytes(
+                        inflate_column(&stored).map_err(|why| fail(Some(&column.name), why))?,
+                    )
+                }
                 BinlogValue::Value(v) => v,
                 BinlogValue::Jsonb(j) => mysql_async::Value::Bytes(
                     jsonb_text(j)
@@ -333,6 +512,35 @@ pub(crate) fn jsonb_text(value: mysql_async::binlog::jsonb::Value<'_>) -> Result
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn compressed_values_inflate() {
+        use std::io::Write;
+        assert_eq!(super::inflate_column(&[]).unwrap(), b"");
+        assert_eq!(super::inflate_column(b"\x00abc").unwrap(), b"abc");
+        let plain = b"abcabcabcabcabcabcabcabc".repeat(20);
+        for (wrap, header) in [(false, 0x8a), (true, 0x82)] {
+            let mut data = vec![header, (plain.len() >> 8) as u8, plain.len() as u8];
+            if wrap {
+                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                z.write_all(&plain).unwrap();
+                data.extend(z.finish().unwrap());
+            } else {
+                let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                z.write_all(&plain).unwrap();
+                data.extend(z.finish().unwrap());
+            }
+            assert_eq!(super::inflate_column(&data).unwrap(), plain);
+            // A wrong original length, garbage, an unknown method: errors, not panics.
+            let mut wrong = data.clone();
+            wrong[2] ^= 1;
+            assert!(super::inflate_column(&wrong).is_err());
+            assert!(super::inflate_column(&[header, 0, 5, 1, 2, 3]).is_err());
+        }
+        assert!(super::inflate_column(&[0x30, 1]).is_err());
+        assert!(super::inflate_column(&[0x83, 1]).is_err());
+    }
+
     use super::*;
 
     fn parse(bytes: &[u8]) -> mysql_async::binlog::jsonb::Value<'_> {
