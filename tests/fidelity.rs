@@ -8,6 +8,19 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 
+/// Run statements on one session; a statement written `?SQL` may fail (the
+/// server logs some failed DDL, which the replica must follow too).
+async fn run_script(my: &mut mysql_async::Conn, statements: &[&str]) {
+    for sql in statements {
+        match sql.strip_prefix('?') {
+            Some(sql) => {
+                let _ = my.query_drop(sql).await;
+            }
+            None => run_workload(my, &[sql]).await,
+        }
+    }
+}
+
 /// Run `setup` then `script` on one source session and replicate it both
 /// ways into fresh databases; the replica must equal the source each time.
 async fn both_paths(prefix: &str, setup: &[&str], script: &[&str]) {
@@ -19,7 +32,7 @@ async fn both_paths(prefix: &str, setup: &[&str], script: &[&str]) {
         let target = pg_server.create_database(&format!("{prefix}_s")).unwrap();
         let mut my = connect_my(&src.url()).await;
         run_workload(&mut my, setup).await;
-        run_workload(&mut my, script).await;
+        run_script(&mut my, script).await;
         run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), prefix));
         let pg = connect_pg(&target.url()).await;
         assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
@@ -31,7 +44,7 @@ async fn both_paths(prefix: &str, setup: &[&str], script: &[&str]) {
         let mut my = connect_my(&src.url()).await;
         run_workload(&mut my, setup).await;
         run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), prefix));
-        run_workload(&mut my, script).await;
+        run_script(&mut my, script).await;
         run_until_caught_up(replicate(&server.url(), src.name(), &target.url(), prefix));
         let pg = connect_pg(&target.url()).await;
         assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
@@ -47,7 +60,7 @@ async fn both_paths(prefix: &str, setup: &[&str], script: &[&str]) {
         let mut follower = spawn(replicate(&server.url(), src.name(), &target.url(), prefix));
         let pg = connect_pg(&target.url()).await;
         wait_caught_up(&mut my, &pg, prefix, &mut follower).await;
-        run_workload(&mut my, script).await;
+        run_script(&mut my, script).await;
         wait_caught_up(&mut my, &pg, prefix, &mut follower).await;
         drop(follower);
         assert_replica_equal(&mut connect_my(&src.url()).await, src.name(), &pg).await;
@@ -723,6 +736,8 @@ async fn type_spellings_and_attributes_created_then_altered_while_following() {
             "CREATE TABLE s (id SERIAL, a CHAR(3) ASCII, b VARCHAR(3) UNICODE, c CHAR(2) BYTE, d LONG VARCHAR, \
              e LONG VARBINARY, f LONG, j LONG CHAR VARYING, k CHAR(2) ASCII BINARY, l CHAR(2) BINARY ASCII)",
             "INSERT INTO s (a, b, c, d, e, f, j, k, l) VALUES ('é', 'ü', 'ab', 'long', x'00ff', 'f', 'j', 'k', 'l')",
+            "CREATE TABLE bin (id INT PRIMARY KEY, c CHAR(2), v VARCHAR(5), t TEXT) CHARACTER SET = binary",
+            "INSERT INTO bin VALUES (1, 'a', x'00ff', 'c')",
             "CREATE TABLE s2 (g INT SERIAL DEFAULT VALUE, v INT, y2 YEAR(2) DEFAULT 71)",
             "INSERT INTO s2 (v) VALUES (1), (2)",
             "INSERT INTO y VALUES (3, 0, 0), (4, 2069, 2069), (5, 70, 70)",
@@ -788,6 +803,28 @@ async fn compressed_columns_are_decoded() {
             "DELETE FROM c WHERE id = 3",
             "SET SESSION column_compression_zlib_wrap = ON",
             "INSERT INTO c VALUES (5, REPEAT('wrapped ', 100), REPEAT('x', 5000), REPEAT(x'01', 500), 5, REPEAT('q', 1000))",
+        ],
+    )
+    .await;
+}
+
+/// DDL the server logs although it failed part-way: a CREATE OR REPLACE whose
+/// new definition is refused has dropped the old table (MariaDB logs it with
+/// its error code). The replica dropped nothing and kept the old table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_create_or_replace_drops_the_old_table() {
+    both_paths(
+        "failedddl",
+        &[
+            "CREATE TABLE f (id INT PRIMARY KEY)",
+            "INSERT INTO f VALUES (1)",
+            "CREATE TABLE k (id INT PRIMARY KEY)",
+        ],
+        &[
+            "SET time_zone = '+00:00'",
+            "?CREATE OR REPLACE TABLE f (d DATETIME(6)) PARTITION BY RANGE (UNIX_TIMESTAMP(d)) \
+             (PARTITION p0 VALUES LESS THAN (1), PARTITION p1 VALUES LESS THAN MAXVALUE)",
+            "INSERT INTO k VALUES (1)",
         ],
     )
     .await;

@@ -16,18 +16,8 @@ impl<'a> Follower<'a> {
         time: DateTime<Utc>,
     ) -> Result<Flow> {
         let at = self.position(begin);
-        if let Some(mut open) = self.tx.take() {
-            // DDL commits implicitly: an open transaction ends here.
-            if !open.events.is_empty() || open.sent > 0 {
-                let gtid = self.take_gtid();
-                offset_indexes(&mut open.events, open.sent);
-                let streamed = open.sent > 0;
-                if let Flow::Stop =
-                    self.finish(open.events, !open.no_fk_checks, gtid, begin, time, streamed).await?
-                {
-                    return Ok(Flow::Stop);
-                }
-            }
+        if let Flow::Stop = self.end_open_tx(begin, time).await? {
+            return Ok(Flow::Stop);
         }
         let gtid = self.take_gtid();
         let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
@@ -168,6 +158,51 @@ impl<'a> Follower<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// DDL commits implicitly: an open transaction ends before it.
+    async fn end_open_tx(&mut self, begin: u64, time: DateTime<Utc>) -> Result<Flow> {
+        if let Some(mut open) = self.tx.take() {
+            if !open.events.is_empty() || open.sent > 0 {
+                let gtid = self.take_gtid();
+                offset_indexes(&mut open.events, open.sent);
+                let streamed = open.sent > 0;
+                return self.finish(open.events, !open.no_fk_checks, gtid, begin, time, streamed).await;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A DDL statement logged with an error code: it failed on the source
+    /// after changing part of what it names. Its selected tables are copied
+    /// again (or found gone and dropped on the target).
+    pub(super) async fn failed_ddl(
+        &mut self,
+        sql: &str,
+        db: &str,
+        code: u16,
+        (begin, end): (u64, u64),
+        time: DateTime<Utc>,
+    ) -> Result<Flow> {
+        let at = self.position(begin);
+        if let Flow::Stop = self.end_open_tx(begin, time).await? {
+            return Ok(Flow::Stop);
+        }
+        let gtid = self.take_gtid();
+        let tables: Vec<TableId> = quick_tables(sql, db)
+            .map(|t| self.fold_tables(t))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| self.schemas.filter().matches(t))
+            .collect();
+        if !tables.is_empty() {
+            let why = format!(
+                "the statement {:?} failed on the source (error {code}) after changing some of it",
+                short(sql)
+            );
+            self.schema_lost(tables, &why, &at)?;
+        }
+        self.finish(Vec::new(), true, gtid, end, time, false).await
     }
 
     /// The tracked schemas of `tables` cannot follow a statement the server

@@ -736,6 +736,8 @@ fn fill_charset(columns: &mut [ColumnSchema], charset: Option<&str>) {
     let Some(cs) = charset else { return };
     for c in columns.iter_mut().filter(|c| needs_charset(c)) {
         c.charset = Some(cs.to_string());
+        // A table in the binary character set: its text columns are binary types.
+        crate::ddl::binary_charset_types(c);
     }
 }
 

@@ -77,26 +77,32 @@ pub(super) fn column_def_of(c: &ColumnDef) -> Result<(ColumnSchema, Vec<IndexDef
             col.charset = c.split('_').next().map(str::to_string);
         }
     }
-    if col.charset.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("binary")) {
-        // `CHAR(n) / VARCHAR(n) / TEXT CHARACTER SET binary`: the server stores
-        // BINARY(n) / VARBINARY(n) / BLOB, as information_schema shows.
-        let binary = match &col.column_type {
-            ColumnType::Char { length } => Some(ColumnType::Binary { length: *length }),
-            ColumnType::VarChar { length } => Some(ColumnType::VarBinary { length: *length }),
-            ColumnType::Text { size } => Some(ColumnType::Blob { size: *size }),
-            _ => None,
-        };
-        if let Some(t) = binary {
-            col.column_type = t;
-            col.charset = None;
-            col.collation = None;
-        }
-    }
+    binary_charset_types(&mut col);
     if col.column_type == ColumnType::Json && col.charset.is_none() {
         // MariaDB's JSON is LONGTEXT CHARSET utf8mb4 COLLATE utf8mb4_bin.
         col.charset = Some("utf8mb4".into());
     }
     Ok((col, keys))
+}
+
+/// `CHAR(n) / VARCHAR(n) / TEXT CHARACTER SET binary` (written on the column
+/// or inherited from the table): the server stores BINARY(n) / VARBINARY(n)
+/// / BLOB, as information_schema shows.
+pub(crate) fn binary_charset_types(col: &mut ColumnSchema) {
+    if !col.charset.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("binary")) {
+        return;
+    }
+    let binary = match &col.column_type {
+        ColumnType::Char { length } => Some(ColumnType::Binary { length: *length }),
+        ColumnType::VarChar { length } => Some(ColumnType::VarBinary { length: *length }),
+        ColumnType::Text { size } => Some(ColumnType::Blob { size: *size }),
+        _ => None,
+    };
+    if let Some(t) = binary {
+        col.column_type = t;
+        col.charset = None;
+        col.collation = None;
+    }
 }
 
 pub(super) fn name_text(n: &ObjectName) -> String {

@@ -44,6 +44,7 @@ mod tests;
 mod tokens;
 
 use alter::*;
+pub(crate) use ast::binary_charset_types;
 use ast::*;
 pub(crate) use kind::*;
 pub(crate) use mutate::*;

@@ -511,6 +511,7 @@ fn lock_wait_clauses_are_ignored() {
     assert!(matches!(&o[0], AlterOp::AddColumn { column, .. } if column.name == "wait"), "{o:?}");
     let o = ops("ALTER TABLE db.t1 NOWAIT ADD COLUMN nowait INT");
     assert!(matches!(&o[0], AlterOp::AddColumn { column, .. } if column.name == "nowait"), "{o:?}");
+    assert!(matches!(parse("RENAME TABLE t2 NOWAIT TO t1"), Ddl::RenameTables { .. }));
 }
 
 #[test]

@@ -70,7 +70,10 @@ fn without_lock_waits(tokens: Vec<Token>) -> Vec<Token> {
             if a.value.eq_ignore_ascii_case("ALTER") && t.value.eq_ignore_ascii_case("TABLE"))
             || matches!(out.as_slice(), [.., Token::Word(t), Token::Word(_), Token::Period, Token::Word(_)]
                 if t.value.eq_ignore_ascii_case("TABLE"));
-        if bare(tokens.get(i), "NOWAIT") && (ends || matches!(out.last(), Some(Token::RParen)) || after_name)
+        // `RENAME TABLE t NOWAIT TO u`
+        let before_to = bare(tokens.get(i + 1), "TO");
+        if bare(tokens.get(i), "NOWAIT")
+            && (ends || matches!(out.last(), Some(Token::RParen)) || after_name || before_to)
         {
             i += 1;
             continue;
