@@ -527,13 +527,8 @@ impl<'a> Follower<'a> {
                         let sql = sql.to_string();
                         let fk_checks = foreign_key_checks(&q);
                         let strict = strict_mode(&q);
-                        if q.error_code() != 0 {
-                            // Logged although it failed part-way (a CREATE OR REPLACE that
-                            // dropped the old table, then could not create the new one):
-                            // what it changed is read from the source.
-                            return self.failed_ddl(&sql, &db, q.error_code(), (begin, end), time).await;
-                        }
-                        return self.ddl(&sql, &db, fk_checks, strict, (begin, end), time).await;
+                        let flags = (fk_checks, strict, q.error_code());
+                        return self.ddl(&sql, &db, flags, (begin, end), time).await;
                     }
                     QueryKind::Dml => {
                         // Row changes as SQL text cannot be replayed exactly: stop rather

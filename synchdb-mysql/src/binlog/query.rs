@@ -5,13 +5,13 @@
 use super::*;
 
 impl<'a> Follower<'a> {
-    /// A DDL statement: its own transaction.
+    /// A DDL statement: its own transaction. `error_code`: the query event's
+    /// (non-zero when the server logged a statement that failed part-way).
     pub(super) async fn ddl(
         &mut self,
         sql: &str,
         db: &str,
-        fk_checks: bool,
-        strict: bool,
+        (fk_checks, strict, error_code): (bool, bool, u16),
         (begin, end): (u64, u64),
         time: DateTime<Utc>,
     ) -> Result<Flow> {
@@ -20,6 +20,25 @@ impl<'a> Follower<'a> {
             return Ok(Flow::Stop);
         }
         let gtid = self.take_gtid();
+        if error_code != 0 {
+            // Logged although it failed part-way (a CREATE OR REPLACE that dropped the
+            // old table, then could not create the new one): its selected tables are
+            // copied again, or found gone and dropped on the target.
+            let tables: Vec<TableId> = quick_tables(sql, db)
+                .map(|t| self.fold_tables(t))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| self.schemas.filter().matches(t))
+                .collect();
+            if !tables.is_empty() {
+                let why = format!(
+                    "the statement {:?} failed on the source (error {error_code}) after changing some of it",
+                    short(sql)
+                );
+                self.schema_lost(tables, &why, &at)?;
+            }
+            return self.finish(Vec::new(), true, gtid, end, time, false).await;
+        }
         let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
         // A statement about a resync's tables after its position waits for it to join.
         let touches_blocked = match &quick {
@@ -171,38 +190,6 @@ impl<'a> Follower<'a> {
             }
         }
         Ok(Flow::Continue)
-    }
-
-    /// A DDL statement logged with an error code: it failed on the source
-    /// after changing part of what it names. Its selected tables are copied
-    /// again (or found gone and dropped on the target).
-    pub(super) async fn failed_ddl(
-        &mut self,
-        sql: &str,
-        db: &str,
-        code: u16,
-        (begin, end): (u64, u64),
-        time: DateTime<Utc>,
-    ) -> Result<Flow> {
-        let at = self.position(begin);
-        if let Flow::Stop = self.end_open_tx(begin, time).await? {
-            return Ok(Flow::Stop);
-        }
-        let gtid = self.take_gtid();
-        let tables: Vec<TableId> = quick_tables(sql, db)
-            .map(|t| self.fold_tables(t))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| self.schemas.filter().matches(t))
-            .collect();
-        if !tables.is_empty() {
-            let why = format!(
-                "the statement {:?} failed on the source (error {code}) after changing some of it",
-                short(sql)
-            );
-            self.schema_lost(tables, &why, &at)?;
-        }
-        self.finish(Vec::new(), true, gtid, end, time, false).await
     }
 
     /// The tracked schemas of `tables` cannot follow a statement the server

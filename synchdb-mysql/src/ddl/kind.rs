@@ -94,6 +94,20 @@ pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// The index just past the quoted string or name starting at `b[i]` (a
+/// quote, double quote or backtick; backslash escapes inside strings).
+pub(crate) fn past_quoted(b: &[u8], mut i: usize) -> usize {
+    let q = b[i];
+    i += 1;
+    while i < b.len() && b[i] != q {
+        if b[i] == b'\\' && q != b'`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
+}
+
 /// MariaDB's `SET STATEMENT var = value [, ...] FOR statement`: the statement
 /// (the variables only hold while it runs); any other statement as it is.
 pub(crate) fn without_set_statement(sql: &str) -> &str {
@@ -105,14 +119,9 @@ pub(crate) fn without_set_statement(sql: &str) -> &str {
     let mut depth = 0i32;
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
+            b'\'' | b'"' | b'`' => {
+                i = past_quoted(b, i);
+                continue;
             }
             b'(' => depth += 1,
             b')' => depth -= 1,

@@ -97,16 +97,7 @@ pub(super) fn without_comments_in_executable_comments(sql: &str) -> std::borrow:
     let mut in_exec = false;
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            b'\'' | b'"' | b'`' => i = past_quoted(b, i),
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let exec = matches!(b.get(i + 2), Some(b'!')) || b[i + 2..].starts_with(b"M!");
                 if exec && !in_exec {
