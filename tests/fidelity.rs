@@ -736,6 +736,9 @@ async fn type_spellings_and_attributes_created_then_altered_while_following() {
             "CREATE TABLE s (id SERIAL, a CHAR(3) ASCII, b VARCHAR(3) UNICODE, c CHAR(2) BYTE, d LONG VARCHAR, \
              e LONG VARBINARY, f LONG, j LONG CHAR VARYING, k CHAR(2) ASCII BINARY, l CHAR(2) BINARY ASCII)",
             "INSERT INTO s (a, b, c, d, e, f, j, k, l) VALUES ('é', 'ü', 'ab', 'long', x'00ff', 'f', 'j', 'k', 'l')",
+            // MariaDB keeps NULLs in a nullable AUTO_INCREMENT column with a UNIQUE key.
+            "CREATE TABLE an (c1 TINYINT AUTO_INCREMENT NULL UNIQUE KEY)",
+            "INSERT INTO an VALUES (NULL), (NULL), (5)",
             "CREATE TABLE bin (id INT PRIMARY KEY, c CHAR(2), v VARCHAR(5), t TEXT) CHARACTER SET = binary",
             "INSERT INTO bin VALUES (1, 'a', x'00ff', 'c')",
             "CREATE TABLE s2 (g INT SERIAL DEFAULT VALUE, v INT, y2 YEAR(2) DEFAULT 71)",

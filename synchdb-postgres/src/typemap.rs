@@ -237,7 +237,9 @@ pub(crate) fn map_column(
     let nul = col.text_nul.unwrap_or(opts.get_text_nul());
     Ok(PgColumn {
         name: col.name.clone(),
-        identity: col.auto_increment && integer_type,
+        // A nullable AUTO_INCREMENT column (MariaDB keeps NULLs in one with a
+        // UNIQUE key) cannot be an identity, which PostgreSQL makes NOT NULL.
+        identity: col.auto_increment && integer_type && !col.nullable,
         enum_members: match (&col.column_type, default_mapping) {
             (ColumnType::Enum { members }, true) => Some(enum_labels(members, nul)),
             _ => None,

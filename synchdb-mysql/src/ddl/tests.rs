@@ -669,3 +669,19 @@ fn set_statement_for_is_its_statement() {
     assert_eq!(without_set_statement("SET sql_mode = 'x'"), "SET sql_mode = 'x'");
     assert_eq!(without_set_statement("ALTER TABLE format ADD c INT"), "ALTER TABLE format ADD c INT");
 }
+
+#[test]
+fn inline_unique_key_is_unique_and_inline_key_is_primary() {
+    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE t1(c1 TINYINT AUTO_INCREMENT NULL UNIQUE KEY)")
+    else {
+        panic!()
+    };
+    assert!(schema.primary_key.is_empty(), "{schema:?}");
+    assert!(schema.columns[0].nullable, "{schema:?}");
+    assert_eq!(schema.indexes.len(), 1, "{schema:?}");
+    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE t1(c1 INT AUTO_INCREMENT NULL KEY)") else {
+        panic!()
+    };
+    assert_eq!(schema.primary_key, ["c1"]);
+    assert!(!schema.columns[0].nullable);
+}
