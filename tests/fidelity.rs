@@ -739,6 +739,9 @@ async fn type_spellings_and_attributes_created_then_altered_while_following() {
             // MariaDB keeps NULLs in a nullable AUTO_INCREMENT column with a UNIQUE key.
             "CREATE TABLE an (c1 TINYINT AUTO_INCREMENT NULL UNIQUE KEY)",
             "INSERT INTO an VALUES (NULL), (NULL), (5)",
+            "CREATE TABLE ud (id INT PRIMARY KEY, a UUID DEFAULT 0x00112233445566778899AABBCCDDEEFF, \
+             b INET6 DEFAULT X'20010db8000000000000000000000001', c INET4 DEFAULT 0x7f000001)",
+            "INSERT INTO ud (id) VALUES (1)",
             "CREATE TABLE bin (id INT PRIMARY KEY, c CHAR(2), v VARCHAR(5), t TEXT) CHARACTER SET = binary",
             "INSERT INTO bin VALUES (1, 'a', x'00ff', 'c')",
             "CREATE TABLE s2 (g INT SERIAL DEFAULT VALUE, v INT, y2 YEAR(2) DEFAULT 71)",

@@ -121,6 +121,22 @@ pub(crate) fn normalize(ty: &ColumnType, raw: &RawDefault) -> Result<ColumnDefau
             ColumnDefault::Expression(format!("b'{v:b}'"))
         }
         C::Char { .. } => lit(text(raw)?.trim_end_matches(' ').to_string()),
+        // A binary literal of the type's width is its value (information_schema
+        // shows `'00112233-...'`, `'2001:db8::1'`, `'127.0.0.1'`).
+        C::Uuid | C::Inet4 | C::Inet6 if matches!(raw, RawDefault::Hex(_) | RawDefault::Bits(_)) => {
+            let b = raw.bytes()?;
+            let width = if matches!(ty, C::Inet4) { 4 } else { 16 };
+            if b.len() != width {
+                return Err(format!("a binary default of {} bytes, not {width}", b.len()));
+            }
+            let v = b;
+            lit(match ty {
+                C::Uuid => uuid::Uuid::from_slice(&v).map_err(|e| e.to_string())?.hyphenated().to_string(),
+                C::Inet4 => std::net::Ipv4Addr::new(v[0], v[1], v[2], v[3]).to_string(),
+                _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(v.as_slice()).map_err(|e| e.to_string())?)
+                    .to_string(),
+            })
+        }
         C::VarChar { .. } | C::Text { .. } | C::Json | C::Uuid | C::Inet4 | C::Inet6 => lit(text(raw)?),
         C::Binary { length } => {
             let mut b = raw.bytes()?;
@@ -504,6 +520,13 @@ mod tests {
         assert_eq!(n(&ColumnType::Year, Str("0".into())), "2000");
         assert_eq!(n(&ColumnType::Year, Num("69.5".into())), "1970");
         assert_eq!(n(&ColumnType::Year2, Num("2071".into())), "71");
+        assert_eq!(
+            n(&ColumnType::Uuid, Hex("00112233445566778899AABBCCDDEEFF".into())),
+            "00112233-4455-6677-8899-aabbccddeeff"
+        );
+        assert!(normalize(&ColumnType::Uuid, &Hex("FF".into())).is_err());
+        assert_eq!(n(&ColumnType::Inet6, Hex("20010db8000000000000000000000001".into())), "2001:db8::1");
+        assert_eq!(n(&ColumnType::Inet4, Hex("7f000001".into())), "127.0.0.1");
         assert_eq!(n(&ColumnType::Year2, Str("05".into())), "05");
         assert_eq!(n(&ColumnType::Year2, Num("0".into())), "00");
         assert_eq!(n(&ColumnType::Bit { width: 8 }, Str("A".into())), "b'1000001'");
