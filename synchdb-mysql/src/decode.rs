@@ -206,26 +206,9 @@ pub(crate) fn decode_value(column: &ColumnSchema, value: My) -> Result<Value, De
             }
             other => Err(unexpected(column, &other)),
         },
-        ColumnType::Year => match value {
-            My::Int(i) if (0..=2155).contains(&i) => Ok(Value::Year(i as u16)),
-            My::UInt(u) if u <= 2155 => Ok(Value::Year(u as u16)),
-            My::Bytes(b) => {
-                let y: u16 = ascii(&b)?.trim().parse().map_err(|_| DecodeError::new("invalid YEAR text"))?;
-                // The binlog sends 1900 + the stored byte: 1900 is the zero year.
-                Ok(Value::Year(if y == 1900 { 0 } else { y }))
-            }
-            other => Err(unexpected(column, &other)),
-        },
-        // Readers see two digits; the binlog sends 1900 + the stored byte.
-        ColumnType::Year2 => match value {
-            My::Int(i) if (0..=2155).contains(&i) => Ok(Value::Year((i % 100) as u16)),
-            My::UInt(u) if u <= 2155 => Ok(Value::Year((u % 100) as u16)),
-            My::Bytes(b) => {
-                let y: u16 = ascii(&b)?.trim().parse().map_err(|_| DecodeError::new("invalid YEAR text"))?;
-                Ok(Value::Year(y % 100))
-            }
-            other => Err(unexpected(column, &other)),
-        },
+        ColumnType::Year => year(column, value).map(Value::Year),
+        // Readers see two digits of the year the binlog sends whole.
+        ColumnType::Year2 => year(column, value).map(|y| Value::Year(y % 100)),
         ColumnType::Enum { members } => match value {
             My::Int(i) => enum_index(members, i.max(-1) as i128, column),
             My::UInt(u) => enum_index(members, i128::from(u), column),
@@ -460,6 +443,20 @@ fn decode_set_bytes(members: &[String], bytes: Vec<u8>, column: &ColumnSchema) -
         return Err(DecodeError::new(format!("{bad:?} is not a member of {}", column.column_type)));
     }
     Ok(Value::Set(members.iter().filter(|m| given.contains(&m.as_str())).cloned().collect()))
+}
+
+/// A YEAR's value: the snapshot's number or text, or the binlog's text
+/// `1900 + stored byte` (so `1900` is the zero year).
+fn year(column: &ColumnSchema, value: My) -> Result<u16, DecodeError> {
+    match value {
+        My::Int(i) if (0..=2155).contains(&i) => Ok(i as u16),
+        My::UInt(u) if u <= 2155 => Ok(u as u16),
+        My::Bytes(b) => {
+            let y: u16 = ascii(&b)?.trim().parse().map_err(|_| DecodeError::new("invalid YEAR text"))?;
+            Ok(if y == 1900 { 0 } else { y })
+        }
+        other => Err(unexpected(column, &other)),
+    }
 }
 
 #[cfg(test)]

@@ -20,16 +20,13 @@ impl<'a> Follower<'a> {
             return Ok(Flow::Stop);
         }
         let gtid = self.take_gtid();
+        let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
         if error_code != 0 {
             // Logged although it failed part-way (a CREATE OR REPLACE that dropped the
             // old table, then could not create the new one): its selected tables are
             // copied again, or found gone and dropped on the target.
-            let tables: Vec<TableId> = quick_tables(sql, db)
-                .map(|t| self.fold_tables(t))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|t| self.schemas.filter().matches(t))
-                .collect();
+            let tables: Vec<TableId> =
+                quick.unwrap_or_default().into_iter().filter(|t| self.schemas.filter().matches(t)).collect();
             if !tables.is_empty() {
                 let why = format!(
                     "the statement {:?} failed on the source (error {error_code}) after changing some of it",
@@ -39,7 +36,6 @@ impl<'a> Follower<'a> {
             }
             return self.finish(Vec::new(), true, gtid, end, time, false).await;
         }
-        let quick = quick_tables(sql, db).map(|t| self.fold_tables(t));
         // A statement about a resync's tables after its position waits for it to join.
         let touches_blocked = match &quick {
             Some(tables) => tables.iter().any(|t| self.must_join_before(t, &at)),
@@ -68,13 +64,11 @@ impl<'a> Follower<'a> {
                     || matches!(&ddl, crate::ddl::Ddl::DropDatabase { database } if self.schemas.tracks_database(database));
                 if !concerns {
                     Vec::new()
-                } else if let crate::ddl::Ddl::CreateTableSelect { table } = &ddl {
+                } else if let crate::ddl::Ddl::CreateTableSelect { table, if_not_exists } = &ddl {
                     // Its shape is the query's: information_schema may hold a later
                     // definition by now, so the new table is copied (shape and rows
                     // read together), its rows events until then skipped.
-                    let words = leading_words(sql, 8);
-                    let if_not_exists = words.windows(3).any(|w| w == ["IF", "NOT", "EXISTS"]);
-                    let existing = if_not_exists && self.schemas.is_selected(table);
+                    let existing = *if_not_exists && self.schemas.is_selected(table);
                     if self.schemas.filter().matches(table) && !existing {
                         info!(%table, %at, "CREATE TABLE ... SELECT: the table is copied");
                         self.request_resync(vec![table.clone()], format!("CREATE TABLE ... SELECT at {at}"));
@@ -106,7 +100,10 @@ impl<'a> Follower<'a> {
                     }
                 }
             }
-            Err(parse_error) => self.ddl_fallback(sql, db, &at, &parse_error.message).await?,
+            Err(parse_error) => {
+                self.ddl_fallback(sql, db, &at, &parse_error.message)?;
+                Vec::new()
+            }
         };
         if !applied.is_empty() {
             self.tables.clear();
@@ -197,7 +194,11 @@ impl<'a> Follower<'a> {
     /// has them then), or stop under the unlogged-changes policy `stop`.
     pub(super) fn schema_lost(&mut self, tables: Vec<TableId>, why: &str, at: &BinlogPosition) -> Result<()> {
         if matches!(self.opts.get_unlogged_changes(), crate::options::UnloggedChanges::Stop) {
-            return Err(Error::new(ErrorKind::SourceSchema, why.to_string()).with_position(at.clone()));
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!("{why}; the unlogged-changes policy `stop` forbids copying the tables again"),
+            )
+            .with_position(at.clone()));
         }
         warn!(tables = ?tables.iter().map(ToString::to_string).collect::<Vec<_>>(), %at, error = why,
             "the tracked schema cannot follow this statement: the tables are copied again");
@@ -205,16 +206,11 @@ impl<'a> Follower<'a> {
         Ok(())
     }
 
-    /// A DDL statement about selected tables that does not parse: read the
-    /// tables' definitions from information_schema, and have the next table
-    /// map confirm them. Without a table name it is an error.
-    pub(super) async fn ddl_fallback(
-        &mut self,
-        sql: &str,
-        db: &str,
-        at: &BinlogPosition,
-        why: &str,
-    ) -> Result<Vec<Applied>> {
+    /// A DDL statement about selected tables that does not parse: a table it
+    /// creates is copied, the tables it changes are copied again (see
+    /// [`Self::schema_lost`]). Without a table name, or when it renames a
+    /// table (the new name is not known), it is an error.
+    pub(super) fn ddl_fallback(&mut self, sql: &str, db: &str, at: &BinlogPosition, why: &str) -> Result<()> {
         let Some(tables) = quick_tables(sql, db).map(|t| self.fold_tables(t)) else {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
@@ -222,7 +218,6 @@ impl<'a> Follower<'a> {
             )
             .with_position(at.clone()));
         };
-        let out = Vec::new();
         let creates = leading_words(sql, 1).first().map(String::as_str) == Some("CREATE");
         let new_tables: Vec<TableId> = tables
             .iter()
@@ -263,22 +258,10 @@ impl<'a> Follower<'a> {
             .with_position(at.clone()));
         }
         if !selected.is_empty() {
-            if matches!(self.opts.get_unlogged_changes(), crate::options::UnloggedChanges::Stop) {
-                return Err(Error::new(
-                    ErrorKind::SourceSchema,
-                    format!(
-                        "cannot parse the DDL statement {:?} ({why}); the unlogged-changes policy `stop` \
-                         forbids copying the tables again",
-                        short(sql)
-                    ),
-                )
-                .with_position(at.clone()));
-            }
-            warn!(tables = ?selected.iter().map(ToString::to_string).collect::<Vec<_>>(), %at, error = why,
-                "DDL not parsed: the tables are copied again (their shape and rows read from the source)");
-            self.request_resync(selected, format!("DDL at {at} not parsed"));
+            let why = format!("cannot parse the DDL statement {:?} ({why})", short(sql));
+            self.schema_lost(selected, &why, at)?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

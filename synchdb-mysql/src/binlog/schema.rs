@@ -273,7 +273,7 @@ impl Schemas {
                 self.drop_table(&schema.id, &mut out);
                 self.create(schema, &mut out);
             }
-            Ddl::CreateTableSelect { table } => {
+            Ddl::CreateTableSelect { table, .. } => {
                 if !self.filter.matches(&table) || self.hidden.contains(&table) {
                     return Ok(out);
                 }

@@ -66,7 +66,7 @@ pub(crate) enum Ddl {
     /// `CREATE TABLE t LIKE s`.
     CreateTableLike { table: TableId, like: TableId, if_not_exists: bool },
     /// `CREATE TABLE t ... SELECT ...`: the columns come from the query.
-    CreateTableSelect { table: TableId },
+    CreateTableSelect { table: TableId, if_not_exists: bool },
     /// `DROP TABLE a, b`.
     DropTables { tables: Vec<TableId> },
     /// `DROP DATABASE d`: every table of `d` goes.
@@ -93,7 +93,7 @@ impl Ddl {
                 f(table);
                 f(like);
             }
-            Ddl::CreateTableSelect { table } | Ddl::Truncate { table } => f(table),
+            Ddl::CreateTableSelect { table, .. } | Ddl::Truncate { table } => f(table),
             Ddl::DropTables { tables } => tables.iter_mut().for_each(f),
             Ddl::DropDatabase { .. } => {}
             Ddl::RenameTables { pairs } => {
@@ -120,7 +120,7 @@ impl Ddl {
         match self {
             Ddl::CreateTable { schema, .. } => vec![&schema.id],
             Ddl::CreateTableLike { table, like, .. } => vec![table, like],
-            Ddl::CreateTableSelect { table } | Ddl::Truncate { table } => vec![table],
+            Ddl::CreateTableSelect { table, .. } | Ddl::Truncate { table } => vec![table],
             Ddl::DropTables { tables } => tables.iter().collect(),
             Ddl::DropDatabase { .. } => vec![],
             Ddl::RenameTables { pairs } => pairs.iter().flat_map(|(a, b)| [a, b]).collect(),
@@ -257,7 +257,7 @@ pub(crate) fn parse_ddl(sql: &str, default_db: &str) -> Result<Option<Ddl>, DdlE
                 };
                 Some(Ddl::CreateTableLike { table, like, if_not_exists: ct.if_not_exists })
             } else if ct.query.is_some() {
-                Some(Ddl::CreateTableSelect { table })
+                Some(Ddl::CreateTableSelect { table, if_not_exists: ct.if_not_exists })
             } else {
                 let mut schema = TableSchema::new(table, Vec::new());
                 let mut keys = Vec::new();

@@ -6,6 +6,14 @@ fn parse(sql: &str) -> Ddl {
     parse_ddl(sql, "db").unwrap_or_else(|e| panic!("{sql}: {e}")).unwrap_or_else(|| panic!("{sql}: ignored"))
 }
 
+/// The table a `CREATE TABLE` statement makes.
+fn created(sql: &str) -> TableSchema {
+    match parse(sql) {
+        Ddl::CreateTable { schema, .. } => schema,
+        other => panic!("not a CREATE TABLE: {other:?}"),
+    }
+}
+
 fn ops(sql: &str) -> Vec<AlterOp> {
     match parse(sql) {
         Ddl::AlterTable { ops, .. } => ops,
@@ -171,7 +179,7 @@ fn national_types_and_double_quoted_strings() {
     let sql = "CREATE TABLE b (id INT PRIMARY KEY, a NATIONAL VARCHAR(5), b NCHAR(2), c NVARCHAR(3), \
         d NCHAR VARCHAR(4), e NATIONAL CHARACTER VARYING(6), f NATIONAL CHAR(2), g NCHAR VARYING(3), \
         h NATIONAL CHAR VARYING(3) NOT NULL COMMENT \"dq\" DEFAULT \"x\") ENGINE=MyISAM COMMENT=\"t\"";
-    let Ddl::CreateTable { schema, .. } = parse(sql) else { panic!() };
+    let schema = created(sql);
     let types: Vec<(String, Option<String>)> =
         schema.columns[1..].iter().map(|c| (c.column_type.to_string(), c.charset.clone())).collect();
     let want = [
@@ -191,7 +199,7 @@ fn national_types_and_double_quoted_strings() {
     assert!(!h.nullable);
     assert_eq!((h.comment.as_str(), h.default.clone()), ("dq", Some(ColumnDefault::Literal("x".into()))));
     // `NCHAR` as a column name is still a name.
-    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE n (nchar INT, national INT)") else { panic!() };
+    let schema = created("CREATE TABLE n (nchar INT, national INT)");
     assert_eq!(schema.columns[0].name, "nchar");
 }
 
@@ -231,7 +239,11 @@ fn create_table_like_select_and_replace() {
     );
     assert_eq!(
         parse("CREATE TABLE t4 AS SELECT * FROM t1"),
-        Ddl::CreateTableSelect { table: TableId::new("db", "t4") }
+        Ddl::CreateTableSelect { table: TableId::new("db", "t4"), if_not_exists: false }
+    );
+    assert_eq!(
+        parse("CREATE TABLE IF NOT EXISTS t4 SELECT 1 AS a"),
+        Ddl::CreateTableSelect { table: TableId::new("db", "t4"), if_not_exists: true }
     );
     let Ddl::CreateTable { or_replace, .. } = parse("CREATE OR REPLACE TABLE t5 (a int)") else { panic!() };
     assert!(or_replace);
@@ -382,11 +394,7 @@ fn foreign_keys_named_unnamed_composite_and_dropped() {
     assert_eq!(generated_fk_number("CHILD_IBFK_12", "child"), Some(12));
     assert_eq!(generated_fk_number("child_ibfk_x", "child"), None);
     // Inline REFERENCES still parse (and are not read).
-    let Ddl::CreateTable { schema, .. } =
-        parse("CREATE TABLE c2 (id INT PRIMARY KEY, a INT REFERENCES parent (id))")
-    else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE c2 (id INT PRIMARY KEY, a INT REFERENCES parent (id))");
     assert!(schema.foreign_keys.is_empty());
     assert!(parse_ddl("ALTER TABLE t ADD FOREIGN KEY (a, b) REFERENCES p (id)", "db").is_err());
 }
@@ -516,12 +524,10 @@ fn lock_wait_clauses_are_ignored() {
 
 #[test]
 fn character_sets_and_collations_named_by_strings() {
-    let Ddl::CreateTable { schema, .. } = parse(
+    let schema = created(
         "CREATE TABLE c (id INT PRIMARY KEY, g VARCHAR(20) CHARSET 'gbk', \
          l VARCHAR(5) CHARACTER SET \"latin1\" COLLATE 'latin1_bin', t TEXT COLLATE 'utf8mb4_bin')",
-    ) else {
-        panic!()
-    };
+    );
     let cs = |i: usize| (schema.columns[i].charset.clone(), schema.columns[i].collation.clone());
     assert_eq!(cs(1), (Some("gbk".into()), None));
     assert_eq!(cs(2), (Some("latin1".into()), Some("latin1_bin".into())));
@@ -532,28 +538,17 @@ fn character_sets_and_collations_named_by_strings() {
 
 #[test]
 fn float_with_a_precision_above_24_is_a_double() {
-    let Ddl::CreateTable { schema, .. } =
-        parse("CREATE TABLE f (a FLOAT(24), b FLOAT(25), c FLOAT(35, 5), d FLOAT(53), e FLOAT)")
-    else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE f (a FLOAT(24), b FLOAT(25), c FLOAT(35, 5), d FLOAT(53), e FLOAT)");
     let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
     assert_eq!(types, ["float", "double", "float", "double", "float"]);
-    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE v (a CHARACTER VARYING(5), b CHAR VARYING(7))")
-    else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE v (a CHARACTER VARYING(5), b CHAR VARYING(7))");
     let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
     assert_eq!(types, ["varchar(5)", "varchar(7)"]);
 }
 
 #[test]
 fn text_types_in_the_binary_character_set_are_binary_types() {
-    let Ddl::CreateTable { schema, .. } = parse(
-        "CREATE TABLE b (a CHAR(4) CHARACTER SET binary, b VARCHAR(10) CHARACTER SET binary, c TEXT CHARSET binary, d VARCHAR(3))",
-    ) else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE b (a CHAR(4) CHARACTER SET binary, b VARCHAR(10) CHARACTER SET binary, c TEXT CHARSET binary, d VARCHAR(3))");
     let types: Vec<String> = schema.columns.iter().map(|c| c.column_type.to_string()).collect();
     assert_eq!(types[..3], ["binary(4)", "varbinary(10)", "blob"]);
     assert_eq!(types[3], "varchar(3)");
@@ -563,14 +558,10 @@ fn text_types_in_the_binary_character_set_are_binary_types() {
 #[test]
 fn type_spellings_and_attributes_sqlparser_does_not_read() {
     // Each as MariaDB 10.11's SHOW CREATE TABLE shows it.
-    let Ddl::CreateTable { schema, .. } = parse(
-        "CREATE TABLE s (id SERIAL, a CHAR(3) ASCII, b VARCHAR(3) UNICODE, c CHAR(2) BYTE, d LONG VARCHAR, \
+    let schema = created("CREATE TABLE s (id SERIAL, a CHAR(3) ASCII, b VARCHAR(3) UNICODE, c CHAR(2) BYTE, d LONG VARCHAR, \
          e LONG VARBINARY, f LONG, h TEXT COMPRESSED, i VARCHAR(10) COMPRESSED=zlib, j LONG CHAR VARYING, \
          k CHAR(2) ASCII BINARY, l CHAR(2) BINARY ASCII, m LONG VARCHAR BINARY NOT NULL, n CHAR(2) UNICODE BINARY, \
-         o LONG CHARACTER SET latin1 COMPRESSED DEFAULT 'x')",
-    ) else {
-        panic!()
-    };
+         o LONG CHARACTER SET latin1 COMPRESSED DEFAULT 'x')");
     let got: Vec<(String, Option<String>)> =
         schema.columns.iter().map(|c| (c.column_type.to_string(), c.charset.clone())).collect();
     let want = [
@@ -599,18 +590,12 @@ fn type_spellings_and_attributes_sqlparser_does_not_read() {
     assert_eq!(schema.columns[14].default, Some(ColumnDefault::Literal("x".into())));
     assert!(format!("{:?}", schema.indexes).contains("\"id\""), "{:?}", schema.indexes);
 
-    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE s2 (g INT SERIAL DEFAULT VALUE, v INT)") else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE s2 (g INT SERIAL DEFAULT VALUE, v INT)");
     assert!(!schema.columns[0].nullable && schema.columns[0].auto_increment);
     assert_eq!(schema.columns[0].column_type.to_string(), "int(11)");
 
     // The same words as names stay names.
-    let Ddl::CreateTable { schema, .. } =
-        parse("CREATE TABLE w (long INT, serial INT, ascii INT, unicode INT, byte INT, compressed INT, KEY compressed (long))")
-    else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE w (long INT, serial INT, ascii INT, unicode INT, byte INT, compressed INT, KEY compressed (long))");
     let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["long", "serial", "ascii", "unicode", "byte", "compressed"]);
     assert!(schema.columns.iter().all(|c| c.column_type.to_string() == "int(11)"));
@@ -642,11 +627,7 @@ fn table_options_sqlparser_does_not_read_are_cut() {
 
 #[test]
 fn charset_function_in_a_default_is_a_function() {
-    let Ddl::CreateTable { schema, .. } = parse(
-        "CREATE TABLE t1 (a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(20) DEFAULT CHARSET(a), c VARCHAR(20) DEFAULT COLLATION(a))",
-    ) else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE t1 (a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(20) DEFAULT CHARSET(a), c VARCHAR(20) DEFAULT COLLATION(a))");
     assert_eq!(schema.columns.len(), 3);
     assert_eq!(schema.columns[0].charset.as_deref(), Some("latin1"));
     assert!(schema.columns[1].default.is_some());
@@ -672,16 +653,11 @@ fn set_statement_for_is_its_statement() {
 
 #[test]
 fn inline_unique_key_is_unique_and_inline_key_is_primary() {
-    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE t1(c1 TINYINT AUTO_INCREMENT NULL UNIQUE KEY)")
-    else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE t1(c1 TINYINT AUTO_INCREMENT NULL UNIQUE KEY)");
     assert!(schema.primary_key.is_empty(), "{schema:?}");
     assert!(schema.columns[0].nullable, "{schema:?}");
     assert_eq!(schema.indexes.len(), 1, "{schema:?}");
-    let Ddl::CreateTable { schema, .. } = parse("CREATE TABLE t1(c1 INT AUTO_INCREMENT NULL KEY)") else {
-        panic!()
-    };
+    let schema = created("CREATE TABLE t1(c1 INT AUTO_INCREMENT NULL KEY)");
     assert_eq!(schema.primary_key, ["c1"]);
     assert!(!schema.columns[0].nullable);
 }
