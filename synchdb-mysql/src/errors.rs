@@ -46,11 +46,29 @@ pub(crate) fn table_changed(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if TABLE_CHANGED.contains(&s.code))
 }
 
-/// Whether a cause of `e` says the table read changed on the source meanwhile.
+/// The cause of an error a copy met because its table changed on the source
+/// while it read (see `snapshot::changed_under_copy`).
+#[derive(Debug)]
+pub(crate) struct ChangedUnderCopy(pub(crate) Error);
+
+impl std::fmt::Display for ChangedUnderCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the table changed on the source during the copy: {}", self.0)
+    }
+}
+
+impl std::error::Error for ChangedUnderCopy {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether a cause of `e` says the table read changed on the source meanwhile
+/// (a server error of [`TABLE_CHANGED`], or a copy's [`ChangedUnderCopy`]).
 pub(crate) fn table_changed_in(e: &Error) -> bool {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        if c.downcast_ref::<mysql_async::Error>().is_some_and(table_changed) {
+        if c.is::<ChangedUnderCopy>() || c.downcast_ref::<mysql_async::Error>().is_some_and(table_changed) {
             return true;
         }
         cause = c.source();
@@ -93,6 +111,19 @@ mod tests {
             message: "x".into(),
             state: "HY000".into(),
         })
+    }
+
+    #[test]
+    fn a_table_changed_under_a_copy_is_told_through_the_causes() {
+        let direct = Error::new(ErrorKind::SourceSchema, "read").with_source(server(1146));
+        assert!(table_changed_in(&direct));
+        assert!(!table_changed_in(&Error::new(ErrorKind::SourceSchema, "read").with_source(server(1064))));
+        let value = Error::new(ErrorKind::SourceValue, "unexpected Date for an int column");
+        assert!(!table_changed_in(&value));
+        let marked = Error::new(ErrorKind::SourceConnection, "copy").with_source(ChangedUnderCopy(value));
+        assert!(table_changed_in(&marked));
+        let wrapped = Error::new(ErrorKind::SourceConnection, "again").with_source(marked);
+        assert!(table_changed_in(&wrapped));
     }
 
     #[test]

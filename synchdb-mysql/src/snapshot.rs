@@ -142,7 +142,7 @@ pub(crate) fn changed_under_copy(e: Error) -> Error {
     if let Some(t) = e.table() {
         out = out.with_table(t.clone());
     }
-    out.with_source(e)
+    out.with_source(crate::errors::ChangedUnderCopy(e))
 }
 
 /// A connection error of the snapshot (reading rows, positions).
@@ -781,11 +781,10 @@ impl Worker {
                     warn!(table = %table.id, chunk = chunk.index, "the pipeline stopped taking this chunk")
                 }
                 Err(e) => {
-                    let e = if self.resync && crate::errors::table_changed_in(&e) {
-                        changed_under_copy(e)
-                    } else {
-                        e
-                    };
+                    // A value that does not decode with the schema the copy read: a
+                    // non-transactional table (outside the read view) altered since.
+                    let changed = crate::errors::table_changed_in(&e) || e.kind() == ErrorKind::SourceValue;
+                    let e = if self.resync && changed { changed_under_copy(e) } else { e };
                     let copy = Error::new(e.kind(), e.message());
                     tx.fail(copy).await;
                     return Err(e);
