@@ -63,6 +63,6 @@ pub mod prelude {
     };
     pub use synchdb_types::{
         BinlogPosition, ChangeEvent, ColumnSchema, ColumnType, DeleteEvent, EventMeta, InsertEvent, Position,
-        Row, TableId, TableSchema, Transaction, UpdateEvent, Value,
+        Row, SqlTransform, TableId, TableSchema, TargetType, Transaction, UpdateEvent, Value,
     };
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use synchdb_types::{ChangeEvent, Position, Row, TableId, TableSchema, Transaction};
+use synchdb_types::{ChangeEvent, Position, Row, TableId, TableSchema, TargetType, Transaction};
 
 use crate::error::{Error, Result};
 use crate::state::{ChunkInfo, PipelineState, StateUpdate};
@@ -248,8 +248,12 @@ pub trait SinkState: Send + Sync {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SinkCapabilities {
-    /// `target_type`: a destination type chosen by a mapping rule.
+    /// `target_type`: a destination type chosen by a mapping rule, one of the
+    /// typed [`TargetType`](synchdb_types::TargetType)s.
     pub type_overrides: bool,
+    /// `target_type` given as [`TargetType::Native`](synchdb_types::TargetType::Native):
+    /// a type name in the sink's own dialect (e.g. PostgreSQL's `jsonb`).
+    pub native_types: bool,
     /// `target_expr`: an SQL expression computing the stored value.
     pub sql_transforms: bool,
     /// `zero_dates`: a per-column zero-date policy.
@@ -266,12 +270,24 @@ impl SinkCapabilities {
 
     /// Every column setting.
     pub fn all() -> Self {
-        Self { type_overrides: true, sql_transforms: true, zero_date_policy: true, text_nul_policy: true }
+        Self {
+            type_overrides: true,
+            native_types: true,
+            sql_transforms: true,
+            zero_date_policy: true,
+            text_nul_policy: true,
+        }
     }
 
     /// Set [`type_overrides`](Self::type_overrides).
     pub fn with_type_overrides(mut self, yes: bool) -> Self {
         self.type_overrides = yes;
+        self
+    }
+
+    /// Set [`native_types`](Self::native_types).
+    pub fn with_native_types(mut self, yes: bool) -> Self {
+        self.native_types = yes;
         self
     }
 
@@ -298,10 +314,13 @@ impl SinkCapabilities {
     pub fn check(&self, sink: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
         for t in tables {
             for c in &t.columns {
-                let missing = if c.target_type.is_some() && !self.type_overrides {
-                    Some(("a destination type", c.target_type.clone().unwrap_or_default()))
-                } else if c.target_expr.is_some() && !self.sql_transforms {
-                    Some(("an SQL transform", c.target_expr.clone().unwrap_or_default()))
+                let missing = if let (Some(ty), false) = (&c.target_type, self.type_overrides) {
+                    Some(("a destination type", ty.to_string()))
+                } else if let (Some(ty @ TargetType::Native(_)), false) = (&c.target_type, self.native_types)
+                {
+                    Some(("a destination type in the sink's own dialect", ty.to_string()))
+                } else if let (Some(x), false) = (&c.target_expr, self.sql_transforms) {
+                    Some(("an SQL transform", x.to_string()))
                 } else if c.zero_dates.is_some() && !self.zero_date_policy {
                     Some(("a zero-date policy", format!("{:?}", c.zero_dates)))
                 } else if c.text_nul.is_some() && !self.text_nul_policy {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use synchdb_core::mapping::{ColumnTransform, Mapping, MappingRules, Mask, Predicate, RowFilter};
 use synchdb_core::memory::{MemorySink, MemorySource, TableRows};
-use synchdb_core::{Converter, ErrorKind, ErrorPolicy, Pipeline, RetryPolicy};
+use synchdb_core::{Converter, ErrorKind, ErrorPolicy, Pipeline, RetryPolicy, SinkCapabilities};
 use synchdb_types::*;
 
 const KEY: &str = "test-key";
@@ -212,9 +212,12 @@ async fn every_rule_through_snapshot_changes_and_ddl() {
     let created = &data.tables[&clients];
     let names: Vec<&str> = created.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["id", "tenant_id", "email", "phone", "vip", "full_name"]);
-    assert_eq!(created.column("vip").unwrap().target_type.as_deref(), Some("boolean"));
+    assert_eq!(created.column("vip").unwrap().target_type, Some(TargetType::Boolean));
     assert_eq!(created.column("email").unwrap().target_type, None, "varchar(120) holds a hash");
-    assert_eq!(created.column("full_name").unwrap().target_expr.as_deref(), Some("upper(%d)"));
+    assert_eq!(
+        created.column("full_name").unwrap().target_expr.as_ref().map(|x| x.template()),
+        Some("upper(%d)")
+    );
     assert!(created.indexes.is_empty(), "an index on an excluded column is left out");
     let rows = &data.snapshot_rows[&clients];
     assert_eq!(rows.len(), 2);
@@ -271,7 +274,7 @@ async fn every_rule_through_snapshot_changes_and_ddl() {
             SchemaChange::ModifyColumn { table, old, new, .. } => {
                 assert_eq!(table, &clients);
                 assert_eq!((old.name.as_str(), new.name.as_str()), ("full_name", "full_name"));
-                assert_eq!(new.target_expr.as_deref(), Some("upper(%d)"));
+                assert_eq!(new.target_expr.as_ref().map(|x| x.template()), Some("upper(%d)"));
             }
             c => panic!("{c:?}"),
         },
@@ -301,11 +304,11 @@ async fn masked_primary_key_is_updated_and_deleted() {
     let mapping = Mapping::new(rules).unwrap();
     let converted = mapping.convert_table(&t).unwrap().unwrap();
     assert_eq!(
-        converted.column("id").unwrap().target_type.as_deref(),
-        Some("text"),
+        converted.column("id").unwrap().target_type,
+        Some(TargetType::Text),
         "an INT cannot hold a hash"
     );
-    assert_eq!(converted.column("ssn").unwrap().target_type.as_deref(), Some("text"));
+    assert_eq!(converted.column("ssn").unwrap().target_type, Some(TargetType::Text));
     let r = |id: i64, ssn: &str| vec![Value::Int(id), Value::Text(ssn.into())];
     let txs = vec![tx(
         1,
@@ -568,7 +571,7 @@ fn explain_shows_names_types_and_transforms() {
     let vip = &views[0].columns[5];
     assert_eq!((vip.target_name(), vip.target_type.as_deref()), (Some("vip"), Some("boolean")));
     let mut v = views[0].clone();
-    v.resolve_types(|_, c| Ok(c.target_type.clone().unwrap_or_else(|| "default".into()))).unwrap();
+    v.resolve_types(|_, c| Ok(c.target_type.as_ref().map_or("default".into(), ToString::to_string))).unwrap();
     assert_eq!(v.columns[0].target_type.as_deref(), Some("default"));
 }
 
@@ -720,4 +723,34 @@ async fn a_column_setting_the_sink_cannot_honour_stops_the_start_and_shutdown_ru
         .unwrap();
     assert_eq!(memory.data().snapshot_rows.values().map(Vec::len).sum::<usize>(), 1);
     assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn destination_types_are_typed_and_native_names_need_the_sink_to_read_them() {
+    let t = customers();
+    let rules = |ty: &str| {
+        MappingRules::from_toml_str(&format!(
+            "[tables.\"{}\".columns]\nemail = {{ type = \"{ty}\" }}\n",
+            t.id
+        ))
+        .unwrap()
+    };
+    let err = Mapping::new(rules("varchar(x)")).expect_err("a malformed type is refused at once");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("email") && err.to_string().contains("varchar(x)"), "{err}");
+
+    let typed = Mapping::new(rules("Character Varying(200)")).unwrap().convert_table(&t).unwrap().unwrap();
+    let email = typed.column("email").unwrap();
+    assert_eq!(email.target_type, Some(TargetType::VarChar { length: Some(200) }));
+    let native = Mapping::new(rules("citext")).unwrap().convert_table(&t).unwrap().unwrap();
+    assert_eq!(native.column("email").unwrap().target_type, Some(TargetType::Native("citext".into())));
+
+    let portable = SinkCapabilities::none().with_type_overrides(true);
+    portable.check("portable", std::slice::from_ref(&typed)).unwrap();
+    let err = portable
+        .check("portable", std::slice::from_ref(&native))
+        .expect_err("a native name needs native_types");
+    assert!(err.to_string().contains("own dialect") && err.to_string().contains("citext"), "{err}");
+    portable.with_native_types(true).check("portable", &[native]).unwrap();
+    SinkCapabilities::none().check("none", &[typed]).expect_err("a typed override needs type_overrides");
 }

@@ -222,12 +222,12 @@ mod tests {
         use crate::options::PgSinkOptions;
         use synchdb_types::{ColumnSchema, ColumnType, IntWidth, TableId, TableSchema};
         let mut email = ColumnSchema::new("email", ColumnType::VarChar { length: 50 });
-        email.target_expr = Some("lower(%d)".into());
+        email.target_expr = Some(synchdb_types::SqlTransform::new("lower(%d)").unwrap());
         let mut n = ColumnSchema::new(
             "n",
             ColumnType::Integer { width: IntWidth::Int, unsigned: false, display_width: None },
         );
-        n.target_expr = Some("%d * 2".into());
+        n.target_expr = Some(synchdb_types::SqlTransform::new("%d * 2").unwrap());
         let t = TableSchema::new(TableId::new("shop", "users"), vec![email, n]);
         let pt = PgTable::build(&t, &PgSinkOptions::new(), false).unwrap();
         let (create, copy, insert) = staged_sql(&pt);

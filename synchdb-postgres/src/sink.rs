@@ -170,7 +170,11 @@ impl PgSink {
                 tx.execute(AssertSqlSafe(sql)).await.map_err(|e| {
                     let what = match &c.transform {
                         Some(x) => {
-                            format!("SQL transform {x:?} on a column of type {} does not compile", c.sql_type)
+                            format!(
+                                "SQL transform {:?} on a column of type {} does not compile",
+                                x.template(),
+                                c.sql_type
+                            )
                         }
                         None => format!("destination type {} is not usable", c.sql_type),
                     };

@@ -30,7 +30,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use synchdb_core::{Error, ErrorKind, Result};
-use synchdb_types::{ColumnDefault, ColumnSchema, ColumnType, IntWidth, TableId, Value, ZeroDates};
+use synchdb_types::{
+    ColumnDefault, ColumnSchema, ColumnType, IntWidth, SqlTransform, TableId, TargetType, Value, ZeroDates,
+};
 
 use crate::options::{PgSinkOptions, ZeroDatePolicy};
 use synchdb_types::TextNul;
@@ -66,7 +68,7 @@ pub(crate) struct PgColumn {
     pub default_mapping: bool,
     /// An SQL expression computing the stored value, `%d` standing for the value
     /// (from [`ColumnSchema::target_expr`]).
-    pub transform: Option<String>,
+    pub transform: Option<SqlTransform>,
     /// The column's own zero-date policy (from [`ColumnSchema::zero_dates`]).
     pub zero: Option<ZeroDatePolicy>,
     /// What NUL characters in text become (the column's rule, else the sink's policy).
@@ -106,7 +108,7 @@ impl PgColumn {
     /// any (`lower(%d)` → `(lower($1))`). The value itself is never spliced into SQL.
     pub fn value_expr(&self, expr: &str) -> String {
         match &self.transform {
-            Some(t) => format!("({})", t.replace("%d", &self.cast(expr))),
+            Some(t) => format!("({})", t.apply(&self.cast(expr))),
             None => self.cast(expr),
         }
     }
@@ -213,6 +215,26 @@ fn family_of_override(t: &str) -> Family {
     }
 }
 
+/// The PostgreSQL spelling of a converter's destination type, and its family.
+/// A native name is PostgreSQL's own and passes as written.
+pub(crate) fn pg_type_of(t: &TargetType) -> (String, Family) {
+    let fsp = |p: &Option<u8>| p.map(|p| format!("({p})")).unwrap_or_default();
+    match t {
+        TargetType::Text | TargetType::VarChar { .. } | TargetType::Char { .. } => {
+            (t.to_string(), Family::Text)
+        }
+        TargetType::Bytes => ("bytea".into(), Family::Bytea),
+        TargetType::Json => ("json".into(), Family::Json),
+        TargetType::Timestamp { precision, time_zone: true } => {
+            (format!("timestamptz{}", fsp(precision)), Family::Other)
+        }
+        TargetType::Native(n) => (n.trim().to_string(), family_of_override(n)),
+        // boolean, integers, real, double precision, numeric(p,s), date, time(p),
+        // timestamp(p), uuid: the SQL spelling is PostgreSQL's.
+        other => (other.to_string(), Family::Other),
+    }
+}
+
 /// Map one column: `target_type` (set by a mapping converter) first, then the
 /// per-column and per-source-type overrides of the options, then the default table.
 pub(crate) fn map_column(
@@ -221,12 +243,14 @@ pub(crate) fn map_column(
     opts: &PgSinkOptions,
     postgis: bool,
 ) -> Result<PgColumn> {
-    let chosen = col
-        .target_type
-        .as_deref()
-        .or_else(|| opts.override_for(table, &col.name, &col.column_type.to_string()));
+    let chosen = match &col.target_type {
+        Some(t) => Some(pg_type_of(t)),
+        None => opts
+            .override_for(table, &col.name, &col.column_type.to_string())
+            .map(|t| (t.trim().to_string(), family_of_override(t))),
+    };
     let (sql_type, family, default_mapping) = match chosen {
-        Some(t) => (t.trim().to_string(), family_of_override(t), false),
+        Some((t, f)) => (t, f, false),
         None => {
             let (t, f) = default_type(&col.column_type, postgis)
                 .map_err(|e| e.with_table(table.clone()).with_column(col.name.clone()))?;
@@ -725,9 +749,22 @@ mod tests {
         assert_eq!(map_column(&id, &c, &o, false).unwrap().sql_type, "boolean");
         let o = o.column_type("d.t.flag", "integer");
         assert_eq!(map_column(&id, &c, &o, false).unwrap().sql_type, "integer");
-        c.target_type = Some("text".into());
+        c.target_type = Some(TargetType::Text);
         let m = map_column(&id, &c, &o, false).unwrap();
         assert_eq!((m.sql_type.as_str(), m.family), ("text", Family::Text));
+    }
+
+    #[test]
+    fn typed_destination_types_get_postgresql_spellings() {
+        let pg = |s: &str| pg_type_of(&s.parse::<TargetType>().unwrap());
+        assert_eq!(pg("bytes"), ("bytea".into(), Family::Bytea));
+        assert_eq!(pg("double"), ("double precision".into(), Family::Other));
+        assert_eq!(pg("timestamp(3) with time zone"), ("timestamptz(3)".into(), Family::Other));
+        assert_eq!(pg("character varying(20)"), ("varchar(20)".into(), Family::Text));
+        assert_eq!(pg("decimal(10, 2)"), ("numeric(10,2)".into(), Family::Other));
+        assert_eq!(pg("time(3)"), ("time(3)".into(), Family::Other));
+        assert_eq!(pg("JSONB"), ("JSONB".into(), Family::Json));
+        assert_eq!(pg("geometry(Point,4326)"), ("geometry(Point,4326)".into(), Family::PostGis));
     }
 
     #[test]
@@ -778,7 +815,7 @@ mod tests {
             "n",
             ColumnType::Integer { width: IntWidth::Int, unsigned: false, display_width: None },
         );
-        c.target_expr = Some("abs(%d) + %d".into());
+        c.target_expr = Some(synchdb_types::SqlTransform::new("abs(%d) + %d").unwrap());
         let pg = map_column(&id, &c, &PgSinkOptions::new(), false).unwrap();
         assert_eq!(pg.value_expr("$3"), "(abs(($3)::integer) + ($3)::integer)");
         let mut d = ColumnSchema::new("d", ColumnType::Date);

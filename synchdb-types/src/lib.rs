@@ -33,6 +33,7 @@ mod error;
 mod event;
 mod position;
 mod schema;
+mod target;
 mod value;
 
 pub use error::ParseError;
@@ -45,4 +46,5 @@ pub use schema::{
     ColumnDefault, ColumnSchema, ColumnType, ForeignKey, IndexColumn, IndexKind, IndexSchema, IntWidth,
     LobSize, ReferentialAction, TableId, TableSchema, TextNul, ZeroDates,
 };
+pub use target::{SqlTransform, TargetType};
 pub use value::{Bits, Date, DateTime, Decimal, Geometry, Time, Timestamp, Value};

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ParseError;
+use crate::target::{SqlTransform, TargetType};
 
 /// A source table: database (schema) and table name, exact case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -317,15 +318,15 @@ pub struct ColumnSchema {
     pub generated: Option<String>,
     /// Column comment (empty when none).
     pub comment: String,
-    /// A destination type chosen by a mapping rule (e.g. `boolean` for a
-    /// `tinyint(1)`); sinks use it instead of their default mapping.
+    /// A destination type chosen by a mapping rule (e.g. [`TargetType::Boolean`]
+    /// for a `tinyint(1)`); sinks use it instead of their default mapping.
     #[serde(default)]
-    pub target_type: Option<String>,
+    pub target_type: Option<TargetType>,
     /// An SQL expression computing the stored value at the destination, with
     /// `%d` standing for the value (e.g. `lower(%d)`), set by a mapping rule;
     /// sinks that support it bind the value as a parameter and wrap it.
     #[serde(default)]
-    pub target_expr: Option<String>,
+    pub target_expr: Option<SqlTransform>,
     /// What to store for zero dates in this column, set by a mapping rule;
     /// `None` follows the sink's policy.
     #[serde(default)]

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use synchdb_types::{ChangeEvent, Row, SchemaChange, SchemaChangeEvent, TableId, TableSchema, Value};
+use synchdb_types::{
+    ChangeEvent, Row, SchemaChange, SchemaChangeEvent, TableId, TableSchema, TargetType, Value,
+};
 
 use crate::converter::Converter;
 use crate::error::{Error, ErrorKind, Result};
@@ -56,7 +58,7 @@ pub struct ColumnTransform {
     name: String,
     table: TableMatch,
     column: String,
-    target_type: Option<String>,
+    target_type: Option<TargetType>,
     f: Box<ValueFn>,
     cache: Mutex<HashMap<TableId, SchemaPair>>,
 }
@@ -80,8 +82,8 @@ impl ColumnTransform {
     }
 
     /// Set the destination type of the column (when the closure changes the kind of value).
-    pub fn target_type(mut self, t: impl Into<String>) -> Self {
-        self.target_type = Some(t.into());
+    pub fn target_type(mut self, t: TargetType) -> Self {
+        self.target_type = Some(t);
         self
     }
 

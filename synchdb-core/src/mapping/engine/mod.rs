@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use synchdb_types::{
     ChangeEvent, ColumnPosition, ColumnSchema, ColumnType, DeleteEvent, InsertEvent, Row, SchemaChange,
-    SchemaChangeEvent, TableId, TableSchema, TruncateEvent, UpdateEvent, Value,
+    SchemaChangeEvent, SqlTransform, TableId, TableSchema, TargetType, TruncateEvent, UpdateEvent, Value,
 };
 use tracing::warn;
 
@@ -34,7 +34,7 @@ enum Step {
     },
     /// Integer 0 / non-zero to `false` / `true` for a `boolean` destination.
     ToBool,
-    /// TIME values must fit PostgreSQL's `time` (00:00:00..24:00:00).
+    /// TIME values must fit a time of day (00:00:00..24:00:00).
     CheckTime,
     /// Integers must fit a narrower destination integer type.
     CheckInt {
@@ -118,21 +118,31 @@ fn cfg_err(table: &TableId, column: &str, message: impl Into<String>) -> Error {
 }
 
 /// Check an SQL transform's shape (the sink checks that it compiles).
-pub(crate) fn check_transform(table: &TableId, column: &str, expr: &str) -> Result<()> {
-    if !expr.contains("%d") {
-        return Err(cfg_err(table, column, format!("transform {expr:?} must contain %d (the value)")));
-    }
-    if expr.contains(';') {
-        return Err(cfg_err(table, column, format!("transform {expr:?} must be one expression (no ';')")));
-    }
-    Ok(())
+pub(crate) fn check_transform(table: &TableId, column: &str, expr: &str) -> Result<SqlTransform> {
+    SqlTransform::new(expr).map_err(|_| {
+        cfg_err(
+            table,
+            column,
+            format!("transform {expr:?} must be one expression (no ';') containing %d (the value)"),
+        )
+    })
+}
+
+/// Read a rule's destination type.
+pub(crate) fn check_target_type(table: &TableId, column: &str, t: &str) -> Result<TargetType> {
+    t.parse().map_err(|e| cfg_err(table, column, format!("destination type: {e}")))
 }
 
 impl Mapping {
     /// A mapping converter for these rules. Checks what needs no source schema:
-    /// table renames, transform shapes, and that a hash key is available when a
+    /// table renames, transform shapes, destination types, and that a hash key is available when a
     /// rule hashes (from `hash_key` or the `hash_key_env` variable).
     pub fn new(rules: MappingRules) -> Result<Mapping> {
+        for (source, target) in &rules.source_types {
+            target
+                .parse::<TargetType>()
+                .map_err(|e| Error::config(format!("source_types: destination type for {source}: {e}")))?;
+        }
         for (id, t) in &rules.tables {
             let sid: TableId = id.parse().map_err(|e| {
                 Error::config(format!("mapping rule for {id:?}: not db.table")).with_source(e)
@@ -143,6 +153,9 @@ impl Mapping {
             for (c, rule) in &t.columns {
                 if let Some(x) = &rule.transform {
                     check_transform(&sid, c, x)?;
+                }
+                if let Some(t) = &rule.target_type {
+                    check_target_type(&sid, c, t)?;
                 }
                 if rule.rename.as_deref().is_some_and(|n| n.trim().is_empty()) {
                     return Err(cfg_err(&sid, c, "empty column rename"));

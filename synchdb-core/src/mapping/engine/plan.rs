@@ -2,41 +2,13 @@
 
 use super::*;
 
-/// Whether a destination type (sink syntax) holds a 64-character hex string.
-pub(super) fn type_holds_hash(t: &str) -> bool {
-    let l = t.trim().to_ascii_lowercase();
-    if l == "text" || l == "varchar" || l == "character varying" {
-        return true;
-    }
-    let len = |prefix: &str| -> Option<u64> {
-        l.strip_prefix(prefix)?.trim().strip_prefix('(')?.strip_suffix(')')?.trim().parse().ok()
-    };
-    ["varchar", "character varying", "char", "character", "bpchar"]
-        .iter()
-        .any(|p| len(p).is_some_and(|n| n >= 64))
-}
-
+/// Whether the source column's own type holds a 64-character hex string.
 pub(super) fn source_holds_hash(t: &ColumnType) -> bool {
     match t {
         ColumnType::Text { .. } => true,
         ColumnType::Char { length } | ColumnType::VarChar { length } => *length >= 64,
         _ => false,
     }
-}
-
-/// `(min, max, name)` of PostgreSQL integer types narrower than every MySQL integer.
-pub(super) fn int_range(t: &str) -> Option<(i128, i128, &'static str)> {
-    match t.trim().to_ascii_lowercase().as_str() {
-        "smallint" | "int2" => Some((i16::MIN.into(), i16::MAX.into(), "smallint")),
-        "integer" | "int" | "int4" => Some((i32::MIN.into(), i32::MAX.into(), "integer")),
-        "bigint" | "int8" => Some((i64::MIN.into(), i64::MAX.into(), "bigint")),
-        _ => None,
-    }
-}
-
-pub(super) fn is_pg_time(t: &str) -> bool {
-    let l = t.trim().to_ascii_lowercase();
-    l == "time" || l.starts_with("time(") || l.starts_with("time without")
 }
 
 impl Mapping {
@@ -63,20 +35,24 @@ impl Mapping {
         if let Some(n) = &rule.rename {
             out.name = n.clone();
         }
-        let explicit: Option<String> = rule
+        let explicit: Option<TargetType> = match rule
             .target_type
-            .clone()
-            .or_else(|| self.rules.type_for_source(&col.column_type.to_string()).map(str::to_string));
+            .as_deref()
+            .or_else(|| self.rules.type_for_source(&col.column_type.to_string()))
+        {
+            Some(t) => Some(check_target_type(table, &col.name, t)?),
+            None => None,
+        };
         let mut steps = Vec::new();
         match &rule.mask {
             Some(Mask::Hash) => {
                 steps.push(Step::Hash);
                 match &explicit {
-                    Some(t) if !type_holds_hash(t) => {
+                    Some(t) if !t.holds_text_of(64) => {
                         return Err(err(format!("type {t} cannot hold the 64-character hash of a hash mask")))
                     }
                     Some(_) => {}
-                    None if !source_holds_hash(&col.column_type) => out.target_type = Some("text".into()),
+                    None if !source_holds_hash(&col.column_type) => out.target_type = Some(TargetType::Text),
                     None => {}
                 }
                 out.default = None;
@@ -120,7 +96,7 @@ impl Mapping {
             Some(Mask::Partial { keep_last, mask_char }) => {
                 match &col.column_type {
                     ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Text { .. } => {}
-                    ColumnType::Enum { .. } if explicit.is_none() => out.target_type = Some("text".into()),
+                    ColumnType::Enum { .. } if explicit.is_none() => out.target_type = Some(TargetType::Text),
                     ColumnType::Enum { .. } => {}
                     other => return Err(err(format!("a partial mask needs a textual column, not {other}"))),
                 }
@@ -133,26 +109,29 @@ impl Mapping {
             out.target_type = Some(t);
         }
         if rule.mask.is_none() {
-            if let Some(t) = &out.target_type {
-                let l = t.trim().to_ascii_lowercase();
-                let integer = matches!(
-                    col.column_type,
-                    ColumnType::Integer { .. } | ColumnType::Year | ColumnType::Year2
-                );
-                if (l == "boolean" || l == "bool")
-                    && (integer || matches!(col.column_type, ColumnType::Bit { .. }))
-                {
-                    steps.push(Step::ToBool);
-                } else if is_pg_time(&l) && matches!(col.column_type, ColumnType::Time { .. }) {
-                    steps.push(Step::CheckTime);
-                } else if let (Some((min, max, ty)), true) = (int_range(&l), integer) {
+            let integer =
+                matches!(col.column_type, ColumnType::Integer { .. } | ColumnType::Year | ColumnType::Year2);
+            match &out.target_type {
+                Some(TargetType::Boolean) if integer || matches!(col.column_type, ColumnType::Bit { .. }) => {
+                    steps.push(Step::ToBool)
+                }
+                Some(TargetType::Time { .. }) if matches!(col.column_type, ColumnType::Time { .. }) => {
+                    steps.push(Step::CheckTime)
+                }
+                Some(t @ (TargetType::SmallInt | TargetType::Integer | TargetType::BigInt)) if integer => {
+                    let (min, max) = t.integer_range().expect("an integer type has a range");
+                    let ty = match t {
+                        TargetType::SmallInt => "smallint",
+                        TargetType::Integer => "integer",
+                        _ => "bigint",
+                    };
                     steps.push(Step::CheckInt { min, max, ty });
                 }
+                _ => {}
             }
         }
         if let Some(x) = &rule.transform {
-            check_transform(table, &col.name, x)?;
-            out.target_expr = Some(x.clone());
+            out.target_expr = Some(check_transform(table, &col.name, x)?);
         }
         if let Some(z) = rule.zero_dates {
             out.zero_dates = Some(z);

@@ -101,7 +101,9 @@ impl Mapping {
                     ColumnMappingView {
                         source: c.name.clone(),
                         source_type: c.column_type.to_string(),
-                        target_type: target.as_ref().and_then(|t| t.target_type.clone()),
+                        target_type: target
+                            .as_ref()
+                            .and_then(|t| t.target_type.as_ref().map(ToString::to_string)),
                         target,
                         transforms,
                     }
