@@ -541,3 +541,70 @@ async fn a_table_copied_again_by_the_publisher_is_copied_again_by_the_applier() 
     run_until_caught_up(applier(&stream, &name, &target.url(), "app"));
     assert_replica_equal(&mut my, &name, &connect_pg(&target.url()).await).await;
 }
+
+/// An applier killed while it copies a table again (its checkpoint already
+/// past the copy's begin record, moved on by other tables' changes) reads the
+/// copy from its begin record again on restart. It used to skip the copy's
+/// chunk records and end with the table empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_killed_during_a_copy_again_copies_it_again() {
+    let mysql = synchdb_testkit::mariadb();
+    let d = mysql.create_database("js_kill_copy").unwrap();
+    let name = d.name().to_string();
+    let mut my = connect_my(&d.url()).await;
+    run_workload(
+        &mut my,
+        &[
+            "CREATE TABLE p (id INT PRIMARY KEY, v INT, note VARCHAR(40)) PARTITION BY RANGE (id) \
+             (PARTITION p0 VALUES LESS THAN (1000), PARTITION p1 VALUES LESS THAN MAXVALUE)",
+            "INSERT INTO p SELECT seq, seq % 7, REPEAT('n', 30) FROM seq_1_to_120000",
+            "CREATE TABLE ledger (id INT PRIMARY KEY, what VARCHAR(20))",
+        ],
+    )
+    .await;
+    let nats = NatsServer::start().unwrap();
+    let stream = format!("{}/KILLCOPY", nats.url());
+    let pg = synchdb_testkit::postgres();
+    let target = pg.create_database("js_kill_copy_t").unwrap();
+    let pub_cmd = || {
+        let mut c = publisher(&mysql.url(), &name, &stream, "pub");
+        c.args(["--chunk-rows", "500"]);
+        c
+    };
+    run_until_caught_up(pub_cmd());
+    run_until_caught_up(applier(&stream, &name, &target.url(), "app"));
+    // The publisher copies p again (rows removed without row events) while
+    // changes of the ledger keep coming behind the copy's begin record; it
+    // has published the whole copy before the applier reads it.
+    let mut work = vec!["ALTER TABLE p TRUNCATE PARTITION p0".to_string()];
+    work.extend((0..400).map(|i| format!("INSERT INTO ledger VALUES ({i}, 'tick')")));
+    run_workload(&mut my, &work).await;
+    run_until_caught_up(pub_cmd());
+    let mut apply = spawn(applier(&stream, &name, &target.url(), "app"));
+    let pp = connect_pg(&target.url()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let killed_mid_copy = loop {
+        assert!(std::time::Instant::now() < deadline, "the applier never stood inside the copy");
+        let resync: Option<Option<String>> =
+            sqlx::query_scalar("SELECT resync FROM synchdb.pipelines WHERE pipeline_id = 'app'")
+                .fetch_optional(&pp)
+                .await
+                .unwrap();
+        let at = checkpoint(&pp, "app").await;
+        if let (Some(Some(r)), Some((_, at))) = (resync, at) {
+            let r: synchdb::core::ResyncState = serde_json::from_str(&r).unwrap();
+            if at > r.position.binlog.pos {
+                kill9(&mut apply);
+                // What the kill left: still inside the copy?
+                break resync_active(&pp, "app").await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(killed_mid_copy, "the kill must land while the copy is under way");
+    run_workload(&mut my, &["INSERT INTO ledger VALUES (100000, 'end')"]).await;
+    run_until_caught_up(pub_cmd());
+    let out = run_until_caught_up(applier(&stream, &name, &target.url(), "app"));
+    assert!(!resync_active(&pp, "app").await, "the copy joined: {out}");
+    assert_replica_equal(&mut my, &name, &pp).await;
+}

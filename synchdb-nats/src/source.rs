@@ -198,7 +198,22 @@ impl Source for JetStreamSource {
                         if let Ok(m) = stream.get_raw_message(pos.binlog.pos).await {
                             reader.last_source = header_position(Some(&m.headers));
                         }
-                        pos.binlog.pos + 1
+                        match &s.resync {
+                            // A copy-again this applier had begun and not joined:
+                            // its chunk records lie between its begin record and
+                            // here, so read from the begin record again (the copy
+                            // starts over; changes applied since are dropped as
+                            // published twice).
+                            Some(r) if r.position.binlog.file == name && r.position.binlog.pos <= pos.binlog.pos => {
+                                tracing::info!(
+                                    tables = r.tables.len(),
+                                    begin = r.position.binlog.pos,
+                                    "a copy-again was under way: reading it from its begin record again"
+                                );
+                                r.position.binlog.pos
+                            }
+                            _ => pos.binlog.pos + 1,
+                        }
                     }
                     // Copied straight from the source: the stream from that position on.
                     Some(pos) => {
