@@ -39,6 +39,7 @@ mod options;
 mod preflight;
 mod snapshot;
 mod source;
+mod table_lock;
 
 pub use filter::TableFilter;
 pub use options::{

@@ -101,6 +101,7 @@ use crate::discovery::{discover_tables, Flavor};
 use crate::filter::TableFilter;
 use crate::options::MySqlSourceOptions;
 use crate::preflight::{self, ServerInfo};
+use crate::table_lock::{non_transactional, TableLock};
 
 /// Row events of `table` at positions before `position` are dropped by
 /// follow mode: the table's snapshot rows were read at `position`.
@@ -240,6 +241,8 @@ struct Opened {
     readers: Vec<Conn>,
     position: Position,
     tables: Vec<TableSchema>,
+    /// READ locks on the non-transactional tables, taken at the consistent point.
+    lock: Option<Arc<TableLock>>,
 }
 
 /// Open the consistent snapshot with the method the privileges allow.
@@ -269,11 +272,14 @@ async fn open_snapshot(
             );
         }
         let mut reader = open_reader(opts).await?;
+        // Without a global lock, the non-transactional tables are locked
+        // before the snapshot starts: unchanged from its point until read.
+        let lock = TableLock::take(opts, non_transactional(coordinator, filter).await?).await?.map(Arc::new);
         begin_snapshot(&mut reader).await?;
         let binlog = snapshot_status(&mut reader).await?;
         let gtid = mariadb_gtid_at(coordinator, &binlog).await?;
         let tables = discover_tables(coordinator, filter).await?;
-        return Ok(Opened { readers: vec![reader], position: Position { binlog, gtid }, tables });
+        return Ok(Opened { readers: vec![reader], position: Position { binlog, gtid }, tables, lock });
     }
 
     let mut readers = Vec::with_capacity(workers);
@@ -291,13 +297,16 @@ async fn open_snapshot(
         .map_err(|e| read_error("FLUSH TABLES WITH READ LOCK", e))?;
     let locked = async {
         let tables = discover_tables(coordinator, filter).await?;
+        let mut plain = non_transactional(coordinator, filter).await?;
+        plain.retain(|id| tables.iter().any(|t| &t.id == id));
+        let lock = TableLock::take(opts, plain).await?.map(Arc::new);
         futures::future::try_join_all(readers.iter_mut().map(begin_snapshot)).await?;
         let position = current_position(coordinator, info.flavor).await?;
-        Ok::<_, Error>((tables, position))
+        Ok::<_, Error>((tables, position, lock))
     }
     .await;
     let unlocked = coordinator.query_drop("UNLOCK TABLES").await.map_err(|e| read_error("UNLOCK TABLES", e));
-    let (tables, position) = locked?;
+    let (tables, position, lock) = locked?;
     unlocked?;
     info!(lock_ms = started.elapsed().as_millis() as u64, %position, readers = workers, "consistent snapshot opened (locking method)");
     if info.flavor == Flavor::MariaDb {
@@ -311,7 +320,7 @@ async fn open_snapshot(
             }
         }
     }
-    Ok(Opened { readers, position, tables })
+    Ok(Opened { readers, position, tables, lock })
 }
 
 /// Run a snapshot; `Ok(None)` when shutdown interrupted it.
@@ -322,7 +331,7 @@ pub(crate) async fn run_snapshot(
     start: Start,
 ) -> Result<Option<SnapshotOutcome>> {
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, tables } =
+    let Opened { mut readers, position, tables, lock } =
         open_snapshot(opts, info, &mut coordinator, opts.get_table_filter()).await?;
     preflight::check_select(&info.grants, &tables)?;
 
@@ -354,7 +363,7 @@ pub(crate) async fn run_snapshot(
     drop(coordinator);
 
     let schemas: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
-    let (plan, todo, restart, skip_before, resumed) = match resume {
+    let (plan, mut todo, restart, skip_before, resumed) = match resume {
         Some(progress) => {
             let todo: Vec<ChunkInfo> = progress
                 .plan
@@ -396,6 +405,9 @@ pub(crate) async fn run_snapshot(
         }
     };
     let follow_from = plan.position.clone();
+    if let Some(l) = &lock {
+        l.plan(&mut todo).await;
+    }
     ctx.send(SourceMessage::SnapshotStarted { plan, tables: schemas.clone(), restart, resumed }).await?;
 
     let queue = Arc::new(Mutex::new(VecDeque::from(todo)));
@@ -410,6 +422,7 @@ pub(crate) async fn run_snapshot(
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
             resync: false,
+            lock: lock.clone(),
         };
         tasks.spawn(worker.run().instrument(info_span!("snapshot_reader", reader = i)));
     }
@@ -427,6 +440,9 @@ pub(crate) async fn run_snapshot(
             }
             Err(e) => failure = failure.or(Some(Error::internal(format!("snapshot reader panicked: {e}")))),
         }
+    }
+    if let Some(l) = &lock {
+        l.release().await;
     }
     if let Some(e) = failure {
         return Err(e);
@@ -728,6 +744,8 @@ struct Worker {
     /// after the copy's point) is a transient error, the copy starts again
     /// at a new point.
     resync: bool,
+    /// The copy's READ locks on non-transactional tables.
+    lock: Option<Arc<TableLock>>,
 }
 
 impl Worker {
@@ -765,7 +783,13 @@ impl Worker {
             if self.sender.send(msg).await.is_err() {
                 return Ok(false);
             }
-            match self.read_chunk(&table, &chunk, &tx).await {
+            let read = self.read_chunk(&table, &chunk, &tx).await;
+            if let (Some(l), Ok(_)) = (&self.lock, &read) {
+                if l.holds(&table.id) {
+                    l.chunk_read(&table.id).await;
+                }
+            }
+            match read {
                 Ok(true) => {
                     if tx.finish().await.is_err() {
                         warn!(table = %table.id, chunk = chunk.index, "the pipeline stopped taking this chunk");
@@ -890,7 +914,7 @@ pub(crate) async fn start_resync_copy(
             .map_err(|e| Error::internal(format!("resync filter for {id}: {e}")))?;
     }
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, mut tables } =
+    let Opened { mut readers, position, mut tables, lock } =
         open_snapshot(opts, info, &mut coordinator, &filter).await?;
     drop(coordinator);
     tables.retain(|t| ids.contains(&t.id));
@@ -898,7 +922,10 @@ pub(crate) async fn start_resync_copy(
         return Ok(None);
     }
     preflight::check_select(&info.grants, &tables)?;
-    let chunks = plan_chunks(opts, &mut readers[0], &tables).await?;
+    let mut chunks = plan_chunks(opts, &mut readers[0], &tables).await?;
+    if let Some(l) = &lock {
+        l.plan(&mut chunks).await;
+    }
     let schemas: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
     ctx.send(SourceMessage::ResyncStarted {
         tables: schemas.clone(),
@@ -919,6 +946,7 @@ pub(crate) async fn start_resync_copy(
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
             resync: true,
+            lock: lock.clone(),
         });
     }
     let sender = ctx.sender.clone();
@@ -926,6 +954,9 @@ pub(crate) async fn start_resync_copy(
     let task = tokio::spawn(
         async move {
             let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;
+            if let Some(l) = &lock {
+                l.release().await;
+            }
             let mut all = true;
             for r in results {
                 all &= r?;
@@ -976,14 +1007,14 @@ pub(crate) async fn verify_read(
         filter
     };
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, mut tables } =
+    let Opened { mut readers, position, mut tables, lock } =
         open_snapshot(opts, info, &mut coordinator, &filter).await?;
     drop(coordinator);
     if !wanted.is_empty() {
         tables.retain(|t| wanted.contains(&t.id));
     }
     preflight::check_select(&info.grants, &tables)?;
-    let chunks = match request.chunks {
+    let mut chunks: Vec<ChunkInfo> = match request.chunks {
         Some(chunks) => chunks.into_iter().filter(|c| tables.iter().any(|t| t.id == c.table)).collect(),
         None => {
             let (whole, chunked): (Vec<TableSchema>, Vec<TableSchema>) =
@@ -999,6 +1030,9 @@ pub(crate) async fn verify_read(
             chunks
         }
     };
+    if let Some(l) = &lock {
+        l.plan(&mut chunks).await;
+    }
     let schemas: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
     ctx.send(SourceMessage::ResyncStarted {
         tables: schemas.clone(),
@@ -1019,9 +1053,13 @@ pub(crate) async fn verify_read(
             shutdown: ctx.shutdown.clone(),
             batch_rows: opts.get_batch_rows(),
             resync: false,
+            lock: lock.clone(),
         })
         .collect();
     let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;
+    if let Some(l) = &lock {
+        l.release().await;
+    }
     let mut all = true;
     for r in results {
         all &= r?;

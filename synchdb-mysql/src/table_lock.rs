@@ -1,0 +1,151 @@
+//! Non-transactional tables in a consistent copy.
+//!
+//! A consistent snapshot (`START TRANSACTION WITH CONSISTENT SNAPSHOT`) only
+//! freezes transactional tables: MyISAM, Aria, MEMORY, CSV, ARCHIVE or MERGE
+//! tables are read as they are when the read happens. Written during a copy,
+//! such a table's rows would not match the copy's position, and the changes
+//! after the position, applied by follow mode, would apply a second time (a
+//! keyless table got rows twice).
+//!
+//! So the copy takes `LOCK TABLES ... READ` on them, on a connection of its
+//! own, at its consistent point (while `FLUSH TABLES WITH READ LOCK` holds
+//! every write, or before the snapshot starts without it): from then on they
+//! cannot change until read, and their rows are exactly those at the copy's
+//! position. Their chunks are read first and the lock is released as soon as
+//! the last of them is read; writers of those tables wait meanwhile (as under
+//! `mysqldump --lock-tables`). A user without the `LOCK TABLES` privilege gets
+//! the previous behaviour with a warning naming the tables.
+
+use std::collections::{HashMap, HashSet};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use synchdb_core::{ChunkInfo, Result};
+use synchdb_types::TableId;
+use tracing::{debug, info, warn};
+
+use crate::filter::TableFilter;
+use crate::options::MySqlSourceOptions;
+
+/// The base tables `filter` selects whose engine is not transactional
+/// (`information_schema.ENGINES.TRANSACTIONS <> 'YES'`).
+pub(crate) async fn non_transactional(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableId>> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
+             JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE \
+             WHERE t.TABLE_TYPE = 'BASE TABLE' AND e.TRANSACTIONS <> 'YES' \
+             AND t.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
+        )
+        .await
+        .map_err(|e| crate::errors::error("listing non-transactional tables", e))?;
+    Ok(rows.into_iter().map(|(d, t)| TableId::new(d, t)).filter(|id| filter.matches(id)).collect())
+}
+
+/// READ locks on a copy's non-transactional tables, held until their chunks are read.
+pub(crate) struct TableLock {
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    tables: HashSet<TableId>,
+    /// Chunks still to read, per locked table.
+    remaining: std::sync::Mutex<HashMap<TableId, usize>>,
+}
+
+fn quote(id: &TableId) -> String {
+    format!("`{}`.`{}`", id.database.replace('`', "``"), id.table.replace('`', "``"))
+}
+
+impl TableLock {
+    /// Lock `ids` for reading on a new connection. `Ok(None)` when there is
+    /// nothing to lock, or when the server refuses the lock (a missing
+    /// privilege, a table gone meanwhile): then a warning says the tables are
+    /// read without it.
+    pub(crate) async fn take(opts: &MySqlSourceOptions, ids: Vec<TableId>) -> Result<Option<TableLock>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let mut conn = opts.connect().await?;
+        let list = ids.iter().map(|id| format!("{} READ", quote(id))).collect::<Vec<_>>().join(", ");
+        let locked = async {
+            conn.query_drop("SET SESSION lock_wait_timeout = 60").await?;
+            conn.query_drop(format!("LOCK TABLES {list}")).await
+        }
+        .await;
+        match locked {
+            Ok(()) => {
+                debug!(tables = ids.len(), "non-transactional tables locked for reading");
+                Ok(Some(TableLock {
+                    conn: tokio::sync::Mutex::new(Some(conn)),
+                    tables: ids.into_iter().collect(),
+                    remaining: std::sync::Mutex::new(HashMap::new()),
+                }))
+            }
+            Err(e) if crate::errors::kind_of(&e).is_transient() => {
+                Err(crate::errors::error("LOCK TABLES ... READ of the non-transactional tables", e))
+            }
+            Err(e) => {
+                let names = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                warn!(
+                    error = %e,
+                    "cannot lock the non-transactional tables {names} for the copy (grant LOCK TABLES to the \
+                     source user): they are read outside the consistent snapshot, and writes to them during \
+                     the copy may be applied twice"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether `id` is locked.
+    pub(crate) fn holds(&self, id: &TableId) -> bool {
+        self.tables.contains(id)
+    }
+
+    /// Count the chunks of the locked tables among `chunks` (those to read)
+    /// and put them first; release the lock at once when there are none.
+    pub(crate) async fn plan(&self, chunks: &mut [ChunkInfo]) {
+        chunks.sort_by_key(|c| !self.holds(&c.table));
+        let mut remaining = HashMap::new();
+        for c in chunks.iter().filter(|c| self.holds(&c.table)) {
+            *remaining.entry(c.table.clone()).or_insert(0usize) += 1;
+        }
+        let none = remaining.is_empty();
+        *self.remaining.lock().expect("lock counts poisoned") = remaining;
+        if none {
+            self.release().await;
+        }
+    }
+
+    /// One chunk of `table` is read: release the lock after the last one.
+    pub(crate) async fn chunk_read(&self, table: &TableId) {
+        let done = {
+            let mut remaining = self.remaining.lock().expect("lock counts poisoned");
+            if let Some(n) = remaining.get_mut(table) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    remaining.remove(table);
+                }
+            }
+            remaining.is_empty()
+        };
+        if done {
+            self.release().await;
+        }
+    }
+
+    /// `UNLOCK TABLES` and close the connection (idempotent).
+    pub(crate) async fn release(&self) {
+        let Some(mut conn) = self.conn.lock().await.take() else { return };
+        if let Err(e) = conn.query_drop("UNLOCK TABLES").await {
+            // Closing the connection releases the locks too.
+            debug!(error = %e, "UNLOCK TABLES failed; closing the connection");
+        }
+        let _ = conn.disconnect().await;
+        info!(tables = self.tables.len(), "non-transactional tables read; their lock is released");
+    }
+}
+
+impl std::fmt::Debug for TableLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableLock").field("tables", &self.tables).finish_non_exhaustive()
+    }
+}
