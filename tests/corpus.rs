@@ -445,12 +445,7 @@ async fn run_batch(
 ///   nothing telling the temporary table's part from the base table's (no
 ///   thread-specific flag, the temporary table's CREATE not logged in ROW
 ///   format), so a binlog reader renames the base table twice.
-/// - `main/partition.test` writes MyISAM tables that the live follower copies
-///   again (partition DDL) while later statements change them: a
-///   non-transactional table is read outside the copy's read view, so a
-///   keyless one may get a row twice (README, "Known limitations"); whether
-///   it happens depends on timing.
-const LIVE_KNOWN: &[&str] = &["main/rename.test", "main/partition.test"];
+const LIVE_KNOWN: &[&str] = &["main/rename.test"];
 
 fn live_known(file: &str) -> bool {
     LIVE_KNOWN.iter().any(|k| file.ends_with(k))
