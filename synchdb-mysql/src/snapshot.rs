@@ -809,7 +809,13 @@ impl Worker {
                     // non-transactional table (outside the read view) altered since.
                     let changed = crate::errors::table_changed_in(&e) || e.kind() == ErrorKind::SourceValue;
                     let e = if self.resync && changed { changed_under_copy(e) } else { e };
-                    let copy = Error::new(e.kind(), e.message());
+                    let mut copy = Error::new(e.kind(), e.message());
+                    if let Some(t) = e.table() {
+                        copy = copy.with_table(t.clone());
+                    }
+                    if let Some(c) = e.column() {
+                        copy = copy.with_column(c.to_string());
+                    }
                     tx.fail(copy).await;
                     return Err(e);
                 }

@@ -480,6 +480,13 @@ pub(crate) fn write_value(
                 out.push(if (b.value >> i) & 1 == 1 { '1' } else { '0' });
             }
         }
+        Value::Geometry(g) if g.is_empty_value() && col.family == Family::PostGis => {
+            return err(
+                "an empty geometry (MariaDB's value in a NOT NULL geometry column added to existing rows) \
+                 has no PostGIS form: map the column to bytea (type = \"bytea\") or fill it on the source"
+                    .to_string(),
+            );
+        }
         Value::Geometry(g) => {
             let ewkb = ewkb(g.srid, &g.wkb).map_err(ValueError)?;
             match col.family {
@@ -539,6 +546,10 @@ fn write_hex(b: &[u8], bytea_prefix: bool, out: &mut String) {
 
 /// EWKB: the WKB with the SRID flag and value inserted after the type when the SRID is set.
 pub(crate) fn ewkb(srid: u32, wkb: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String> {
+    if wkb.is_empty() {
+        // MariaDB's empty geometry value: empty bytes in a bytea column.
+        return Ok(Cow::Borrowed(wkb));
+    }
     if wkb.len() < 5 || wkb[0] > 1 {
         return Err(format!("invalid WKB ({} bytes)", wkb.len()));
     }
@@ -703,6 +714,8 @@ pub(crate) fn implicit_default(col: &ColumnSchema, pg: &PgColumn, zero: ZeroDate
         C::Uuid => cast("00000000-0000-0000-0000-000000000000"),
         C::Inet4 => cast("0.0.0.0"),
         C::Inet6 => cast("::"),
+        // MariaDB's empty geometry value (zero bytes); PostGIS has no form of it.
+        C::Geometry { .. } if pg.family == Family::Bytea => Some("'\\x'::bytea".into()),
         _ => None,
     }
 }

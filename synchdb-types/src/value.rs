@@ -501,7 +501,12 @@ pub struct Geometry {
 
 impl Geometry {
     /// Split MySQL's internal geometry format (4-byte little-endian SRID, then WKB).
+    /// Zero bytes are the *empty value* MariaDB stores in a NOT NULL geometry
+    /// column added to existing rows (not NULL, no shape): SRID 0, empty WKB.
     pub fn from_mysql_internal(bytes: &[u8]) -> Result<Self, ParseError> {
+        if bytes.is_empty() {
+            return Ok(Geometry { srid: 0, wkb: Vec::new() });
+        }
         if bytes.len() < 4 + 5 {
             return Err(ParseError::new("geometry", &format!("{} bytes", bytes.len())));
         }
@@ -509,8 +514,17 @@ impl Geometry {
         Ok(Geometry { srid, wkb: bytes[4..].to_vec() })
     }
 
-    /// MySQL's internal format: SRID (LE u32) followed by the WKB.
+    /// Whether this is the empty value (see [`from_mysql_internal`](Self::from_mysql_internal)).
+    pub fn is_empty_value(&self) -> bool {
+        self.wkb.is_empty()
+    }
+
+    /// MySQL's internal format: SRID (LE u32) followed by the WKB; zero bytes
+    /// for the empty value.
     pub fn to_mysql_internal(&self) -> Vec<u8> {
+        if self.is_empty_value() {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(self.wkb.len() + 4);
         out.extend_from_slice(&self.srid.to_le_bytes());
         out.extend_from_slice(&self.wkb);
@@ -578,6 +592,14 @@ mod tests {
         assert_eq!(b.to_string(), "1000000001");
         let b = Bits::from_be_bytes(64, &[0xFF; 8]);
         assert_eq!(b.value, u64::MAX);
+    }
+
+    #[test]
+    fn the_empty_geometry_value_round_trips_and_short_ones_are_errors() {
+        let g = Geometry::from_mysql_internal(&[]).unwrap();
+        assert!(g.is_empty_value());
+        assert!(g.to_mysql_internal().is_empty());
+        assert!(Geometry::from_mysql_internal(&[0, 0, 0, 0, 1]).is_err());
     }
 
     #[test]

@@ -87,9 +87,12 @@ impl Drop for Follower {
     }
 }
 
-/// Spawn `replicate` (follow mode) in the background.
+/// Spawn `replicate` (follow mode) in the background. Its log (standard
+/// output) is dropped unless `SYNCHDB_TEST_LOGS` is set (then it goes to the
+/// test's output, for debugging with `--nocapture`).
 pub fn spawn(mut cmd: Command) -> Follower {
-    Follower(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn replicate"))
+    let out = if std::env::var_os("SYNCHDB_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() };
+    Follower(cmd.stdout(out).stderr(Stdio::inherit()).spawn().expect("spawn replicate"))
 }
 
 /// SIGKILL a child and reap it.
