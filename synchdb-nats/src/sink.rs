@@ -71,6 +71,13 @@ struct Inner {
     pipeline: std::sync::OnceLock<String>,
     /// A transaction whose pieces are being published (open batches).
     open_tx: Mutex<Option<OpenTx>>,
+    /// The stream sequence of the record that began the copy whose chunks
+    /// are being written (a snapshot's prepare record, a resync's begin
+    /// record): part of the chunk messages' ids, so that a publish retried
+    /// within a copy is dropped as a duplicate but two copies never collide
+    /// (a resync reading a table at the position a resumed snapshot read it
+    /// at had its chunk dropped by the stream's duplicate window).
+    copy: std::sync::atomic::AtomicU64,
 }
 
 /// The transaction being published in pieces: its sequence, the key its
@@ -170,6 +177,7 @@ impl JetStreamSink {
                 }),
                 pipeline: std::sync::OnceLock::new(),
                 open_tx: Mutex::new(None),
+                copy: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -642,6 +650,7 @@ impl Sink for JetStreamSink {
         let op = StateOp::PrepareSnapshot { tables: schemas(tables), restart: restart.to_vec() };
         let id = format!("{pipeline}:prepare:{}", nuid::next());
         let seq = self.publish_state(pipeline, op, state, id, None).await?;
+        self.inner.copy.store(seq, std::sync::atomic::Ordering::SeqCst);
         self.published(pipeline, state, seq, true).await
     }
 
@@ -655,6 +664,7 @@ impl Sink for JetStreamSink {
     ) -> Result<u64> {
         let subject = table_subject(&self.options().prefix, &table.id);
         let read = read_at.to_string();
+        let copy = self.inner.copy.load(std::sync::atomic::Ordering::SeqCst);
         let mut p = Publisher::new(self);
         let mut part = 0usize;
         let mut count = 0u64;
@@ -690,7 +700,7 @@ impl Sink for JetStreamSink {
                     h.insert(header::PART, part.to_string().as_str());
                     h.insert(header::CHUNK, format!("{}/{}", chunk.index, chunk.count).as_str());
                     h.insert(header::EVENT, "read");
-                    let id = format!("{pipeline}:chunk:{}:{}:{read}:{part}", table.id, chunk.index);
+                    let id = format!("{pipeline}:chunk:{copy}:{}:{}:{read}:{part}", table.id, chunk.index);
                     p.push(subject.clone(), h, payload, id).await?;
                     part += 1;
                 }
@@ -700,7 +710,7 @@ impl Sink for JetStreamSink {
             }
         }
         let update = StateUpdate::chunk_done(chunk, count, read_at.clone());
-        let id = format!("{pipeline}:done:{}:{}:{read}", table.id, chunk.index);
+        let id = format!("{pipeline}:done:{copy}:{}:{}:{read}", table.id, chunk.index);
         self.push_state(&mut p, pipeline, StateOp::ChunkDone, &update, id, None).await?;
         let seq = p.finish().await?;
         self.published(pipeline, &update, seq, false).await?;
@@ -733,6 +743,7 @@ impl Sink for JetStreamSink {
         let seq = self
             .publish_state(pipeline, StateOp::BeginResync { tables: schemas(tables) }, state, id, None)
             .await?;
+        self.inner.copy.store(seq, std::sync::atomic::Ordering::SeqCst);
         self.published(pipeline, state, seq, true).await
     }
 
