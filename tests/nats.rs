@@ -478,9 +478,6 @@ async fn chaos_sigkills_through_the_stream() {
 /// publisher copy the table again while the others follow; the applier
 /// takes the copy from the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent under load (1 of 7 runs next to another test binary, 2026-12-04): the applier's copy of p \
-            ends empty after the publisher's copy failed transiently ('snapshot: reading rows failed', the pipeline \
-            restarted from its checkpoint); being investigated, run on demand with --ignored"]
 async fn a_table_copied_again_by_the_publisher_is_copied_again_by_the_applier() {
     let mysql = synchdb_testkit::mariadb();
     let d = mysql.create_database("js_parts").unwrap();
