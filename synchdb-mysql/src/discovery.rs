@@ -58,16 +58,7 @@ pub(crate) fn query_error(e: mysql_async::Error) -> Error {
 
 /// Every table selected by `filter`, with full schemas, ordered by database and name.
 pub(crate) async fn discover_tables(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema>> {
-    let databases = match filter.literal_databases() {
-        Some(dbs) => dbs,
-        None => {
-            let all: Vec<String> = conn
-                .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-                .await
-                .map_err(query_error)?;
-            all.into_iter().filter(|d| filter.matches_database(d)).collect()
-        }
-    };
+    let databases = selected_databases(conn, filter).await?;
     if databases.is_empty() {
         return Ok(Vec::new());
     }
@@ -80,6 +71,21 @@ pub(crate) async fn discover_tables(conn: &mut Conn, filter: &TableFilter) -> Re
         }
     }
     Ok(tables)
+}
+
+/// The databases `filter` can select tables in: its literal names, else
+/// every database of the server it matches.
+pub(crate) async fn selected_databases(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<String>> {
+    match filter.literal_databases() {
+        Some(dbs) => Ok(dbs),
+        None => {
+            let all: Vec<String> = conn
+                .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+                .await
+                .map_err(query_error)?;
+            Ok(all.into_iter().filter(|d| filter.matches_database(d)).collect())
+        }
+    }
 }
 
 /// One table's schema, or `None` when it does not exist (or is not a base table).

@@ -101,7 +101,7 @@ use crate::discovery::{discover_tables, Flavor};
 use crate::filter::TableFilter;
 use crate::options::MySqlSourceOptions;
 use crate::preflight::{self, ServerInfo};
-use crate::table_lock::{non_transactional, TableLock};
+use crate::table_lock::{non_transactional, Locker, TableLock};
 
 /// Row events of `table` at positions before `position` are dropped by
 /// follow mode: the table's snapshot rows were read at `position`.
@@ -274,7 +274,10 @@ async fn open_snapshot(
         let mut reader = open_reader(opts).await?;
         // Without a global lock, the non-transactional tables are locked
         // before the snapshot starts: unchanged from its point until read.
-        let lock = TableLock::take(opts, non_transactional(coordinator, filter).await?).await?.map(Arc::new);
+        let databases = crate::discovery::selected_databases(coordinator, filter).await?;
+        let plain = non_transactional(coordinator, filter, &databases).await?;
+        let lock =
+            if plain.is_empty() { None } else { Locker::open(opts).await?.lock(plain).await?.map(Arc::new) };
         begin_snapshot(&mut reader).await?;
         let binlog = snapshot_status(&mut reader).await?;
         let gtid = mariadb_gtid_at(coordinator, &binlog).await?;
@@ -286,6 +289,7 @@ async fn open_snapshot(
     for _ in 0..workers {
         readers.push(open_reader(opts).await?);
     }
+    let locker = Locker::open(opts).await?;
     coordinator
         .query_drop("SET SESSION lock_wait_timeout = 60")
         .await
@@ -297,9 +301,10 @@ async fn open_snapshot(
         .map_err(|e| read_error("FLUSH TABLES WITH READ LOCK", e))?;
     let locked = async {
         let tables = discover_tables(coordinator, filter).await?;
-        let mut plain = non_transactional(coordinator, filter).await?;
-        plain.retain(|id| tables.iter().any(|t| &t.id == id));
-        let lock = TableLock::take(opts, plain).await?.map(Arc::new);
+        let mut databases: Vec<String> = tables.iter().map(|t| t.id.database.clone()).collect();
+        databases.dedup();
+        let plain = non_transactional(coordinator, filter, &databases).await?;
+        let lock = locker.lock(plain).await?.map(Arc::new);
         futures::future::try_join_all(readers.iter_mut().map(begin_snapshot)).await?;
         let position = current_position(coordinator, info.flavor).await?;
         Ok::<_, Error>((tables, position, lock))
@@ -786,7 +791,7 @@ impl Worker {
             let read = self.read_chunk(&table, &chunk, &tx).await;
             if let (Some(l), Ok(_)) = (&self.lock, &read) {
                 if l.holds(&table.id) {
-                    l.chunk_read(&table.id).await;
+                    l.chunk_read().await;
                 }
             }
             match read {

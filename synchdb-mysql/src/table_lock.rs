@@ -16,10 +16,11 @@
 //! `mysqldump --lock-tables`). A user without the `LOCK TABLES` privilege gets
 //! the previous behaviour with a warning naming the tables.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::Conn;
+use mysql_async::{Conn, Value as My};
 use synchdb_core::{ChunkInfo, Result};
 use synchdb_types::TableId;
 use tracing::{debug, info, warn};
@@ -27,56 +28,68 @@ use tracing::{debug, info, warn};
 use crate::filter::TableFilter;
 use crate::options::MySqlSourceOptions;
 
-/// The base tables `filter` selects whose engine is not transactional
-/// (`information_schema.ENGINES.TRANSACTIONS <> 'YES'`).
-pub(crate) async fn non_transactional(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableId>> {
+/// The base tables of `databases` that `filter` selects and whose engine is
+/// not transactional (`information_schema.ENGINES.TRANSACTIONS <> 'YES'`).
+/// The query names the databases, so that a copy (which may run it inside
+/// the global read lock) does not make the server open every table it has.
+pub(crate) async fn non_transactional(
+    conn: &mut Conn,
+    filter: &TableFilter,
+    databases: &[String],
+) -> Result<Vec<TableId>> {
+    if databases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; databases.len()].join(",");
     let rows: Vec<(String, String)> = conn
-        .query(
-            "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
-             JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE \
-             WHERE t.TABLE_TYPE = 'BASE TABLE' AND e.TRANSACTIONS <> 'YES' \
-             AND t.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
+        .exec(
+            format!(
+                "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
+                 JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE \
+                 WHERE t.TABLE_SCHEMA IN ({marks}) AND t.TABLE_TYPE = 'BASE TABLE' AND e.TRANSACTIONS <> 'YES'"
+            ),
+            databases.iter().map(|d| My::from(d.as_str())).collect::<Vec<_>>(),
         )
         .await
         .map_err(|e| crate::errors::error("listing non-transactional tables", e))?;
     Ok(rows.into_iter().map(|(d, t)| TableId::new(d, t)).filter(|id| filter.matches(id)).collect())
 }
 
-/// READ locks on a copy's non-transactional tables, held until their chunks are read.
-pub(crate) struct TableLock {
-    conn: tokio::sync::Mutex<Option<Conn>>,
-    tables: HashSet<TableId>,
-    /// Chunks still to read, per locked table.
-    remaining: std::sync::Mutex<HashMap<TableId, usize>>,
-}
-
 fn quote(id: &TableId) -> String {
     format!("`{}`.`{}`", id.database.replace('`', "``"), id.table.replace('`', "``"))
 }
 
-impl TableLock {
-    /// Lock `ids` for reading on a new connection. `Ok(None)` when there is
-    /// nothing to lock, or when the server refuses the lock (a missing
-    /// privilege, a table gone meanwhile): then a warning says the tables are
-    /// read without it.
-    pub(crate) async fn take(opts: &MySqlSourceOptions, ids: Vec<TableId>) -> Result<Option<TableLock>> {
+/// A connection that will take a copy's READ locks, opened before the
+/// consistent point so that locking adds no connection set-up to it (the
+/// global read lock is held meanwhile).
+pub(crate) struct Locker(Conn);
+
+impl Locker {
+    /// Open the connection.
+    pub(crate) async fn open(opts: &MySqlSourceOptions) -> Result<Locker> {
+        let mut conn = opts.connect().await?;
+        conn.query_drop("SET SESSION lock_wait_timeout = 60")
+            .await
+            .map_err(|e| crate::errors::error("session setup of the table-lock connection", e))?;
+        Ok(Locker(conn))
+    }
+
+    /// Lock `ids` for reading. `Ok(None)` when there is nothing to lock, or
+    /// when the server refuses the lock (a missing privilege, a table gone
+    /// meanwhile): then a warning says the tables are read without it.
+    pub(crate) async fn lock(self, ids: Vec<TableId>) -> Result<Option<TableLock>> {
         if ids.is_empty() {
             return Ok(None);
         }
-        let mut conn = opts.connect().await?;
+        let mut conn = self.0;
         let list = ids.iter().map(|id| format!("{} READ", quote(id))).collect::<Vec<_>>().join(", ");
-        let locked = async {
-            conn.query_drop("SET SESSION lock_wait_timeout = 60").await?;
-            conn.query_drop(format!("LOCK TABLES {list}")).await
-        }
-        .await;
-        match locked {
+        match conn.query_drop(format!("LOCK TABLES {list}")).await {
             Ok(()) => {
                 debug!(tables = ids.len(), "non-transactional tables locked for reading");
                 Ok(Some(TableLock {
                     conn: tokio::sync::Mutex::new(Some(conn)),
                     tables: ids.into_iter().collect(),
-                    remaining: std::sync::Mutex::new(HashMap::new()),
+                    remaining: AtomicUsize::new(0),
                 }))
             }
             Err(e) if crate::errors::kind_of(&e).is_transient() => {
@@ -94,7 +107,17 @@ impl TableLock {
             }
         }
     }
+}
 
+/// READ locks on a copy's non-transactional tables, held until their chunks are read.
+pub(crate) struct TableLock {
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    tables: HashSet<TableId>,
+    /// Chunks of the locked tables still to read.
+    remaining: AtomicUsize,
+}
+
+impl TableLock {
     /// Whether `id` is locked.
     pub(crate) fn holds(&self, id: &TableId) -> bool {
         self.tables.contains(id)
@@ -104,30 +127,17 @@ impl TableLock {
     /// and put them first; release the lock at once when there are none.
     pub(crate) async fn plan(&self, chunks: &mut [ChunkInfo]) {
         chunks.sort_by_key(|c| !self.holds(&c.table));
-        let mut remaining = HashMap::new();
-        for c in chunks.iter().filter(|c| self.holds(&c.table)) {
-            *remaining.entry(c.table.clone()).or_insert(0usize) += 1;
-        }
-        let none = remaining.is_empty();
-        *self.remaining.lock().expect("lock counts poisoned") = remaining;
-        if none {
+        let held = chunks.iter().filter(|c| self.holds(&c.table)).count();
+        self.remaining.store(held, Ordering::SeqCst);
+        if held == 0 {
             self.release().await;
         }
     }
 
-    /// One chunk of `table` is read: release the lock after the last one.
-    pub(crate) async fn chunk_read(&self, table: &TableId) {
-        let done = {
-            let mut remaining = self.remaining.lock().expect("lock counts poisoned");
-            if let Some(n) = remaining.get_mut(table) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    remaining.remove(table);
-                }
-            }
-            remaining.is_empty()
-        };
-        if done {
+    /// One chunk of a locked table is read: release the lock after the last one.
+    pub(crate) async fn chunk_read(&self) {
+        let before = self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if before == Ok(1) {
             self.release().await;
         }
     }
