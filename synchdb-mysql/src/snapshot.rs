@@ -651,7 +651,7 @@ async fn integer_bounds(conn: &mut Conn, t: &TableSchema, key: usize, chunk_rows
         // Statistics may be stale: a bounded count tells whether one chunk is enough.
         let n: Option<u64> = conn
             .query_first(format!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {}) AS probe",
+                "SELECT HIGH_PRIORITY COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {}) AS probe",
                 chunk_rows + 1
             ))
             .await
@@ -660,13 +660,13 @@ async fn integer_bounds(conn: &mut Conn, t: &TableSchema, key: usize, chunk_rows
             return Ok(Vec::new());
         }
         let n: Option<u64> = conn
-            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .query_first(format!("SELECT HIGH_PRIORITY COUNT(*) FROM {table}"))
             .await
             .map_err(|e| read_error("counting rows", e).with_table(t.id.clone()))?;
         rows = n.unwrap_or(0);
     }
     let row: Option<(My, My)> = conn
-        .query_first(format!("SELECT MIN({q}), MAX({q}) FROM {table}"))
+        .query_first(format!("SELECT HIGH_PRIORITY MIN({q}), MAX({q}) FROM {table}"))
         .await
         .map_err(|e| read_error("reading key range", e).with_table(t.id.clone()))?;
     let Some((min, max)) = row else { return Ok(Vec::new()) };
@@ -707,7 +707,7 @@ async fn walked_bounds(conn: &mut Conn, t: &TableSchema, key: &[usize], chunk_ro
         // The chunk_rows-th row after the last bound is the inclusive upper bound
         // of the next chunk, unless it is the table's last row.
         let sql = format!(
-            "SELECT {} FROM {table} WHERE {cond} ORDER BY {order} LIMIT 2 OFFSET {}",
+            "SELECT HIGH_PRIORITY {} FROM {table} WHERE {cond} ORDER BY {order} LIMIT 2 OFFSET {}",
             exprs.join(", "),
             chunk_rows - 1
         );
@@ -831,7 +831,7 @@ impl Worker {
     /// Stream one chunk; `Ok(false)` when the receiver went away or shutdown was asked.
     async fn read_chunk(&mut self, t: &TableSchema, chunk: &ChunkInfo, tx: &ChunkSender) -> Result<bool> {
         let exprs: Vec<String> = t.columns.iter().map(select_expr).collect();
-        let mut sql = format!("SELECT {} FROM {}", exprs.join(", "), quote_table(&t.id));
+        let mut sql = format!("SELECT HIGH_PRIORITY {} FROM {}", exprs.join(", "), quote_table(&t.id));
         let mut params: Vec<My> = Vec::new();
         if let Some(key) = chunk_key(t).filter(|_| chunk.count > 1) {
             let names: Vec<String> = key.iter().map(|&i| quote_ident(&t.columns[i].name)).collect();

@@ -15,6 +15,11 @@
 //! the last of them is read; writers of those tables wait meanwhile (as under
 //! `mysqldump --lock-tables`). A user without the `LOCK TABLES` privilege gets
 //! the previous behaviour with a warning naming the tables.
+//!
+//! The copy's own reads of those tables are `SELECT HIGH_PRIORITY`: with
+//! table-level locking a waiting writer (blocked by the READ lock) would
+//! otherwise queue every new reader behind it, and the copy would wait for a
+//! writer that waits for the copy.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
