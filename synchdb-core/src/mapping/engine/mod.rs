@@ -40,7 +40,7 @@ enum Step {
     CheckInt {
         min: i128,
         max: i128,
-        ty: &'static str,
+        ty: TargetType,
     },
 }
 

@@ -118,14 +118,10 @@ impl Mapping {
                 Some(TargetType::Time { .. }) if matches!(col.column_type, ColumnType::Time { .. }) => {
                     steps.push(Step::CheckTime)
                 }
-                Some(t @ (TargetType::SmallInt | TargetType::Integer | TargetType::BigInt)) if integer => {
-                    let (min, max) = t.integer_range().expect("an integer type has a range");
-                    let ty = match t {
-                        TargetType::SmallInt => "smallint",
-                        TargetType::Integer => "integer",
-                        _ => "bigint",
-                    };
-                    steps.push(Step::CheckInt { min, max, ty });
+                Some(t) if integer => {
+                    if let Some((min, max)) = t.integer_range() {
+                        steps.push(Step::CheckInt { min, max, ty: t.clone() });
+                    }
                 }
                 _ => {}
             }
