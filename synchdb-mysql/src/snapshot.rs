@@ -81,7 +81,7 @@
 //! ([`synchdb_core::PipelineState::skip_before`]), so a restart of follow
 //! mode between T1 and T2 skips them again.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use mysql_async::prelude::Queryable;
@@ -101,7 +101,7 @@ use crate::discovery::{discover_tables, Flavor};
 use crate::filter::TableFilter;
 use crate::options::MySqlSourceOptions;
 use crate::preflight::{self, ServerInfo};
-use crate::table_lock::{non_transactional, Locker, TableLock};
+use crate::table_lock::{check_still_transactional, non_transactional, Locker, TableLock};
 
 /// Row events of `table` at positions before `position` are dropped by
 /// follow mode: the table's snapshot rows were read at `position`.
@@ -243,6 +243,9 @@ struct Opened {
     tables: Vec<TableSchema>,
     /// READ locks on the non-transactional tables, taken at the consistent point.
     lock: Option<Arc<TableLock>>,
+    /// The tables that were non-transactional at the consistent point (locked
+    /// or not); the others are checked to still be transactional once read.
+    plain: Arc<HashSet<TableId>>,
 }
 
 /// Open the consistent snapshot with the method the privileges allow.
@@ -276,13 +279,23 @@ async fn open_snapshot(
         // before the snapshot starts: unchanged from its point until read.
         let databases = crate::discovery::selected_databases(coordinator, filter).await?;
         let plain = non_transactional(coordinator, filter, &databases).await?;
-        let lock =
-            if plain.is_empty() { None } else { Locker::open(opts).await?.lock(plain).await?.map(Arc::new) };
+        let lock = if plain.is_empty() {
+            None
+        } else {
+            Locker::open(opts).await?.lock(plain.clone()).await?.map(Arc::new)
+        };
         begin_snapshot(&mut reader).await?;
         let binlog = snapshot_status(&mut reader).await?;
         let gtid = mariadb_gtid_at(coordinator, &binlog).await?;
         let tables = discover_tables(coordinator, filter).await?;
-        return Ok(Opened { readers: vec![reader], position: Position { binlog, gtid }, tables, lock });
+        let plain = Arc::new(plain.into_iter().collect());
+        return Ok(Opened {
+            readers: vec![reader],
+            position: Position { binlog, gtid },
+            tables,
+            lock,
+            plain,
+        });
     }
 
     let mut readers = Vec::with_capacity(workers);
@@ -304,14 +317,14 @@ async fn open_snapshot(
         let mut databases: Vec<String> = tables.iter().map(|t| t.id.database.clone()).collect();
         databases.dedup();
         let plain = non_transactional(coordinator, filter, &databases).await?;
-        let lock = locker.lock(plain).await?.map(Arc::new);
+        let lock = locker.lock(plain.clone()).await?.map(Arc::new);
         futures::future::try_join_all(readers.iter_mut().map(begin_snapshot)).await?;
         let position = current_position(coordinator, info.flavor).await?;
-        Ok::<_, Error>((tables, position, lock))
+        Ok::<_, Error>((tables, position, lock, plain))
     }
     .await;
     let unlocked = coordinator.query_drop("UNLOCK TABLES").await.map_err(|e| read_error("UNLOCK TABLES", e));
-    let (tables, position, lock) = locked?;
+    let (tables, position, lock, plain) = locked?;
     unlocked?;
     info!(lock_ms = started.elapsed().as_millis() as u64, %position, readers = workers, "consistent snapshot opened (locking method)");
     if info.flavor == Flavor::MariaDb {
@@ -325,18 +338,48 @@ async fn open_snapshot(
             }
         }
     }
-    Ok(Opened { readers, position, tables, lock })
+    Ok(Opened { readers, position, tables, lock, plain: Arc::new(plain.into_iter().collect()) })
 }
 
-/// Run a snapshot; `Ok(None)` when shutdown interrupted it.
+/// Most times in a row a snapshot starts again because a table changed under it.
+const MAX_SNAPSHOT_RESTARTS: u32 = 10;
+
+/// Run a snapshot; `Ok(None)` when shutdown interrupted it. A table that
+/// changed on the source under the copy (dropped, renamed, rebuilt or
+/// replaced after the consistent point) starts the snapshot again from
+/// scratch at a new point: resuming it would keep rows read at the first
+/// point, and the statements between the two points would apply to them.
 pub(crate) async fn run_snapshot(
+    opts: &MySqlSourceOptions,
+    ctx: &SourceContext,
+    info: &ServerInfo,
+    mut start: Start,
+) -> Result<Option<SnapshotOutcome>> {
+    let mut restarts = 0;
+    loop {
+        match run_snapshot_once(opts, ctx, info, start).await {
+            Err(e)
+                if crate::errors::table_changed_in(&e)
+                    && !ctx.is_shutdown()
+                    && restarts < MAX_SNAPSHOT_RESTARTS =>
+            {
+                restarts += 1;
+                warn!(error = %e, "snapshot: a table changed on the source under the copy; starting it again from scratch");
+                start = Start::Fresh { restart: true };
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_snapshot_once(
     opts: &MySqlSourceOptions,
     ctx: &SourceContext,
     info: &ServerInfo,
     start: Start,
 ) -> Result<Option<SnapshotOutcome>> {
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, tables, lock } =
+    let Opened { mut readers, position, tables, lock, plain } =
         open_snapshot(opts, info, &mut coordinator, opts.get_table_filter()).await?;
     preflight::check_select(&info.grants, &tables)?;
 
@@ -428,6 +471,8 @@ pub(crate) async fn run_snapshot(
             batch_rows: opts.get_batch_rows(),
             resync: false,
             lock: lock.clone(),
+            plain: plain.clone(),
+            checked: HashSet::new(),
         };
         tasks.spawn(worker.run().instrument(info_span!("snapshot_reader", reader = i)));
     }
@@ -751,6 +796,10 @@ struct Worker {
     resync: bool,
     /// The copy's READ locks on non-transactional tables.
     lock: Option<Arc<TableLock>>,
+    /// The tables non-transactional at the copy's point.
+    plain: Arc<HashSet<TableId>>,
+    /// The tables this reader read and found to be what the copy listed.
+    checked: HashSet<TableId>,
 }
 
 impl Worker {
@@ -788,7 +837,15 @@ impl Worker {
             if self.sender.send(msg).await.is_err() {
                 return Ok(false);
             }
-            let read = self.read_chunk(&table, &chunk, &tx).await;
+            let mut read = self.read_chunk(&table, &chunk, &tx).await;
+            if matches!(read, Ok(true))
+                && !self.plain.contains(&table.id)
+                && !self.checked.contains(&table.id)
+            {
+                // Before the rows count: the table this reader holds is the one listed.
+                read = check_still_transactional(&mut self.conn, &table.id).await.map(|()| true);
+                self.checked.insert(table.id.clone());
+            }
             if let (Some(l), Ok(_)) = (&self.lock, &read) {
                 if l.holds(&table.id) {
                     l.chunk_read().await;
@@ -925,7 +982,7 @@ pub(crate) async fn start_resync_copy(
             .map_err(|e| Error::internal(format!("resync filter for {id}: {e}")))?;
     }
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, mut tables, lock } =
+    let Opened { mut readers, position, mut tables, lock, plain } =
         open_snapshot(opts, info, &mut coordinator, &filter).await?;
     drop(coordinator);
     tables.retain(|t| ids.contains(&t.id));
@@ -958,6 +1015,8 @@ pub(crate) async fn start_resync_copy(
             batch_rows: opts.get_batch_rows(),
             resync: true,
             lock: lock.clone(),
+            plain: plain.clone(),
+            checked: HashSet::new(),
         });
     }
     let sender = ctx.sender.clone();
@@ -1018,7 +1077,7 @@ pub(crate) async fn verify_read(
         filter
     };
     let mut coordinator = opts.connect().await?;
-    let Opened { mut readers, position, mut tables, lock } =
+    let Opened { mut readers, position, mut tables, lock, plain } =
         open_snapshot(opts, info, &mut coordinator, &filter).await?;
     drop(coordinator);
     if !wanted.is_empty() {
@@ -1065,6 +1124,8 @@ pub(crate) async fn verify_read(
             batch_rows: opts.get_batch_rows(),
             resync: false,
             lock: lock.clone(),
+            plain: plain.clone(),
+            checked: HashSet::new(),
         })
         .collect();
     let results = futures::future::join_all(workers.into_iter().map(Worker::run)).await;

@@ -60,6 +60,43 @@ pub(crate) async fn non_transactional(
     Ok(rows.into_iter().map(|(d, t)| TableId::new(d, t)).filter(|id| filter.matches(id)).collect())
 }
 
+/// After a copy's reader first read `id`, a table that was transactional at
+/// the copy's point (not in `plain`): whether it still is. The reader's
+/// metadata lock now holds the table it read until the copy ends, so this
+/// names that table. A table renamed or dropped after the point and replaced
+/// by a non-transactional table (or a view) of the same name is read without
+/// error inside the consistent snapshot, though its rows are not those at the
+/// point (InnoDB refuses a replacement of its own, error 1412); such a read
+/// is a table changed under the copy (the copy starts again).
+pub(crate) async fn check_still_transactional(conn: &mut Conn, id: &TableId) -> Result<()> {
+    let row: Option<(String, Option<String>, Option<String>)> = conn
+        .exec_first(
+            "SELECT t.TABLE_TYPE, t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t \
+             LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE \
+             WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?",
+            (id.database.as_str(), id.table.as_str()),
+        )
+        .await
+        .map_err(|e| crate::errors::error(format!("checking the engine of {id} after reading it"), e))?;
+    let now = match row {
+        Some((kind, _, _)) if kind != "BASE TABLE" => format!("a {} now", kind.to_lowercase()),
+        Some((_, _, Some(t))) if t == "YES" => return Ok(()),
+        Some((_, engine, _)) => {
+            format!("a non-transactional {} table now", engine.as_deref().unwrap_or("(unknown engine)"))
+        }
+        None => "gone now".to_string(),
+    };
+    let cause = synchdb_core::Error::new(
+        synchdb_core::ErrorKind::SourceSchema,
+        format!(
+            "{id} was a transactional table at the copy's point and is {now}: it was replaced after that \
+             point, and the rows read are not those at it"
+        ),
+    )
+    .with_table(id.clone());
+    Err(crate::snapshot::changed_under_copy(cause))
+}
+
 fn quote(id: &TableId) -> String {
     format!("`{}`.`{}`", id.database.replace('`', "``"), id.table.replace('`', "``"))
 }
@@ -100,6 +137,11 @@ impl Locker {
             Err(e) if crate::errors::kind_of(&e).is_transient() => {
                 Err(crate::errors::error("LOCK TABLES ... READ of the non-transactional tables", e))
             }
+            // Dropped or renamed since the copy listed it (no global read lock
+            // held the catalog still): the copy starts again.
+            Err(e) if crate::errors::table_changed(&e) => Err(crate::snapshot::changed_under_copy(
+                crate::errors::error("LOCK TABLES ... READ of the non-transactional tables", e),
+            )),
             Err(e) => {
                 let names = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
                 warn!(

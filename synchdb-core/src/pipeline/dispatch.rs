@@ -34,6 +34,10 @@ pub(super) async fn handle_message(
             ctx.stats.set_snapshot_totals(tables.len() as u64, plan.chunks.len() as u64);
             ctx.stats.set_snapshot_plan(plan.chunks.iter().map(|c| &c.table));
             ctx.stats.set_phase(Phase::Snapshotting);
+            // A snapshot the source gave up (a table changed under its copy) is
+            // superseded by this one, which empties its tables again.
+            snap.writers.abort_all();
+            while snap.writers.join_next().await.is_some() {}
             let mut out = Vec::new();
             for t in &tables {
                 if let Some(chain) = convert_chain(converters, t)? {
@@ -60,12 +64,13 @@ pub(super) async fn handle_message(
             Ok(0)
         }
         SourceMessage::SnapshotChunk { chunk, table, read_at, rows } => {
-            // Fail fast if an earlier chunk failed; a resync whose source connection
-            // failed is started again by the source.
+            // Fail fast if an earlier chunk failed. A chunk the source failed (its
+            // connection lost, its table changed under the copy) is the source's
+            // to report or to start again (a resync, a snapshot from scratch).
             while let Some(done) = snap.writers.try_join_next() {
                 match done.map_err(|e| Error::internal(format!("snapshot writer failed: {e}")))? {
-                    Err(e) if snap.resync_active && e.kind() == ErrorKind::SourceConnection => {
-                        warn!(error = %e, "resync chunk lost with the source connection; the source starts the resync again");
+                    Err(e) if e.kind() == ErrorKind::SourceConnection => {
+                        warn!(error = %e, resync = snap.resync_active, "chunk lost with the source's read; the source reports it or copies again");
                     }
                     r => r?,
                 }
