@@ -992,3 +992,46 @@ async fn tables_replaced_after_the_snapshots_point_are_not_read_as_of_it() {
     kill9(&mut follower);
     assert_replica_equal(&mut my, src.name(), &pg).await;
 }
+
+/// ALTER TABLE statements of MariaDB's InnoDB suite that stopped follow mode:
+/// keys naming columns by the names the same statement gives them
+/// (`innodb-table-online.test`), a primary key over a column the statement
+/// adds, which the server fills with 0 (`innodb-index.test`: 23502 on the
+/// target), a nullable TIMESTAMP made NOT NULL, which the server fills with
+/// the current time even in strict mode (`innodb-alter-timestamp.test`), and
+/// a table named like another table's index on the replica (`<table>_<index>`;
+/// `innodb_bug48024.test`: the table was never created, the pipeline stopped
+/// at its rename).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_table_column_and_key_order_and_names_shared_with_indexes() {
+    both_paths(
+        "altkeys",
+        &["CREATE TABLE seed (id INT PRIMARY KEY)"],
+        &[
+            "CREATE TABLE t1 (c1 INT NOT NULL, c2 INT NOT NULL, c3 CHAR(20), UNIQUE KEY u (c1))",
+            "INSERT INTO t1 VALUES (1, 10, 'a'), (2, 20, 'b')",
+            "ALTER TABLE t1 ADD PRIMARY KEY (c22f), CHANGE c2 c22f INT",
+            "INSERT INTO t1 VALUES (3, 30, 'c')",
+            "ALTER TABLE t1 DROP PRIMARY KEY, ADD PRIMARY KEY (c22f, c1), ADD KEY k (c3x), CHANGE c3 c3x CHAR(20)",
+            "UPDATE t1 SET c3x = 'z' WHERE c1 = 2",
+            "CREATE TABLE t2 (f1 INT NOT NULL, f5 INT NOT NULL, PRIMARY KEY (f1, f5))",
+            "INSERT INTO t2 VALUES (1, 1), (2, 2)",
+            "ALTER TABLE t2 ADD COLUMN f2n INT AFTER f1, DROP PRIMARY KEY, ADD PRIMARY KEY (f1, f5, f2n)",
+            "INSERT INTO t2 VALUES (3, 3, 3)",
+            "CREATE TABLE t3 (i1 INT NOT NULL, d1 TIMESTAMP NULL)",
+            "INSERT INTO t3 (i1) VALUES (1), (2)",
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE'",
+            "ALTER TABLE t3 CHANGE d1 d1 TIMESTAMP NOT NULL DEFAULT '2017-05-08 16:32:54'",
+            "SET SESSION sql_mode = DEFAULT",
+            "INSERT INTO t3 (i1) VALUES (3)",
+            "CREATE TABLE p (a INT PRIMARY KEY, b INT NOT NULL, KEY (b))",
+            "CREATE TABLE p_b (b INT PRIMARY KEY)",
+            "INSERT INTO p_b VALUES (1)",
+            "INSERT INTO p VALUES (1, 1)",
+            "ALTER TABLE p DROP INDEX b",
+            "RENAME TABLE p_b TO p_c",
+            "INSERT INTO p_c VALUES (2)",
+        ],
+    )
+    .await;
+}

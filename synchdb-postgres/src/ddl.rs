@@ -434,10 +434,100 @@ pub(crate) async fn create_table(
     pt: &PgTable,
     cx: &DdlCtx<'_>,
 ) -> Result<()> {
+    move_index_out_of_the_way(conn, &pt.schema, &pt.name, &Context::schema(&t.id)).await?;
     for sql in create_table_sql(t, pt, cx) {
         exec(conn, &sql, &Context::schema(&t.id)).await?;
     }
     Ok(())
+}
+
+/// Indexes are named `<table>_<index>`, and PostgreSQL keeps tables and
+/// indexes in one namespace per schema: a table created (or renamed) later
+/// may want the name of another table's index (`bug48024` with index `b`,
+/// then a table `bug48024_b`; `CREATE TABLE IF NOT EXISTS` would have done
+/// nothing). Such an index is renamed to a free `<name>_synchdb<n>`, the
+/// spelling [`actual_index_name`] finds again.
+async fn move_index_out_of_the_way(
+    conn: &mut PgConnection,
+    schema: &str,
+    name: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, ctx))?;
+    if !matches!(kind.as_deref(), Some("i" | "I")) {
+        return Ok(());
+    }
+    let free = free_relation_name(conn, schema, name, ctx).await?;
+    let sql = format!("ALTER INDEX {}.{} RENAME TO {}", quote(schema), quote(name), quote(&free));
+    exec(conn, &sql, ctx).await
+}
+
+/// `wanted` if no relation of `schema` has that name, else the first free
+/// `<wanted>_synchdb<n>`.
+async fn free_relation_name(
+    conn: &mut PgConnection,
+    schema: &str,
+    wanted: &str,
+    ctx: &Context,
+) -> Result<String> {
+    let mut candidate = wanted.to_string();
+    for n in 1.. {
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2)",
+        )
+        .bind(schema)
+        .bind(&candidate)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| sqlx_error(e, ctx))?;
+        if !taken {
+            break;
+        }
+        candidate = bounded_with_suffix(wanted, &format!("_synchdb{n}"));
+    }
+    Ok(candidate)
+}
+
+/// `base` cut so that `base + suffix` fits PostgreSQL's 63-byte names.
+fn bounded_with_suffix(base: &str, suffix: &str) -> String {
+    let mut end = base.len().min(63usize.saturating_sub(suffix.len()));
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &base[..end])
+}
+
+/// The name of `table`'s index whose synchdb name is `computed`: itself, or
+/// the `<computed>_synchdb<n>` it was moved to ([`move_index_out_of_the_way`]).
+async fn actual_index_name(
+    conn: &mut PgConnection,
+    qualified_table: &str,
+    computed: &str,
+    ctx: &Context,
+) -> Result<Option<String>> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = to_regclass($1)",
+    )
+    .bind(qualified_table)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, ctx))?;
+    if names.iter().any(|n| n == computed) {
+        return Ok(Some(computed.to_string()));
+    }
+    Ok(names
+        .into_iter()
+        .find(|n| (1..100).any(|i| *n == bounded_with_suffix(computed, &format!("_synchdb{i}")))))
 }
 
 /// Build the indexes and foreign keys of a table (after the bulk load, or at CREATE TABLE
@@ -579,6 +669,7 @@ pub(crate) async fn apply_schema_change(
             let (fs, ts) = (opts.target_schema(from), opts.target_schema(to));
             check_identifier("table", &to.table)?;
             if from.table != to.table {
+                move_index_out_of_the_way(conn, &fs, &to.table, &ctx).await?;
                 exec(conn, &format!("ALTER TABLE {} RENAME TO {}", qualified(from), quote(&to.table)), &ctx)
                     .await?;
                 rename_indexes(conn, &fs, &from.table, &to.table, &ctx).await?;
@@ -586,6 +677,7 @@ pub(crate) async fn apply_schema_change(
             }
             if fs != ts {
                 exec(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ts)), &ctx).await?;
+                move_index_out_of_the_way(conn, &ts, &to.table, &ctx).await?;
                 let mid = format!("{}.{}", quote(&fs), quote(&to.table));
                 exec(conn, &format!("ALTER TABLE {mid} SET SCHEMA {}", quote(&ts)), &ctx).await?;
             }
@@ -647,9 +739,14 @@ pub(crate) async fn apply_schema_change(
             }
         }
         SchemaChange::DropIndex { table, name } => {
-            let ix = quote(&index_name(&table.table, name));
-            exec(conn, &format!("DROP INDEX IF EXISTS {}.{ix}", quote(&opts.target_schema(table))), &ctx)
-                .await?;
+            let computed = index_name(&table.table, name);
+            let ix = actual_index_name(conn, &qualified(table), &computed, &ctx).await?.unwrap_or(computed);
+            exec(
+                conn,
+                &format!("DROP INDEX IF EXISTS {}.{}", quote(&opts.target_schema(table)), quote(&ix)),
+                &ctx,
+            )
+            .await?;
         }
         SchemaChange::SetPrimaryKey { table, columns } => {
             let q = qualified(table);
@@ -782,7 +879,7 @@ async fn rename_indexes(
     let prefix = format!("{from}_");
     for old in names {
         let Some(rest) = old.strip_prefix(&prefix) else { continue };
-        let new = index_name(to, rest);
+        let new = free_relation_name(conn, schema, &index_name(to, rest), ctx).await?;
         let sql = format!("ALTER INDEX {}.{} RENAME TO {}", quote(schema), quote(&old), quote(&new));
         exec(conn, &sql, ctx).await?;
     }

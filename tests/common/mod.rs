@@ -479,6 +479,9 @@ pub async fn replica_comparison(
         );
         let my_rows: Vec<mysql_async::Row> = match my.query(my_sql).await {
             Ok(r) => r,
+            // `ALTER TABLE ... DISCARD TABLESPACE` left the source table without
+            // rows to read (InnoDB's import tests): nothing to compare.
+            Err(mysql_async::Error::Server(e)) if e.code == 1814 => continue,
             Err(e) => {
                 problems.push(format!("{table}: reading the source failed: {e}"));
                 continue;

@@ -438,6 +438,8 @@ impl Schemas {
         let mut snapshots: Vec<Arc<TableSchema>> = Vec::new();
         let missing =
             |what: &str, name: &str| schema_error(format!("ALTER TABLE: no {what} {name:?}"), &table);
+        let mut ops = key_ops_around_columns(ops);
+        self.primary_key_columns_not_null(&s, &table, &mut ops, &mut unlogged);
         let ops = untangle_renames(&mut s, ops, &mut changes, &mut snapshots);
         for op in ops {
             let before = changes.len();
@@ -502,7 +504,10 @@ impl Schemas {
                     };
                     s.columns.insert(at, column.clone());
                     rename_in_keys(&mut s, &old_name, &column.name);
-                    let nulls_converted = old.nullable && !column.nullable && !self.strict;
+                    // A NOT NULL TIMESTAMP takes the current time for a NULL even in
+                    // strict mode (innodb-alter-timestamp.test).
+                    let timestamp = matches!(column.column_type, synchdb_types::ColumnType::Timestamp { .. });
+                    let nulls_converted = old.nullable && !column.nullable && (!self.strict || timestamp);
                     let kept = if nulls_converted {
                         // Outside strict mode the server stores the type's implicit
                         // default (0, '', the zero date, the first ENUM member) in
@@ -699,6 +704,51 @@ impl Schemas {
         Ok(())
     }
 
+    /// A primary key added by an ALTER makes its columns NOT NULL. A column
+    /// the same statement adds gets the type's implicit default in every
+    /// row (as if declared NOT NULL; `ADD COLUMN f2n INT, ADD PRIMARY KEY (f1,
+    /// f2n)`); an existing nullable column's NULLs become that default
+    /// outside strict mode without row events, so the table is copied again
+    /// (in strict mode the server refuses NULLs there).
+    fn primary_key_columns_not_null(
+        &self,
+        s: &TableSchema,
+        table: &TableId,
+        ops: &mut [AlterOp],
+        unlogged: &mut Vec<(TableId, String)>,
+    ) {
+        let pk: Vec<String> = ops
+            .iter()
+            .filter_map(|op| match op {
+                AlterOp::AddIndex(IndexDef::Primary(cols)) => Some(cols.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for name in &pk {
+            // A column the statement adds or changes is NOT NULL (the change's own
+            // check sees NULLs converted outside strict mode).
+            let mut in_statement = false;
+            for op in ops.iter_mut() {
+                if let AlterOp::AddColumn { column, .. } | AlterOp::ModifyColumn { column, .. } = op {
+                    if column.name.eq_ignore_ascii_case(name) {
+                        column.nullable = false;
+                        in_statement = true;
+                    }
+                }
+            }
+            if in_statement || self.strict {
+                continue;
+            }
+            if find_column(s, name).is_some_and(|i| s.columns[i].nullable) {
+                unlogged.push((
+                    table.clone(),
+                    format!("ALTER TABLE adding a primary key over nullable column {name} (its NULLs become the column's implicit default)"),
+                ));
+            }
+        }
+    }
+
     fn keys(
         &self,
         s: &mut TableSchema,
@@ -829,6 +879,27 @@ pub(crate) fn keeps_values(old: &ColumnSchema, new: &ColumnSchema) -> std::resul
     } else {
         Err("the server converts the stored values")
     }
+}
+
+/// The server applies an ALTER TABLE's column changes before its key
+/// changes: the keys and foreign keys it adds name the columns by their new
+/// names (`ADD PRIMARY KEY (c22f), CHANGE c2 c22f INT`; the old name is
+/// refused), whatever the order written. So: the key and foreign-key drops
+/// and renames (by key name) first, then the column operations in their
+/// order, then the keys and foreign keys added, then a rename of the table.
+fn key_ops_around_columns(ops: Vec<AlterOp>) -> Vec<AlterOp> {
+    let rank = |op: &AlterOp| match op {
+        AlterOp::DropIndex { .. }
+        | AlterOp::DropPrimaryKey
+        | AlterOp::RenameIndex { .. }
+        | AlterOp::DropForeignKey { .. } => 0,
+        AlterOp::AddIndex(_) | AlterOp::AddForeignKey { .. } => 2,
+        AlterOp::RenameTable { .. } => 3,
+        _ => 1,
+    };
+    let mut ops = ops;
+    ops.sort_by_key(rank);
+    ops
 }
 
 /// MySQL reads the columns an ALTER renames in the table as it was before the
@@ -966,6 +1037,39 @@ mod tests {
         s.get(&TableId::new("db", t)).unwrap().columns.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// Keys added by an ALTER name columns by their new names, wherever the
+    /// column change is written (innodb-table-online.test, innodb-index.test).
+    #[tokio::test]
+    async fn keys_added_by_an_alter_name_the_columns_it_changes_by_their_new_names() {
+        let mut s = tracked();
+        let out = run(
+            &mut s,
+            "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (full_name), ADD KEY k (full_name, id), \
+             CHANGE name full_name VARCHAR(10) NOT NULL",
+        )
+        .await;
+        let t = s.get(&TableId::new("db", "t")).unwrap();
+        assert_eq!(t.primary_key, vec!["full_name".to_string()]);
+        assert_eq!(
+            t.indexes[0].columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["full_name", "id"]
+        );
+        // The target gets the column renamed before the keys that name it.
+        let renamed = out
+            .iter()
+            .position(|a| matches!(a, Applied::Schema(SchemaChange::ModifyColumn { .. }, _)))
+            .unwrap();
+        let keyed = out
+            .iter()
+            .position(|a| match a {
+                Applied::Schema(SchemaChange::CreateIndex { .. }, _) => true,
+                Applied::Schema(SchemaChange::SetPrimaryKey { columns, .. }, _) => !columns.is_empty(),
+                _ => false,
+            })
+            .unwrap();
+        assert!(renamed < keyed, "{out:?}");
+    }
+
     #[tokio::test]
     async fn alter_sequence_updates_the_tracked_schema() {
         let mut s = tracked();
@@ -983,7 +1087,7 @@ mod tests {
         assert_eq!(index.name, "b");
         let out = run(
             &mut s,
-            "ALTER TABLE t DROP COLUMN b, DROP PRIMARY KEY, ADD PRIMARY KEY (a, id), RENAME COLUMN a TO z",
+            "ALTER TABLE t DROP COLUMN b, DROP PRIMARY KEY, ADD PRIMARY KEY (z, id), RENAME COLUMN a TO z",
         )
         .await;
         assert_eq!(out.len(), 4);
