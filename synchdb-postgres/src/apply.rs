@@ -226,7 +226,33 @@ impl Statements {
         };
         let barrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
         let baliases: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-        let delete_match_many_with = |probe| {
+        // With a probe column: each distinct before image takes as many rows as
+        // it has in the run, through the index (`LIMIT m`), instead of every
+        // row holding one of the probe values: a run over many identical rows
+        // (a keyless log table, `UPDATE t SET a = 7` on 131,072 rows of (4, 6))
+        // was matched against all of them in every batch.
+        let limited = |i: usize, counted: &str| {
+            let c = &pt.columns[i];
+            format!(
+                "d AS (SELECT r, count(*) AS m, min(pv) AS pv FROM {counted} GROUP BY r), \
+                 x AS (SELECT l.id, d.r FROM d CROSS JOIN LATERAL \
+                 (SELECT t.ctid AS id FROM {q} AS t WHERE t.{} = {} AND {stored} = d.r LIMIT d.m) AS l)",
+                quote(&c.name),
+                c.value_expr("d.pv"),
+            )
+        };
+        let delete_match_many_with = |probe: Option<usize>| {
+            if let Some(i) = probe {
+                return format!(
+                    "WITH b AS (SELECT {before} AS r, u.b{i} AS pv FROM unnest({arrays}) AS u({aliases})), {x} \
+                     DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT id FROM x)) AND (SELECT count(*) FROM x) = ${k}",
+                    before = row_text(pt, false, "b"),
+                    arrays = barrays.join(", "),
+                    aliases = baliases.join(", "),
+                    x = limited(i, "b"),
+                    k = n + 1,
+                );
+            }
             format!(
             "WITH b AS (SELECT {before} AS r, count(*) AS m FROM unnest({arrays}) AS u({aliases}) GROUP BY 1), \
              s AS (SELECT t.ctid AS id, {stored} AS r FROM {scan}), \
@@ -250,7 +276,30 @@ impl Statements {
             .collect();
         let set_after: Vec<String> =
             pt.columns.iter().enumerate().map(|(i, c)| format!("{} = y.a{i}", quote(&c.name))).collect();
-        let update_match_many_with = |probe| {
+        let set_after_b: Vec<String> =
+            pt.columns.iter().enumerate().map(|(i, c)| format!("{} = b.a{i}", quote(&c.name))).collect();
+        let update_match_many_with = |probe: Option<usize>| {
+            if let Some(i) = probe {
+                // Rows and after images are paired by position, not by a join
+                // (the planner, which sees no row counts for the arrays, chose
+                // a nested loop over both: quadratic): the matched rows in
+                // before-image order as one array, each after image taking the
+                // element of its own ordinal in that order. Within one before
+                // image any pairing is right (the rows are equal).
+                return format!(
+                    "WITH b AS (SELECT z.*, row_number() OVER (ORDER BY z.r) AS g FROM \
+                     (SELECT {before} AS r, u.b{i} AS pv, {after} FROM unnest({arrays}) AS u({aliases})) AS z), {x}, \
+                     ids AS (SELECT ARRAY(SELECT x.id FROM x ORDER BY x.r) AS a) \
+                     UPDATE {q} AS t SET {set} FROM b, ids WHERE t.ctid = ids.a[b.g] AND (SELECT count(*) FROM x) = ${k}",
+                    before = row_text(pt, false, "b"),
+                    after = after.join(", "),
+                    arrays = [barrays.clone(), aarrays.clone()].concat().join(", "),
+                    aliases = [baliases.clone(), aaliases.clone()].concat().join(", "),
+                    set = set_after_b.join(", "),
+                    x = limited(i, "b"),
+                    k = 2 * n + 1,
+                );
+            }
             format!(
             "WITH b AS (SELECT {before} AS r, row_number() OVER (PARTITION BY {before}) AS k, {after} \
              FROM unnest({arrays}) AS u({aliases})), \

@@ -114,6 +114,37 @@ async fn keyless_runs_pair_before_images_as_a_multiset_in_every_mode() {
     assert_eq!(results[1], expected, "row by row");
 }
 
+/// A run over many identical keyless rows (a log table's `UPDATE t SET ...`
+/// on rows that are all alike) pairs each before image with one row and each
+/// after image with its own, in every mode, and takes rows through the probe
+/// index a distinct before image at a time (it was matched against every row
+/// holding the probe value, with a join of all rows against all images:
+/// 131,072 such updates took minutes).
+#[tokio::test]
+async fn keyless_runs_over_identical_rows_pair_each_after_image_once() {
+    let db = db("pg_keyless_same");
+    for mode in [ApplyMode::SetBased, ApplyMode::RowByRow] {
+        let s = sink(&db, |o| o.apply_mode(mode)).await;
+        let name = format!("{mode:?}").to_lowercase();
+        let t = table("ks", &name, vec![int("a", IntWidth::Int, false), int("b", IntWidth::Int, false)], &[]);
+        let row = |a: i64, b: i64| vec![Value::Int(a), Value::Int(b)];
+        let mut initial: Vec<Vec<Value>> = (0..2000).map(|_| row(4, 6)).collect();
+        initial.extend((0..3).map(|_| row(5, 6)));
+        snapshot(&s, &name, &[(t.clone(), initial)]).await;
+        // 1,500 of the 2,000 equal rows get distinct after images; one of the
+        // three (5, 6) rows is deleted, 300 of the others too.
+        let mut events: Vec<_> = (0..1500).map(|i| upd(&t, row(4, 6), row(7, i), 10)).collect();
+        events.push(del(&t, row(5, 6), 10));
+        events.extend((0..300).map(|_| del(&t, row(4, 6), 10)));
+        s.apply(&name, &batch(10, events)).await.unwrap();
+        let counts = query(
+            &db,
+            &format!("SELECT a, count(*), count(DISTINCT b) FROM ks.{name} GROUP BY a ORDER BY a"),
+        );
+        assert_eq!(counts, ["4|200|1", "5|2|1", "7|1500|1500"], "{name}");
+    }
+}
+
 /// Keyless tables find the rows an update or delete matches through an index
 /// (the table's own `<table>_synchdb_match`, or a source index) before matching
 /// every column; a run with a NULL in that column, and a sink without the
