@@ -283,20 +283,32 @@ fn renames_table(sql: &str) -> bool {
 /// literals written by a `SET NAMES latin1` client are what the server made of them.
 pub(super) fn query_text<'a>(q: &'a QueryEvent<'a>) -> std::borrow::Cow<'a, str> {
     let text = decoded_text(q);
-    let ansi = q.status_vars().get_status_var(StatusVarKey::SqlMode).is_some_and(|v| {
-        matches!(v.get_value(), Ok(StatusVarVal::SqlMode(m)) if m.get().contains(mysql_common::constants::SqlMode::MODE_ANSI_QUOTES))
-    });
-    if ansi && text.contains('"') {
-        std::borrow::Cow::Owned(ansi_quotes_to_backticks(&text))
+    use mysql_common::constants::SqlMode;
+    let mode = |flag: SqlMode| {
+        q.status_vars()
+            .get_status_var(StatusVarKey::SqlMode)
+            .is_some_and(|v| matches!(v.get_value(), Ok(StatusVarVal::SqlMode(m)) if m.get().contains(flag)))
+    };
+    let ansi = mode(SqlMode::MODE_ANSI_QUOTES) && text.contains('"');
+    let brackets = mode(SqlMode::MODE_MSSQL) && text.contains('[');
+    if ansi || brackets {
+        std::borrow::Cow::Owned(identifiers_to_backticks(&text, ansi, brackets))
     } else {
         text
     }
 }
 
-/// Under `sql_mode=ANSI_QUOTES` a double-quoted word is an identifier: written
+/// [`identifiers_to_backticks`] under `ANSI_QUOTES` alone.
+#[cfg(test)]
+pub(crate) fn ansi_quotes_to_backticks(sql: &str) -> String {
+    identifiers_to_backticks(sql, true, false)
+}
+
+/// Under `sql_mode=ANSI_QUOTES` a double-quoted word is an identifier, and
+/// under `sql_mode=MSSQL` a bracketed one (`[t 1]`, `]]` for `]`): written
 /// with backticks, as the parser reads identifiers (`"a""b"` → `` `a"b` ``).
 /// Strings, backticked names and comments are copied as they are.
-pub(crate) fn ansi_quotes_to_backticks(sql: &str) -> String {
+pub(crate) fn identifiers_to_backticks(sql: &str, double_quotes: bool, brackets: bool) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut it = sql.chars().peekable();
     while let Some(c) = it.next() {
@@ -325,6 +337,41 @@ pub(crate) fn ansi_quotes_to_backticks(sql: &str) -> String {
                     if d == '`' {
                         if it.peek() == Some(&'`') {
                             out.push(it.next().unwrap_or('`'));
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '[' if brackets => {
+                let mut name = String::new();
+                while let Some(d) = it.next() {
+                    if d == ']' {
+                        if it.peek() == Some(&']') {
+                            it.next();
+                            name.push(']');
+                        } else {
+                            break;
+                        }
+                    } else {
+                        name.push(d);
+                    }
+                }
+                out.push('`');
+                out.push_str(&name.replace('`', "``"));
+                out.push('`');
+            }
+            '"' if !double_quotes => {
+                out.push(c);
+                while let Some(d) = it.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = it.next() {
+                            out.push(e);
+                        }
+                    } else if d == '"' {
+                        if it.peek() == Some(&'"') {
+                            out.push(it.next().unwrap_or('"'));
                         } else {
                             break;
                         }
@@ -464,6 +511,21 @@ mod tests {
         assert!(super::renames_table("ALTER TABLE t ADD x INT, RENAME AS u"));
         assert!(!super::renames_table("ALTER TABLE t1 RENAME COLUMN IF EXISTS a TO m"));
         assert!(!super::renames_table("ALTER TABLE t RENAME INDEX a TO b, RENAME KEY c TO d"));
+    }
+
+    #[test]
+    fn mssql_brackets_become_backticks() {
+        let f = |s: &str| super::identifiers_to_backticks(s, true, true);
+        assert_eq!(f("CREATE TABLE [t 1] ([a b] INT)"), "CREATE TABLE `t 1` (`a b` INT)");
+        assert_eq!(
+            f("ALTER TABLE [a]]b] ADD c INT DEFAULT '[x]'"),
+            "ALTER TABLE `a]b` ADD c INT DEFAULT '[x]'"
+        );
+        let g = |s: &str| super::identifiers_to_backticks(s, false, true);
+        assert_eq!(
+            g(r#"CREATE TABLE [t] (c VARCHAR(3) DEFAULT "[a")"#),
+            r#"CREATE TABLE `t` (c VARCHAR(3) DEFAULT "[a")"#
+        );
     }
 
     #[test]
