@@ -207,23 +207,10 @@ impl Statements {
         let delete_match_with = |probe| format!("DELETE FROM {q} WHERE {}", all_match(1, probe));
         let update_match_with =
             |probe| format!("UPDATE {q} SET {} WHERE {}", set.join(", "), all_match(n + 1, probe));
-        // Runs of keyless deletes/updates: one pass over the table, rows paired
-        // with before images as a multiset; nothing changes unless all pair.
+        // Runs of keyless deletes/updates: rows paired with before images as a
+        // multiset, nothing changed unless all pair; without a probe column in
+        // one pass over the table.
         let stored = row_text(pt, true, "");
-        // The stored rows a run is matched against: all of them, or those whose
-        // probe column equals one of the before images' values (an index lookup).
-        let scan = |probe: Option<usize>| match probe {
-            None => format!("{q} AS t"),
-            Some(i) => {
-                let c = &pt.columns[i];
-                format!(
-                    "{q} AS t WHERE t.{} = ANY (ARRAY(SELECT DISTINCT {} FROM unnest(${}::text[]) AS p(v)))",
-                    quote(&c.name),
-                    c.value_expr("p.v"),
-                    i + 1
-                )
-            }
-        };
         let barrays: Vec<String> = params(1, n).map(|p| format!("{p}::text[]")).collect();
         let baliases: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
         // With a probe column: each distinct before image takes as many rows as
@@ -231,10 +218,10 @@ impl Statements {
         // row holding one of the probe values: a run over many identical rows
         // (a keyless log table, `UPDATE t SET a = 7` on 131,072 rows of (4, 6))
         // was matched against all of them in every batch.
-        let limited = |i: usize, counted: &str| {
+        let limited = |i: usize| {
             let c = &pt.columns[i];
             format!(
-                "d AS (SELECT r, count(*) AS m, min(pv) AS pv FROM {counted} GROUP BY r), \
+                "d AS (SELECT r, count(*) AS m, min(pv) AS pv FROM b GROUP BY r), \
                  x AS (SELECT l.id, d.r FROM d CROSS JOIN LATERAL \
                  (SELECT t.ctid AS id FROM {q} AS t WHERE t.{} = {} AND {stored} = d.r LIMIT d.m) AS l)",
                 quote(&c.name),
@@ -249,20 +236,19 @@ impl Statements {
                     before = row_text(pt, false, "b"),
                     arrays = barrays.join(", "),
                     aliases = baliases.join(", "),
-                    x = limited(i, "b"),
+                    x = limited(i),
                     k = n + 1,
                 );
             }
             format!(
             "WITH b AS (SELECT {before} AS r, count(*) AS m FROM unnest({arrays}) AS u({aliases}) GROUP BY 1), \
-             s AS (SELECT t.ctid AS id, {stored} AS r FROM {scan}), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
              x AS (SELECT s.id, row_number() OVER (PARTITION BY s.r) AS rn, b.m FROM s JOIN b ON s.r = b.r), \
              y AS (SELECT id FROM x WHERE rn <= m) \
              DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT id FROM y)) AND (SELECT count(*) FROM y) = ${k}",
             before = row_text(pt, false, "b"),
             arrays = barrays.join(", "),
             aliases = baliases.join(", "),
-            scan = scan(probe),
             k = n + 1,
         )
         };
@@ -296,14 +282,14 @@ impl Statements {
                     arrays = [barrays.clone(), aarrays.clone()].concat().join(", "),
                     aliases = [baliases.clone(), aaliases.clone()].concat().join(", "),
                     set = set_after_b.join(", "),
-                    x = limited(i, "b"),
+                    x = limited(i),
                     k = 2 * n + 1,
                 );
             }
             format!(
             "WITH b AS (SELECT {before} AS r, row_number() OVER (PARTITION BY {before}) AS k, {after} \
              FROM unnest({arrays}) AS u({aliases})), \
-             s AS (SELECT t.ctid AS id, {stored} AS r FROM {scan}), \
+             s AS (SELECT t.ctid AS id, {stored} AS r FROM {q} AS t), \
              x AS (SELECT s.id, s.r, row_number() OVER (PARTITION BY s.r) AS k FROM s WHERE s.r IN (SELECT r FROM b)), \
              y AS (SELECT x.id, b.* FROM x JOIN b USING (r, k)) \
              UPDATE {q} AS t SET {set} FROM y WHERE t.ctid = y.id AND (SELECT count(*) FROM y) = ${k}",
@@ -312,7 +298,6 @@ impl Statements {
             arrays = [barrays.clone(), aarrays.clone()].concat().join(", "),
             aliases = [baliases.clone(), aaliases.clone()].concat().join(", "),
             set = set_after.join(", "),
-            scan = scan(probe),
             k = 2 * n + 1,
         )
         };

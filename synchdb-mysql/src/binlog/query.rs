@@ -309,93 +309,52 @@ pub(crate) fn ansi_quotes_to_backticks(sql: &str) -> String {
 /// with backticks, as the parser reads identifiers (`"a""b"` → `` `a"b` ``).
 /// Strings, backticked names and comments are copied as they are.
 pub(crate) fn identifiers_to_backticks(sql: &str, double_quotes: bool, brackets: bool) -> String {
+    type Chars<'s> = std::iter::Peekable<std::str::Chars<'s>>;
+    /// Copy a quoted string or name through its closing `q` (written twice
+    /// inside it; after a backslash too where `backslash`).
+    fn copy_quoted(out: &mut String, it: &mut Chars<'_>, q: char, backslash: bool) {
+        out.push(q);
+        while let Some(d) = it.next() {
+            out.push(d);
+            if backslash && d == '\\' {
+                if let Some(e) = it.next() {
+                    out.push(e);
+                }
+            } else if d == q {
+                if it.peek() == Some(&q) {
+                    out.push(it.next().unwrap_or(q));
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+    /// A name quoted up to `close` (written twice inside it), as a backticked name.
+    fn backticked(out: &mut String, it: &mut Chars<'_>, close: char) {
+        let mut name = String::new();
+        while let Some(d) = it.next() {
+            if d == close {
+                if it.peek() == Some(&close) {
+                    it.next();
+                } else {
+                    break;
+                }
+            }
+            name.push(d);
+        }
+        out.push('`');
+        out.push_str(&name.replace('`', "``"));
+        out.push('`');
+    }
     let mut out = String::with_capacity(sql.len() + 8);
     let mut it = sql.chars().peekable();
     while let Some(c) = it.next() {
         match c {
-            '\'' => {
-                out.push(c);
-                while let Some(d) = it.next() {
-                    out.push(d);
-                    if d == '\\' {
-                        if let Some(e) = it.next() {
-                            out.push(e);
-                        }
-                    } else if d == '\'' {
-                        if it.peek() == Some(&'\'') {
-                            out.push(it.next().unwrap_or('\''));
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-            '`' => {
-                out.push(c);
-                while let Some(d) = it.next() {
-                    out.push(d);
-                    if d == '`' {
-                        if it.peek() == Some(&'`') {
-                            out.push(it.next().unwrap_or('`'));
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-            '[' if brackets => {
-                let mut name = String::new();
-                while let Some(d) = it.next() {
-                    if d == ']' {
-                        if it.peek() == Some(&']') {
-                            it.next();
-                            name.push(']');
-                        } else {
-                            break;
-                        }
-                    } else {
-                        name.push(d);
-                    }
-                }
-                out.push('`');
-                out.push_str(&name.replace('`', "``"));
-                out.push('`');
-            }
-            '"' if !double_quotes => {
-                out.push(c);
-                while let Some(d) = it.next() {
-                    out.push(d);
-                    if d == '\\' {
-                        if let Some(e) = it.next() {
-                            out.push(e);
-                        }
-                    } else if d == '"' {
-                        if it.peek() == Some(&'"') {
-                            out.push(it.next().unwrap_or('"'));
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-            '"' => {
-                let mut name = String::new();
-                while let Some(d) = it.next() {
-                    if d == '"' {
-                        if it.peek() == Some(&'"') {
-                            it.next();
-                            name.push('"');
-                        } else {
-                            break;
-                        }
-                    } else {
-                        name.push(d);
-                    }
-                }
-                out.push('`');
-                out.push_str(&name.replace('`', "``"));
-                out.push('`');
-            }
+            '\'' => copy_quoted(&mut out, &mut it, c, true),
+            '`' => copy_quoted(&mut out, &mut it, c, false),
+            '"' if !double_quotes => copy_quoted(&mut out, &mut it, c, true),
+            '"' => backticked(&mut out, &mut it, '"'),
+            '[' if brackets => backticked(&mut out, &mut it, ']'),
             '/' if it.peek() == Some(&'*') => {
                 out.push(c);
                 out.push(it.next().unwrap_or('*'));
