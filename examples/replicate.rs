@@ -102,6 +102,14 @@ struct Args {
     /// which updates and deletes find their rows instead of reading the table.
     #[arg(long)]
     no_keyless_index: bool,
+    /// PostgreSQL sessions a batch of row changes is applied by. Above 1, a
+    /// batch of 256 or more row events without DDL is split over them (tables
+    /// joined by foreign keys together, other tables' rows by key) and
+    /// committed by two-phase commit with the checkpoint: exactly once, but a
+    /// reader may see a batch's parts commit a moment apart. Needs
+    /// max_prepared_transactions ≥ N on PostgreSQL and --pool-size > N
+    #[arg(long, default_value_t = 1)]
+    apply_workers: u32,
     /// Mapping rules (renames, exclusions, types, transforms, masks, filters): a .toml or .json file.
     #[arg(long)]
     mapping: Option<PathBuf>,
@@ -610,7 +618,8 @@ fn target_options(args: &Args) -> synchdb::core::Result<PgSinkOptions> {
         .parse::<PgSinkOptions>()?
         .text_nul(args.text_nul)
         .copy_format(args.copy_format)
-        .keyless_index(!args.no_keyless_index))
+        .keyless_index(!args.no_keyless_index)
+        .apply_workers(args.apply_workers))
 }
 
 async fn verify(args: Args) -> synchdb::core::Result<bool> {

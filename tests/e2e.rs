@@ -141,6 +141,107 @@ async fn sigkill_during_snapshot_and_follow_loses_nothing() {
     assert_replica_equal(&mut my, src.name(), &pg).await;
 }
 
+/// `--apply-workers 3`: batches split over three sessions and committed by
+/// two-phase commit; SIGKILLs while a workload runs lose and duplicate nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_apply_through_sigkills_loses_nothing() {
+    let server = synchdb_testkit::mariadb();
+    let src = server.create_database("e2e_par").unwrap();
+    let target = synchdb_testkit::postgres().create_database("e2e_par").unwrap();
+    let mut my = connect_my(&src.url()).await;
+    my.query_drop(
+        "CREATE TABLE parent (id INT PRIMARY KEY, v INT);
+         CREATE TABLE child (id INT PRIMARY KEY, pid INT, w VARCHAR(20),
+           FOREIGN KEY (pid) REFERENCES parent (id) ON DELETE CASCADE);
+         CREATE TABLE big (id BIGINT PRIMARY KEY, a INT, s VARCHAR(40));
+         INSERT INTO big SELECT seq, seq % 13, CONCAT('s', seq) FROM seq_1_to_20000;
+         CREATE TABLE keyless (k INT, v VARCHAR(20));
+         CREATE TABLE uniq (id INT PRIMARY KEY, e VARCHAR(20) UNIQUE);",
+    )
+    .await
+    .unwrap();
+    let pg = connect_pg(&target.url()).await;
+    let cmd = || {
+        let mut c = replicate(&server.url(), src.name(), &target.url(), "par");
+        c.args(["--apply-workers", "3", "--pool-size", "4"]);
+        c
+    };
+    run_until_caught_up(cmd());
+    let mut child = spawn(cmd());
+    let writer = {
+        let url = src.url();
+        tokio::spawn(async move {
+            let mut w = connect_my(&url).await;
+            for t in 0..120u32 {
+                let base = 100_000 + t * 100;
+                let rows = |n: u32, f: &dyn Fn(u32) -> String| (0..n).map(f).collect::<Vec<_>>().join(",");
+                let mut sql = vec![
+                    "START TRANSACTION".to_string(),
+                    format!("INSERT INTO parent VALUES {}", rows(40, &|i| format!("({},{i})", base + i))),
+                    format!(
+                        "INSERT INTO child VALUES {}",
+                        rows(40, &|i| format!("({},{},'c{i}')", base + i, base + i))
+                    ),
+                    format!(
+                        "INSERT INTO big VALUES {}",
+                        rows(150, &|i| format!("({},{i},'n{i}')", 1_000_000 + t * 200 + i))
+                    ),
+                    format!(
+                        "UPDATE big SET a = a + 1, s = CONCAT(s, 'u') WHERE id BETWEEN {} AND {}",
+                        1 + t * 150,
+                        100 + t * 150
+                    ),
+                    format!("DELETE FROM big WHERE id BETWEEN {} AND {}", 101 + t * 150, 130 + t * 150),
+                    format!(
+                        "INSERT INTO keyless VALUES {}",
+                        rows(30, &|i| format!("({},'k{}')", i % 7, i % 3))
+                    ),
+                    format!("DELETE FROM keyless WHERE k = {} LIMIT 5", t % 7),
+                    format!(
+                        "INSERT INTO uniq VALUES {}",
+                        rows(10, &|i| format!("({},'e{}')", base + i, base + i))
+                    ),
+                    format!("UPDATE uniq SET e = CONCAT('f', e) WHERE id BETWEEN {base} AND {}", base + 4),
+                ];
+                if t > 0 {
+                    sql.push(format!("DELETE FROM parent WHERE id BETWEEN {} AND {}", base - 100, base - 90));
+                }
+                sql.push("COMMIT".into());
+                w.query_drop(sql.join(";")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    // Kill twice while the workload runs; note whether batches went through two-phase commit.
+    let mut parallel = false;
+    for (i, wait_ms) in [1500u64, 1200].into_iter().enumerate() {
+        let deadline = std::time::Instant::now() + Duration::from_millis(wait_ms);
+        while std::time::Instant::now() < deadline {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM synchdb.prepared WHERE pipeline_id = 'par'")
+                    .fetch_one(&pg)
+                    .await
+                    .unwrap_or(0);
+            parallel |= n >= 2;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill9(&mut child);
+        if i == 0 {
+            child = spawn(cmd());
+        }
+    }
+    writer.await.unwrap();
+    run_until_caught_up(cmd());
+    assert!(parallel, "batches were applied by several sessions");
+    assert_replica_equal(&mut my, src.name(), &pg).await;
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'synchdb:par:%'")
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "no prepared transaction is left behind");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pipelines_share_one_target_database() {
     let server = synchdb_testkit::mariadb();

@@ -178,6 +178,8 @@ pub enum SourceMessage {
     },
     /// The resync tables are followed again from here: the sink creates the
     /// foreign keys of `tables` and those of `referencing` that point to them.
+    /// With no tables, a resync announced before ends with nothing to copy
+    /// (its tables are gone from the source).
     ResyncJoined {
         /// The resynced tables (schemas at the resync position).
         tables: Vec<Arc<TableSchema>>,

@@ -48,6 +48,7 @@ mod copy;
 mod ddl;
 mod error;
 mod options;
+mod parallel;
 mod sink;
 mod state;
 mod typemap;

@@ -174,6 +174,7 @@ pub struct PgSinkOptions {
     copy_buffer_bytes: usize,
     copy_format: CopyFormat,
     keyless_index: bool,
+    apply_workers: u32,
 }
 
 impl std::fmt::Debug for PgSinkOptions {
@@ -196,6 +197,7 @@ impl std::fmt::Debug for PgSinkOptions {
             .field("copy_buffer_bytes", &self.copy_buffer_bytes)
             .field("copy_format", &self.copy_format)
             .field("keyless_index", &self.keyless_index)
+            .field("apply_workers", &self.apply_workers)
             .finish()
     }
 }
@@ -259,6 +261,7 @@ impl Default for PgSinkOptions {
             copy_buffer_bytes: DEFAULT_COPY_BUFFER_BYTES,
             copy_format: CopyFormat::Binary,
             keyless_index: true,
+            apply_workers: 1,
         }
     }
 }
@@ -395,6 +398,24 @@ impl PgSinkOptions {
         self
     }
 
+    /// Sessions a batch of row changes is applied by (default 1). With more,
+    /// a batch of at least 256 row events and no DDL is split over that many
+    /// sessions — tables joined by foreign keys (and tables whose changes
+    /// must keep their order) together, the rows of other tables by a hash of
+    /// their key — and committed by two-phase commit, the checkpoint in the
+    /// decision: exactly once still, but a reader can see a batch's parts
+    /// commit a moment apart. Needs PostgreSQL's `max_prepared_transactions`
+    /// of at least this many, and a pool of at least one more connection.
+    pub fn apply_workers(mut self, n: u32) -> Self {
+        self.apply_workers = n;
+        self
+    }
+
+    /// The apply sessions (see [`apply_workers`](Self::apply_workers)).
+    pub fn get_apply_workers(&self) -> u32 {
+        self.apply_workers
+    }
+
     /// Whether keyless tables get their own index (see [`keyless_index`](Self::keyless_index)).
     pub fn get_keyless_index(&self) -> bool {
         self.keyless_index
@@ -448,12 +469,23 @@ impl PgSinkOptions {
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
+        if self.apply_workers > 1 && self.pool_size <= self.apply_workers {
+            return Err(Error::config(format!(
+                "apply_workers = {} needs a pool of at least {} connections (pool_size is {})",
+                self.apply_workers,
+                self.apply_workers + 1,
+                self.pool_size
+            )));
+        }
         self.validate_mapping()
     }
 
     /// Check every setting but the connection ones (URL, pool); used by
     /// [`PgSink::with_pool`](crate::PgSink::with_pool).
     pub fn validate_mapping(&self) -> Result<()> {
+        if self.apply_workers == 0 || self.apply_workers > 64 {
+            return Err(Error::config("apply_workers must be between 1 and 64"));
+        }
         if self.copy_buffer_bytes < 1024 {
             return Err(Error::config("copy_buffer_bytes must be at least 1024"));
         }

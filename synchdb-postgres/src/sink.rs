@@ -1,6 +1,7 @@
 //! [`PgSink`]: the PostgreSQL implementation of [`Sink`].
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -11,13 +12,14 @@ use synchdb_core::{
     SinkCapabilities, SinkState, SnapshotUpdate, StateUpdate,
 };
 use synchdb_types::{ChangeEvent, Position, TableId, TableSchema, Transaction};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::apply::{Applier, Statements, TableEntry};
 use crate::copy::copy_rows;
 use crate::ddl::{self, quote, DdlCtx, Notes, PgTable};
 use crate::error::{sqlx_error, Context};
 use crate::options::PgSinkOptions;
+use crate::parallel::{self, Part};
 use crate::state::StateSql;
 
 /// A PostgreSQL sink: creates tables from source schemas, bulk-loads snapshot chunks
@@ -44,6 +46,13 @@ struct Inner {
     /// The connection of a target transaction left open by an open batch
     /// (a source transaction applied in pieces), with its pipeline.
     open: tokio::sync::Mutex<Option<(String, Conn)>>,
+    /// Parallel apply: names this process's prepared transactions apart from
+    /// an earlier run's, and numbers its batches.
+    run: String,
+    batches: std::sync::atomic::AtomicU64,
+    /// A parallel batch ended without every prepared transaction resolved:
+    /// resolve them (by the stored decision) before the next batch.
+    unresolved: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgSink {
@@ -113,6 +122,20 @@ impl PgSink {
                 .await
                 .map_err(|e| sqlx_error(e, &Context::state()))?
                 .get(0);
+        let workers = options.get_apply_workers();
+        if workers > 1 {
+            let max: String = sqlx::query_scalar("SELECT current_setting('max_prepared_transactions')")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| sqlx_error(e, &Context::state()))?;
+            if max.parse::<u32>().unwrap_or(0) < workers {
+                return Err(Error::config(format!(
+                    "apply_workers = {workers} commits each batch by two-phase commit and needs PostgreSQL's \
+                     max_prepared_transactions of at least {workers} (it is {max}; set it in postgresql.conf \
+                     and restart PostgreSQL)"
+                )));
+            }
+        }
         drop(conn);
         let postgis = installed && options.get_postgis();
         info!(postgis, "PostgreSQL sink connected");
@@ -125,6 +148,15 @@ impl PgSink {
                 state,
                 tables: Mutex::new(HashMap::new()),
                 open: tokio::sync::Mutex::new(None),
+                run: format!(
+                    "{:x}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or_default()
+                ),
+                batches: std::sync::atomic::AtomicU64::new(0),
+                unresolved: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -230,7 +262,13 @@ impl PgSink {
         Ok(Conn { conn, done: false })
     }
 
-    async fn apply_events(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<u64> {
+    /// Apply `batch`'s events (only those of `part`, when given) on `conn`.
+    async fn apply_events(
+        &self,
+        conn: &mut PgConnection,
+        batch: &ChangeBatch,
+        part: Option<&Part>,
+    ) -> Result<u64> {
         let opts = &self.inner.opts;
         let mut applier = Applier::new(conn, opts.get_apply_mode(), opts.get_zero_dates());
         // Row changes leave deferred foreign-key checks pending, and PostgreSQL
@@ -238,14 +276,23 @@ impl PgSink {
         // events. A DDL statement is a source transaction of its own, so the
         // checks can run before it, as they would at a commit.
         let mut checks_pending = false;
-        for tx in &batch.transactions {
+        type Selected<'a> = Box<dyn Iterator<Item = (&'a Transaction, Option<&'a [usize]>)> + Send + 'a>;
+        let selected: Selected<'_> = match part {
+            None => Box::new(batch.transactions.iter().map(|t| (t, None))),
+            Some(p) => Box::new(p.iter().map(|(i, ev)| (&batch.transactions[*i], Some(ev.as_slice())))),
+        };
+        for (tx, only) in selected {
+            let events: Box<dyn Iterator<Item = &ChangeEvent> + Send + '_> = match only {
+                None => Box::new(tx.events.iter()),
+                Some(ix) => Box::new(ix.iter().map(|&i| &tx.events[i])),
+            };
             if !tx.foreign_key_checks {
                 // FOREIGN_KEY_CHECKS=0 at the source: InnoDB neither checked nor
                 // cascaded, so PostgreSQL's foreign-key triggers must not fire either.
                 applier.flush().await?;
                 set_replica_role(applier.conn, true, tx).await?;
             }
-            for event in &tx.events {
+            for event in events {
                 if matches!(event, ChangeEvent::Truncate(_) | ChangeEvent::Schema(_)) && checks_pending {
                     applier.flush().await?;
                     let cx = Context::data(event.table_id(), Some(&event.meta().position));
@@ -311,6 +358,151 @@ impl PgSink {
         applier.flush().await?;
         Ok(applier.changed)
     }
+}
+
+impl PgSink {
+    /// Apply one batch split over several sessions, committed by two-phase
+    /// commit with the checkpoint in the decision (see [`parallel`]).
+    async fn apply_parallel(&self, pipeline: &str, batch: &ChangeBatch, parts: Vec<Part>) -> Result<()> {
+        let n = self.inner.batches.fetch_add(1, Ordering::Relaxed);
+        let gids: Vec<String> =
+            (0..parts.len()).map(|w| parallel::gid(pipeline, &self.inner.run, n, w)).collect();
+        let cx = Context::state();
+        let shares = futures::future::join_all(parts.iter().zip(&gids).map(|(part, gid)| {
+            let cx = &cx;
+            async move {
+                let mut conn = self.conn().await?;
+                conn.execute("BEGIN").await.map_err(|e| sqlx_error(e, cx))?;
+                let changed = self.apply_events(&mut conn, batch, Some(part)).await?;
+                let prepare = format!("PREPARE TRANSACTION {}", literal(gid));
+                conn.execute(AssertSqlSafe(prepare)).await.map_err(|e| sqlx_error(e, cx))?;
+                Ok::<_, Error>((conn, changed))
+            }
+        }))
+        .await;
+        let mut prepared = Vec::with_capacity(shares.len());
+        let mut failed = None;
+        let mut changed = 0;
+        for share in shares {
+            match share {
+                Ok((conn, c)) => {
+                    prepared.push(conn);
+                    changed += c;
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // No decision was stored: the prepared shares are rolled back.
+            self.abandon(pipeline, prepared).await;
+            return Err(e);
+        }
+        let decision = async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &cx))?;
+            sqlx::query(AssertSqlSafe(self.inner.state.decide_prepared_sql()))
+                .bind(pipeline)
+                .bind(&gids)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sqlx_error(e, &cx))?;
+            let written = self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
+            commit(tx).await?;
+            conn.done();
+            Ok::<_, Error>(written)
+        }
+        .await;
+        let written = match decision {
+            Ok(w) => w,
+            Err(e) => {
+                // Stored or not (a lost COMMIT), the stored decision says.
+                self.abandon(pipeline, prepared).await;
+                return Err(e);
+            }
+        };
+        self.inner.state.committed(pipeline, written);
+        let commits = futures::future::join_all(prepared.into_iter().zip(&gids).map(|(mut conn, gid)| {
+            let cx = &cx;
+            async move {
+                let sql = format!("COMMIT PREPARED {}", literal(gid));
+                conn.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, cx))?;
+                conn.done();
+                Ok::<_, Error>(())
+            }
+        }))
+        .await;
+        if let Some(e) = commits.into_iter().find_map(|r| r.err()) {
+            // The batch is decided: its shares are committed before the next
+            // batch (or at the next start), whatever happens to this process.
+            warn!(error = %e, "a share of a parallel batch is not committed yet; committing it before the next batch");
+            self.inner.unresolved.store(true, Ordering::Release);
+        }
+        debug!(events = batch.event_count(), changed, workers = gids.len(), "batch applied in parallel");
+        Ok(())
+    }
+
+    /// After a failed parallel batch: close its sessions (a share not yet
+    /// prepared rolls back) and resolve the prepared ones by the stored
+    /// decision, now or before the next batch.
+    async fn abandon(&self, pipeline: &str, prepared: Vec<Conn>) {
+        drop(prepared);
+        self.inner.unresolved.store(true, Ordering::Release);
+        if let Err(e) = self.resolve_prepared(pipeline).await {
+            warn!(error = %e, "prepared shares of a failed batch not resolved yet; trying again before the next batch");
+        }
+    }
+
+    /// Commit the pipeline's prepared transactions whose batch was decided
+    /// (a row in `<state>.prepared`), roll back the others.
+    async fn resolve_prepared(&self, pipeline: &str) -> Result<()> {
+        let cx = Context::state();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &cx))?;
+        // Waits for a decision still being committed (the coordinator holds the lock).
+        sqlx::query(AssertSqlSafe(self.inner.state.lock_prepared_sql()))
+            .bind(pipeline)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sqlx_error(e, &cx))?;
+        let open: Vec<String> = sqlx::query_scalar(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY gid",
+        )
+        .bind(parallel::gid_prefix(pipeline))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| sqlx_error(e, &cx))?;
+        let decided: Vec<String> = sqlx::query_scalar(AssertSqlSafe(self.inner.state.select_prepared_sql()))
+            .bind(pipeline)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| sqlx_error(e, &cx))?;
+        commit(tx).await?;
+        for gid in &open {
+            let (verb, what) =
+                if decided.contains(gid) { ("COMMIT", "committed") } else { ("ROLLBACK", "rolled back") };
+            conn.execute(AssertSqlSafe(format!("{verb} PREPARED {}", literal(gid))))
+                .await
+                .map_err(|e| sqlx_error(e, &cx))?;
+            info!(gid, "prepared share of a parallel batch {what}");
+        }
+        if !decided.is_empty() {
+            sqlx::query(AssertSqlSafe(self.inner.state.clear_prepared_sql()))
+                .bind(pipeline)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| sqlx_error(e, &cx))?;
+        }
+        conn.done();
+        self.inner.unresolved.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// `s` as an SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Turn foreign-key (and all other) triggers off or on for the rest of the
@@ -386,6 +578,9 @@ impl SinkState for PgSink {
         if let Some((_, conn)) = self.inner.open.lock().await.take() {
             drop(conn);
         }
+        // A parallel batch the last run left prepared is committed or rolled
+        // back as its stored decision says, before the checkpoint is read.
+        self.resolve_prepared(pipeline).await?;
         let mut conn = self.inner.pool.acquire().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         self.inner.state.load(&mut conn, pipeline).await
     }
@@ -598,12 +793,20 @@ impl Sink for PgSink {
     }
 
     async fn apply(&self, pipeline: &str, batch: &ChangeBatch) -> Result<()> {
+        if self.inner.unresolved.load(Ordering::Acquire) {
+            // Their row locks would block this batch.
+            self.resolve_prepared(pipeline).await?;
+        }
         let mut open = self.inner.open.lock().await;
         if !batch.open && open.is_none() {
             drop(open);
+            let workers = self.inner.opts.get_apply_workers() as usize;
+            if let Some(parts) = parallel::partition(batch, workers, |t| self.entry(t))? {
+                return self.apply_parallel(pipeline, batch, parts).await;
+            }
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
-            let changed = self.apply_events(&mut tx, batch).await?;
+            let changed = self.apply_events(&mut tx, batch, None).await?;
             let written = self.inner.state.store(&mut tx, pipeline, &batch.state).await?;
             commit(tx).await?;
             self.inner.state.committed(pipeline, written);
@@ -627,7 +830,7 @@ impl Sink for PgSink {
                 conn
             }
         };
-        let changed = self.apply_events(&mut conn, batch).await?;
+        let changed = self.apply_events(&mut conn, batch, None).await?;
         let written = self.inner.state.store(&mut conn, pipeline, &batch.state).await?;
         if batch.open {
             debug!(

@@ -6,6 +6,7 @@
 //!                   resync text (JSON), resync_loaded)  -- a table copy in progress
 //! <state>.snapshot_chunks(pipeline_id, table_id, chunk, rows, read_at, PK(pipeline_id, table_id, chunk))
 //! <state>.schemas(pipeline_id, table_id, schema text (JSON), PK(pipeline_id, table_id))
+//! <state>.prepared(gid PK, pipeline_id)  -- parallel apply: prepared transactions a stored decision commits
 //! <state>.dead_letter(id bigserial, pipeline_id, table_id, operation, position, event jsonb, error, at,
 //!                     event_text)  -- the event's JSON as text: always there, lossless; `event` is
 //!                                  -- NULL when jsonb cannot hold it (a NUL in a string)
@@ -22,6 +23,9 @@ use synchdb_types::{Position, TableSchema};
 
 use crate::ddl::quote;
 use crate::error::{sqlx_error, Context};
+
+/// Advisory lock class of parallel apply's decisions (the second key is the pipeline's hash).
+const PREPARED_LOCK: i32 = 734702180;
 
 /// The position a [`StateSql::store`] wrote, if any.
 #[must_use = "pass it to StateSql::committed once the transaction commits"]
@@ -53,6 +57,34 @@ pub(crate) struct StateSql {
 }
 
 impl StateSql {
+    /// Parallel apply's decision, in the coordinator's transaction (with the
+    /// checkpoint): the pipeline's earlier rows go (their shares were
+    /// resolved), the prepared transactions `$2` of this batch are recorded.
+    /// Holds [`lock_prepared_sql`](Self::lock_prepared_sql)'s lock until the commit.
+    pub fn decide_prepared_sql(&self) -> String {
+        let s = &self.schema;
+        format!(
+            "WITH l AS (SELECT pg_advisory_xact_lock({PREPARED_LOCK}, hashtext($1))),
+             d AS (DELETE FROM {s}.prepared p USING l WHERE p.pipeline_id = $1)
+             INSERT INTO {s}.prepared (pipeline_id, gid) SELECT $1, g FROM l, unnest($2::text[]) AS g"
+        )
+    }
+
+    /// Waits for a decision being committed (`$1`: the pipeline).
+    pub fn lock_prepared_sql(&self) -> String {
+        format!("SELECT pg_advisory_xact_lock({PREPARED_LOCK}, hashtext($1))")
+    }
+
+    /// The prepared transactions a decision of pipeline `$1` committed to.
+    pub fn select_prepared_sql(&self) -> String {
+        format!("SELECT gid FROM {}.prepared WHERE pipeline_id = $1", self.schema)
+    }
+
+    /// Forget pipeline `$1`'s decisions (their transactions are resolved).
+    pub fn clear_prepared_sql(&self) -> String {
+        format!("DELETE FROM {}.prepared WHERE pipeline_id = $1", self.schema)
+    }
+
     /// `SELECT position FROM <state>.pipelines WHERE pipeline_id = $1`.
     pub fn select_position_sql(&self) -> String {
         format!("SELECT position FROM {}.pipelines WHERE pipeline_id = $1", self.schema)
@@ -260,6 +292,7 @@ impl StateSql {
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync text;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS resync_loaded boolean NOT NULL DEFAULT false;
              ALTER TABLE {s}.pipelines ADD COLUMN IF NOT EXISTS skip_before text;
+             CREATE TABLE IF NOT EXISTS {s}.prepared (gid text PRIMARY KEY, pipeline_id text NOT NULL);
              CREATE TABLE IF NOT EXISTS {s}.pipeline_stats (pipeline_id text PRIMARY KEY, phase text NOT NULL,
                paused boolean NOT NULL, started_at timestamptz, lag_seconds double precision, lag_bytes bigint,
                latency_ms bigint, last_applied_at timestamptz, source_position text, source_head text,

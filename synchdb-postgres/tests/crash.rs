@@ -8,6 +8,7 @@ use common::*;
 use futures::StreamExt;
 use synchdb_core::memory::MemorySource;
 use synchdb_core::{ChunkInfo, ErrorKind, Pipeline, Sink, SinkState, SnapshotStatus};
+use synchdb_postgres::PgSinkOptions;
 use synchdb_types::*;
 
 /// The pid of the sink's backend that runs a statement matching `like` (waits for it).
@@ -229,4 +230,127 @@ async fn pipeline_restarts_between_batches_without_duplicates() {
         one(&db, "SELECT table_id, operation, position, event->'Insert'->'row'->0 FROM synchdb.dead_letter"),
         "p.kv|insert|mysql-bin.000001:7|{\"Int\": 1}"
     );
+}
+
+/// The prepared transactions PostgreSQL holds whose name starts with `prefix`.
+fn prepared(db: &synchdb_testkit::TestDatabase, prefix: &str) -> Vec<String> {
+    query(
+        db,
+        &format!(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, '{prefix}') \
+             ORDER BY gid"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn parallel_batches_commit_together_and_a_killed_share_takes_the_others_back() {
+    let db = db("pg_parallel");
+    let s = sink(&db, |o| o.apply_workers(3).pool_size(4)).await;
+    let a = table("p", "a", vec![int("id", IntWidth::Int, false), int("v", IntWidth::Int, false)], &["id"]);
+    // keyless: each applied whole by one worker; a double apply would show as duplicates
+    let b = table("p", "b", vec![int("id", IntWidth::Int, false)], &[]);
+    let n = table("p", "n", vec![int("v", IntWidth::Int, false)], &[]);
+    snapshot(&s, "par", &[(a.clone(), vec![]), (b.clone(), vec![]), (n.clone(), vec![])]).await;
+
+    // 400 rows of a (spread by key over the workers), 100 of b, 100 of n: one batch.
+    let mut events: Vec<ChangeEvent> =
+        (0..400).map(|i| ins(&a, vec![Value::Int(i), Value::Int(0)], 10)).collect();
+    events.extend((0..100).map(|i| ins(&b, vec![Value::Int(i)], 10)));
+    events.extend((0..100).map(|i| ins(&n, vec![Value::Int(i % 10)], 10)));
+    s.apply("par", &batch(10, events)).await.unwrap();
+    assert_eq!(one(&db, "SELECT count(*), sum(id) FROM p.a"), "400|79800");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.b"), "100");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.n"), "100");
+    // It went through two-phase commit: the decision names its shares, none is left prepared.
+    let decided = query(&db, "SELECT gid FROM synchdb.prepared WHERE pipeline_id = 'par' ORDER BY gid");
+    assert!(decided.len() >= 2, "shares of the batch: {decided:?}");
+    assert!(prepared(&db, "synchdb:par:").is_empty());
+
+    // Another session holds b: the shares without b prepare, b's share waits; killed there.
+    let admin = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE p.b IN ACCESS EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+    let mut events: Vec<ChangeEvent> = (0..400)
+        .map(|i| upd(&a, vec![Value::Int(i), Value::Int(0)], vec![Value::Int(i), Value::Int(1)], 20))
+        .collect();
+    events.extend((100..200).map(|i| ins(&b, vec![Value::Int(i)], 20)));
+    events.extend((0..100).map(|i| ins(&n, vec![Value::Int(i % 10)], 20)));
+    let bt = batch(20, events);
+    let (s2, bt2) = (s.clone(), bt.clone());
+    let running = tokio::spawn(async move { s2.apply("par", &bt2).await });
+    let pid = backend(&admin, db.name(), "INSERT INTO \"p\".\"b\"%").await;
+    // Wait until the other shares are prepared (they do not wait on b).
+    for _ in 0..500 {
+        if !prepared(&db, "synchdb:par:").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !prepared(&db, "synchdb:par:").is_empty(),
+        "the other shares were prepared: {:?}",
+        query(&db, "SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()")
+    );
+    let killed: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&admin).await.unwrap();
+    assert!(killed);
+    locker.rollback().await.unwrap();
+    let err = running.await.unwrap().expect_err("the batch with a killed share fails");
+    assert!(err.kind().is_transient(), "{err}");
+    // No share of it stays: not prepared, not applied; the checkpoint did not move.
+    assert!(prepared(&db, "synchdb:par:").is_empty(), "the prepared shares were rolled back");
+    assert_eq!(one(&db, "SELECT count(*), sum(v) FROM p.a"), "400|0");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.b"), "100");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.n"), "100");
+    drop(s);
+
+    // Restart: the batch applies once.
+    let s = sink(&db, |o| o.apply_workers(3).pool_size(4)).await;
+    assert_eq!(s.load_state("par").await.unwrap().unwrap().position, Some(pos(10)));
+    s.apply("par", &bt).await.unwrap();
+    assert_eq!(one(&db, "SELECT count(*), sum(v) FROM p.a"), "400|400");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.b"), "200");
+    assert_eq!(one(&db, "SELECT count(*) FROM p.n"), "200");
+    assert_eq!(s.load_state("par").await.unwrap().unwrap().position, Some(pos(20)));
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn prepared_shares_a_dead_process_left_are_resolved_by_the_stored_decision() {
+    let db = db("pg_prepared");
+    let s = sink(&db, |o| o).await;
+    let a = table("q", "a", vec![int("id", IntWidth::Int, false)], &["id"]);
+    snapshot(&s, "dec", &[(a.clone(), vec![])]).await;
+    drop(s);
+    // A dead run's shares: one its decision committed, one it never decided;
+    // and one of another pipeline, which this one leaves alone.
+    let psql = |sql: &str| pg().exec(db.name(), sql).expect("psql");
+    psql("BEGIN; INSERT INTO q.a VALUES (1); PREPARE TRANSACTION 'synchdb:dec:old.7.0'");
+    psql("INSERT INTO synchdb.prepared (gid, pipeline_id) VALUES ('synchdb:dec:old.7.0', 'dec')");
+    psql("BEGIN; INSERT INTO q.a VALUES (2); PREPARE TRANSACTION 'synchdb:dec:old.8.0'");
+    psql("BEGIN; INSERT INTO q.a VALUES (3); PREPARE TRANSACTION 'synchdb:other:old.1.0'");
+
+    let s = sink(&db, |o| o).await;
+    s.load_state("dec").await.unwrap();
+    assert_eq!(
+        query(&db, "SELECT id FROM q.a ORDER BY id"),
+        ["1"],
+        "the decided share committed, the other not"
+    );
+    assert_eq!(prepared(&db, "synchdb:"), ["synchdb:other:old.1.0"]);
+    assert!(query(&db, "SELECT gid FROM synchdb.prepared WHERE pipeline_id = 'dec'").is_empty());
+    psql("ROLLBACK PREPARED 'synchdb:other:old.1.0'");
+}
+
+#[test]
+fn parallel_apply_needs_a_connection_more_than_its_workers() {
+    let err = PgSinkOptions::new().apply_workers(4).pool_size(4).validate().expect_err("pool too small");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("pool"), "{err}");
+    let err = PgSinkOptions::new().apply_workers(0).validate().expect_err("no worker");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let err = PgSinkOptions::new().apply_workers(65).pool_size(70).validate().expect_err("too many");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    PgSinkOptions::new().apply_workers(4).pool_size(5).validate().unwrap();
 }

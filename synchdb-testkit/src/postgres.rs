@@ -25,6 +25,7 @@ const SERVER_SETTINGS: &[&str] = &[
     "synchronous_commit=off",
     "full_page_writes=off",
     "max_connections=300",
+    "max_prepared_transactions=64",
     "shared_buffers=256MB",
 ];
 

@@ -201,7 +201,11 @@ pub(super) async fn handle_message(
             ctx.with_retry("join resync", || ctx.sink.join_resync(&ctx.id, &out, &refs, &update)).await?;
             ctx.after_durable(&update).await?;
             ctx.stats.set_resync(Vec::new());
-            info!(tables = %table_list(&tables), "resync: tables followed again");
+            if tables.is_empty() {
+                info!("resync ended: none of its tables is left to copy");
+            } else {
+                info!(tables = %table_list(&tables), "resync: tables followed again");
+            }
             Ok(0)
         }
         SourceMessage::TablesDeselected { tables } => {

@@ -277,7 +277,15 @@ impl Follower<'_> {
             for id in &ids {
                 self.schemas.unhide(id);
             }
-            return self.drop_gone(ids).await;
+            if let Flow::Stop = self.drop_gone(ids).await? {
+                return Ok(Flow::Stop);
+            }
+            // A copy of these tables may have been announced before (one that
+            // failed and was started again, or one resumed from the
+            // checkpoint): with nothing left to copy, the stored resync ends
+            // here, or the pipeline would wait for it forever.
+            let ended = SourceMessage::ResyncJoined { tables: Vec::new(), referencing: Vec::new() };
+            return Ok(if self.send(ended).await { Flow::Continue } else { Flow::Stop });
         };
         let gone: Vec<TableId> =
             ids.iter().filter(|id| !copy.tables.iter().any(|t| &t.id == *id)).cloned().collect();
