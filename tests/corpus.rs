@@ -550,6 +550,8 @@ const SLICE: &[&str] = &[
     "main/null.test",
     "suite/innodb/t/innodb-alter.test",
     "suite/vcol/t/vcol_keys_innodb.test",
+    // CREATE OR REPLACE of a table being copied again, then DROP: the copy ends (it waited forever).
+    "suite/vcol/t/innodb_virtual_fk.test",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,6 +131,8 @@ pub(crate) struct SingleRun {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SingleResults {
     pub runs: Vec<SingleRun>,
+    /// The same rounds applied with `--apply-workers` (single.rs's PARALLEL_WORKERS).
+    pub parallel: Vec<SingleRun>,
 }
 
 /// One run of workload g (see `nats.rs`).
@@ -356,6 +358,17 @@ pub(crate) fn checks(r: &Results) -> Vec<Check> {
             target: 0.5,
             higher_better: false,
         });
+        if !w.parallel.is_empty() {
+            let src = median(&w.parallel.iter().map(|x| x.source_secs).collect::<Vec<_>>());
+            let apply = median(&w.parallel.iter().map(|x| x.apply_secs).collect::<Vec<_>>());
+            out.push(Check {
+                what: "single writer, `--apply-workers 2`: apply time / source write time ≤ 0.5".into(),
+                measured: format!("{:.2}x ({apply:.2} s / {src:.2} s)", apply / src),
+                value: Some(apply / src),
+                target: 0.5,
+                higher_better: false,
+            });
+        }
     }
     let mut rss: Vec<(String, f64)> = Vec::new();
     if let Some(s) = &r.snapshot {
@@ -618,13 +631,14 @@ pub(crate) fn render(opts: &Opts, m: &Machine, r: &Results, command: &str) -> St
             "### f. One source connection at full speed\n\nA 100,000-row table (bigint PK, int, varchar(64), \
              datetime(6)); one MariaDB session commits 2,000 transactions of 60 inserts + 30 updates + 10 deletes \
              (one statement each), then `replicate --until-caught-up` applies the 200,000 changes.\n\n\
-             | run | source s | apply s | apply / source | peak RSS MB |\n|---|---|---|---|---|"
+             | run | apply sessions | source s | apply s | apply / source | peak RSS MB |\n|---|---|---|---|---|---|"
         );
-        for (i, x) in w.runs.iter().enumerate() {
+        let rows = w.runs.iter().map(|x| (1, x)).chain(w.parallel.iter().map(|x| (2, x)));
+        for (i, (sessions, x)) in rows.enumerate() {
             let _ = writeln!(
                 s,
-                "| {} | {:.2} | {:.2} | {:.2}x | {:.0} |",
-                i + 1,
+                "| {} | {sessions} | {:.2} | {:.2} | {:.2}x | {:.0} |",
+                i % w.runs.len().max(1) + 1,
                 x.source_secs,
                 x.apply_secs,
                 x.apply_secs / x.source_secs,

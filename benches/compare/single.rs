@@ -41,15 +41,24 @@ fn script() -> String {
     s
 }
 
-fn one_run(env: &Env, run: usize) -> BenchResult<SingleRun> {
-    let db = format!("sw_{run}");
+/// Sessions `--apply-workers` gives the second apply of each round.
+pub(crate) const PARALLEL_WORKERS: u32 = 2;
+
+fn one_run(env: &Env, run: usize, workers: u32) -> BenchResult<SingleRun> {
+    let db = format!("sw_{run}_{workers}");
     let setup = format!(
         "CREATE TABLE t (id BIGINT PRIMARY KEY, a INT NOT NULL, b VARCHAR(64), c DATETIME(6)); \
          INSERT INTO t SELECT seq, seq % 977, CONCAT('row ', seq), '2024-01-01' + INTERVAL seq SECOND \
          FROM seq_1_to_{BASE_ROWS}"
     );
-    let (source_secs, apply_secs, rss_mb) =
-        snapshot_then_apply(env, &db, &format!("sw{run}"), &setup, &script(), &[])?;
+    let (source_secs, apply_secs, rss_mb) = snapshot_then_apply(
+        env,
+        &db,
+        &format!("sw{run}_{workers}"),
+        &setup,
+        &script(),
+        &["--apply-workers", &workers.to_string()],
+    )?;
     let expected = env.mariadb.exec(&format!("SELECT COUNT(*), SUM(a) FROM {db}.t"))?;
     let target = env.pg.exec(&db, &format!("SELECT count(*), sum(a) FROM \"{db}\".t"))?;
     let expected = expected.split_whitespace().collect::<Vec<_>>().join("|");
@@ -59,7 +68,7 @@ fn one_run(env: &Env, run: usize) -> BenchResult<SingleRun> {
     env.drop_pg_db(&db);
     env.mariadb.exec(&format!("DROP DATABASE {db}"))?;
     eprintln!(
-        "    source {source_secs:.2}s, apply {apply_secs:.2}s ({:.2}x), peak RSS {rss_mb:.0} MB",
+        "    --apply-workers {workers}: source {source_secs:.2}s, apply {apply_secs:.2}s ({:.2}x), peak RSS {rss_mb:.0} MB",
         apply_secs / source_secs
     );
     Ok(SingleRun { source_secs, apply_secs, rss_mb })
@@ -69,6 +78,12 @@ pub(crate) fn single_writer_workload(env: &Env) -> BenchResult<SingleResults> {
     eprintln!(
         "==> f. single writer: {TXS} transactions of 60 inserts + 30 updates + 10 deletes on one connection"
     );
-    let runs = (0..env.opts.runs()).map(|r| one_run(env, r)).collect::<BenchResult<Vec<_>>>()?;
-    Ok(SingleResults { runs })
+    // Interleaved: one session, then PARALLEL_WORKERS sessions, each round.
+    let mut runs = Vec::new();
+    let mut parallel = Vec::new();
+    for r in 0..env.opts.runs() {
+        runs.push(one_run(env, r, 1)?);
+        parallel.push(one_run(env, r, PARALLEL_WORKERS)?);
+    }
+    Ok(SingleResults { runs, parallel })
 }

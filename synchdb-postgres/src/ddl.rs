@@ -267,9 +267,10 @@ pub(crate) fn create_table_sql(t: &TableSchema, pt: &PgTable, cx: &DdlCtx<'_>) -
 }
 
 /// `CREATE INDEX` for a MySQL index, or `None` (logged once) when PostgreSQL has no equivalent.
-pub(crate) fn index_sql(pt: &PgTable, ix: &IndexSchema, cx: &DdlCtx<'_>) -> Option<String> {
+/// The index is named `name` ([`index_name_for`]).
+fn index_sql_as(pt: &PgTable, ix: &IndexSchema, cx: &DdlCtx<'_>, name: &str) -> Option<String> {
     let col = |name: &str| pt.columns.iter().find(|c| c.name == name);
-    let name = quote(&index_name(&pt.name, &ix.name));
+    let name = quote(name);
     let missing = ix.columns.iter().find(|c| col(&c.name).is_none());
     if let Some(m) = missing {
         cx.notes.once(&pt.id, format!("index {} skipped: unknown column {}", ix.name, m.name));
@@ -470,6 +471,37 @@ async fn move_index_out_of_the_way(
     exec(conn, &sql, ctx).await
 }
 
+/// The PostgreSQL name of `pt`'s index `index`: `<table>_<index>`, unless
+/// another relation of the schema holds that name (a table `t_b` next to
+/// table `t`'s index `b`, or another table's index): then the
+/// `<table>_<index>_synchdb<n>` this table's index has, or the first free one
+/// (`CREATE INDEX IF NOT EXISTS` would otherwise make no index at all).
+async fn index_name_for(conn: &mut PgConnection, pt: &PgTable, index: &str, ctx: &Context) -> Result<String> {
+    let computed = index_name(&pt.name, index);
+    let owner: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT (SELECT i.indrelid::regclass::text FROM pg_index i WHERE i.indexrelid = c.oid)          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+    )
+    .bind(&pt.schema)
+    .bind(&computed)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, ctx))?;
+    let ours: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&pt.qualified)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| sqlx_error(e, ctx))?;
+    match owner {
+        // Free, or this table's index already (IF NOT EXISTS keeps it).
+        None => Ok(computed),
+        Some(Some(table)) if Some(&table) == ours.as_ref() => Ok(computed),
+        Some(_) => match actual_index_name(conn, &pt.qualified, &computed, ctx).await? {
+            Some(moved) => Ok(moved),
+            None => free_relation_name(conn, &pt.schema, &computed, ctx).await,
+        },
+    }
+}
+
 /// `wanted` if no relation of `schema` has that name, else the first free
 /// `<wanted>_synchdb<n>`.
 async fn free_relation_name(
@@ -540,7 +572,8 @@ pub(crate) async fn create_indexes_and_keys(
     cx: &DdlCtx<'_>,
 ) -> Result<()> {
     for ix in &t.indexes {
-        if let Some(sql) = index_sql(pt, ix, cx) {
+        let name = index_name_for(conn, pt, &ix.name, &Context::schema(&pt.id)).await?;
+        if let Some(sql) = index_sql_as(pt, ix, cx, &name) {
             try_exec(conn, &sql, pt, &format!("index {}", ix.name), cx).await?;
         }
     }
@@ -734,7 +767,8 @@ pub(crate) async fn apply_schema_change(
                         .with_position(ev.meta.position.clone()))
                 }
             };
-            if let Some(sql) = index_sql(&pt, index, cx) {
+            let name = index_name_for(conn, &pt, &index.name, &ctx).await?;
+            if let Some(sql) = index_sql_as(&pt, index, cx, &name) {
                 exec(conn, &sql, &ctx).await?;
             }
         }

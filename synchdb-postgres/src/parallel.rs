@@ -57,11 +57,13 @@ enum Route {
 }
 
 /// Split `batch` over `workers` sessions, or `None` when it is applied by
-/// one (see the module docs). `entry` gives a table's mapping.
+/// one (see the module docs). `entry` gives a table's mapping and whether a
+/// foreign key on the target references it (its rows are not spread: two
+/// shares' cascades could meet in one referencing row).
 pub(crate) fn partition(
     batch: &ChangeBatch,
     workers: usize,
-    entry: impl Fn(&Arc<TableSchema>) -> Result<Arc<TableEntry>>,
+    entry: impl Fn(&Arc<TableSchema>) -> Result<(Arc<TableEntry>, bool)>,
 ) -> Result<Option<Vec<Part>>> {
     if workers < 2 || batch.open || batch.event_count() < MIN_PARALLEL_EVENTS {
         return Ok(None);
@@ -99,7 +101,7 @@ pub(crate) fn partition(
     }
     let mut routes: Vec<Route> = Vec::with_capacity(tables.len());
     for (i, t) in tables.iter().enumerate() {
-        let e = entry(t)?;
+        let (e, referenced) = entry(t)?;
         let keyed = !e.pt.key.is_empty()
             && e.pt.key.iter().all(|&k| {
                 // Distinct source keys stay distinct on the target (no SQL
@@ -110,7 +112,7 @@ pub(crate) fn partition(
                         && (c.family != Family::Text || c.nul == TextNul::Error)
                 })
             });
-        routes.push(if linked[i] || e.ordered || !keyed {
+        routes.push(if linked[i] || referenced || e.ordered || !keyed {
             Route::Whole(groups.root(&t.id))
         } else {
             Route::ByKey(e.pt.key.clone())
@@ -268,9 +270,10 @@ mod tests {
         Arc::new(t)
     }
 
-    fn entry(t: &Arc<TableSchema>) -> Result<Arc<TableEntry>> {
+    fn entry(t: &Arc<TableSchema>) -> Result<(Arc<TableEntry>, bool)> {
         let pt = PgTable::build(t, &PgSinkOptions::new(), false)?;
-        Ok(Arc::new(TableEntry { stmts: Statements::new(&pt), pt, ordered: false }))
+        let referenced = t.id.table == "referenced";
+        Ok((Arc::new(TableEntry { stmts: Statements::new(&pt), pt, ordered: false }), referenced))
     }
 
     fn meta() -> EventMeta {
@@ -330,24 +333,36 @@ mod tests {
 
     #[test]
     fn foreign_keys_keep_tables_together_and_keys_spread_the_rest() {
-        let (parent, child, free, keyless) = (
+        let (parent, child, free, keyless, referenced) = (
             table("parent", true, None),
             table("child", true, Some("parent")),
             table("free", true, None),
             table("log", false, None),
+            table("referenced", true, None),
         );
         let mut events = Vec::new();
         for i in 0..100 {
-            events.extend([ins(&parent, i), ins(&child, i), ins(&free, i), ins(&keyless, i)]);
+            events.extend([
+                ins(&parent, i),
+                ins(&child, i),
+                ins(&free, i),
+                ins(&keyless, i),
+                ins(&referenced, i),
+            ]);
         }
         let b = batch(events);
         let parts = partition(&b, 3, entry).unwrap().expect("split");
         let total: usize = parts.iter().flat_map(|p| p.iter().map(|(_, e)| e.len())).sum();
-        assert_eq!(total, 400, "every event in exactly one part");
+        assert_eq!(total, 500, "every event in exactly one part");
         let s = spread(&b, &parts);
         assert_eq!(s["parent"].len(), 1, "{s:?}");
         assert_eq!(s["parent"], s["child"], "tables joined by a foreign key share a worker");
         assert_eq!(s["log"].len(), 1, "a keyless table is applied whole");
+        assert_eq!(
+            s["referenced"].len(),
+            1,
+            "a table a foreign key on the target references is applied whole"
+        );
         assert_eq!(s["free"].len(), 3, "a keyed table is spread over the workers by key");
         // Source order within a part: transaction indexes increase.
         for p in &parts {

@@ -1,6 +1,6 @@
 //! [`PgSink`]: the PostgreSQL implementation of [`Sink`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,9 @@ pub struct PgSink {
     inner: Arc<Inner>,
 }
 
+/// Target tables a foreign key references, as (schema, table).
+type Referenced = HashSet<(String, String)>;
+
 /// A source schema (kept alive so its address stays unique) and its mapping.
 type CachedTable = (Arc<TableSchema>, Arc<TableEntry>);
 
@@ -53,6 +56,11 @@ struct Inner {
     /// A parallel batch ended without every prepared transaction resolved:
     /// resolve them (by the stored decision) before the next batch.
     unresolved: std::sync::atomic::AtomicBool,
+    /// Parallel apply: the target tables some foreign key references, as
+    /// (schema, table); read from the catalog, forgotten at every DDL.
+    referenced: Mutex<Option<Arc<Referenced>>>,
+    /// A parallel batch failed: its retry (the next batch) runs in one session.
+    serial_next: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgSink {
@@ -157,6 +165,8 @@ impl PgSink {
                 ),
                 batches: std::sync::atomic::AtomicU64::new(0),
                 unresolved: std::sync::atomic::AtomicBool::new(false),
+                referenced: Mutex::new(None),
+                serial_next: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -339,6 +349,7 @@ impl PgSink {
                     }
                     ChangeEvent::Schema(e) => {
                         applier.flush().await?;
+                        self.forget_referenced();
                         ddl::apply_schema_change(applier.conn, e, &self.ddl_ctx()).await?;
                     }
                     other => {
@@ -372,7 +383,11 @@ impl PgSink {
             let cx = &cx;
             async move {
                 let mut conn = self.conn().await?;
-                conn.execute("BEGIN").await.map_err(|e| sqlx_error(e, cx))?;
+                // A share waiting for a row another share holds would wait for
+                // ever once that one is prepared (PostgreSQL sees no deadlock
+                // through this process): it gives up, and the batch is applied
+                // again in one session.
+                conn.execute("BEGIN; SET LOCAL lock_timeout = '10s'").await.map_err(|e| sqlx_error(e, cx))?;
                 let changed = self.apply_events(&mut conn, batch, Some(part)).await?;
                 let prepare = format!("PREPARE TRANSACTION {}", literal(gid));
                 conn.execute(AssertSqlSafe(prepare)).await.map_err(|e| sqlx_error(e, cx))?;
@@ -448,10 +463,33 @@ impl PgSink {
     /// decision, now or before the next batch.
     async fn abandon(&self, pipeline: &str, prepared: Vec<Conn>) {
         drop(prepared);
+        self.inner.serial_next.store(true, Ordering::Release);
         self.inner.unresolved.store(true, Ordering::Release);
         if let Err(e) = self.resolve_prepared(pipeline).await {
             warn!(error = %e, "prepared shares of a failed batch not resolved yet; trying again before the next batch");
         }
+    }
+
+    /// The target tables a foreign key references (cached until the next DDL).
+    async fn referenced_tables(&self) -> Result<Arc<Referenced>> {
+        if let Some(r) = self.inner.referenced.lock().expect("referenced poisoned").clone() {
+            return Ok(r);
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_constraint k \
+             JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'f'",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(|e| sqlx_error(e, &Context::state()))?;
+        let set = Arc::new(rows.into_iter().collect::<HashSet<_>>());
+        *self.inner.referenced.lock().expect("referenced poisoned") = Some(set.clone());
+        Ok(set)
+    }
+
+    fn forget_referenced(&self) {
+        *self.inner.referenced.lock().expect("referenced poisoned") = None;
     }
 
     /// Commit the pipeline's prepared transactions whose batch was decided
@@ -621,6 +659,7 @@ impl Sink for PgSink {
         restart: &[TableId],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.forget_referenced();
         self.validate_tables(tables).await?;
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
@@ -691,6 +730,7 @@ impl Sink for PgSink {
         tables: &[Arc<TableSchema>],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.forget_referenced();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let cx = self.ddl_ctx();
@@ -721,6 +761,7 @@ impl Sink for PgSink {
         tables: &[Arc<TableSchema>],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.forget_referenced();
         self.validate_tables(tables).await?;
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
@@ -769,6 +810,7 @@ impl Sink for PgSink {
         referencing: &[Arc<TableSchema>],
         state: &StateUpdate,
     ) -> Result<()> {
+        self.forget_referenced();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;
         let cx = self.ddl_ctx();
@@ -801,8 +843,16 @@ impl Sink for PgSink {
         if !batch.open && open.is_none() {
             drop(open);
             let workers = self.inner.opts.get_apply_workers() as usize;
-            if let Some(parts) = parallel::partition(batch, workers, |t| self.entry(t))? {
-                return self.apply_parallel(pipeline, batch, parts).await;
+            let serial = self.inner.serial_next.swap(false, Ordering::AcqRel);
+            if workers > 1 && !serial && batch.event_count() >= parallel::MIN_PARALLEL_EVENTS {
+                let referenced = self.referenced_tables().await?;
+                let parts = parallel::partition(batch, workers, |t| {
+                    let e = self.entry(t)?;
+                    Ok((e.clone(), referenced.contains(&(e.pt.schema.clone(), e.pt.name.clone()))))
+                })?;
+                if let Some(parts) = parts {
+                    return self.apply_parallel(pipeline, batch, parts).await;
+                }
             }
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await.map_err(|e| sqlx_error(e, &Context::state()))?;

@@ -292,3 +292,41 @@ async fn keyless_own_index_follows_alter_table() {
     s.apply("ka", &batch(12, vec![ddl(create, Some(std::sync::Arc::new(t3)), 12)])).await.unwrap();
     assert!(own().is_empty(), "{:?}", own());
 }
+
+/// PostgreSQL keeps tables and indexes in one namespace per schema: an index
+/// named `<table>_<index>` whose name a table holds gets a free name instead
+/// of nothing (`CREATE INDEX IF NOT EXISTS` would have skipped it), in the
+/// snapshot and in follow mode, and `DROP INDEX` finds it there.
+#[tokio::test]
+async fn an_index_whose_name_a_table_holds_is_made_under_a_free_name() {
+    let db = db("pg_index_name_taken");
+    let s = sink(&db, |o| o).await;
+    let taken = table("nt", "t_u", vec![int("id", IntWidth::Int, false)], &["id"]);
+    let taken2 = table("nt", "t_v", vec![int("id", IntWidth::Int, false)], &["id"]);
+    let mut t =
+        (*table("nt", "t", vec![int("id", IntWidth::Int, false), int("u", IntWidth::Int, false)], &["id"]))
+            .clone();
+    t.indexes.push(IndexSchema {
+        name: "u".into(),
+        kind: IndexKind::Unique,
+        columns: vec![IndexColumn::new("u")],
+    });
+    let t = std::sync::Arc::new(t);
+    snapshot(&s, "nt", &[(taken.clone(), vec![]), (taken2.clone(), vec![]), (t.clone(), vec![])]).await;
+    let indexes = || {
+        query(&db, "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'nt.t'::regclass AND NOT i.indisprimary ORDER BY 1")
+    };
+    assert_eq!(indexes(), ["t_u_synchdb1"], "snapshot");
+    // Follow mode: CREATE INDEX v, whose name the table t_v holds; then DROP INDEX u.
+    let mut t2 = (*t).clone();
+    let v = IndexSchema { name: "v".into(), kind: IndexKind::Plain, columns: vec![IndexColumn::new("u")] };
+    t2.indexes.push(v.clone());
+    let create = SchemaChange::CreateIndex { table: t.id.clone(), index: v };
+    s.apply("nt", &batch(10, vec![ddl(create, Some(std::sync::Arc::new(t2.clone())), 10)])).await.unwrap();
+    assert_eq!(indexes(), ["t_u_synchdb1", "t_v_synchdb1"], "follow");
+    let mut t3 = t2.clone();
+    t3.indexes.retain(|i| i.name != "u");
+    let drop = SchemaChange::DropIndex { table: t.id.clone(), name: "u".into() };
+    s.apply("nt", &batch(11, vec![ddl(drop, Some(std::sync::Arc::new(t3)), 11)])).await.unwrap();
+    assert_eq!(indexes(), ["t_v_synchdb1"], "DROP INDEX finds the moved name");
+}
