@@ -247,18 +247,28 @@ fn enum_check(pg: &PgColumn) -> Option<String> {
     ))
 }
 
-/// `CREATE SCHEMA` and `CREATE TABLE` (columns, NOT NULL, defaults, primary key, enum checks).
-pub(crate) fn create_table_sql(t: &TableSchema, pt: &PgTable, cx: &DdlCtx<'_>) -> Vec<String> {
+/// The `CONSTRAINT ... PRIMARY KEY (...)` clause of `t`, if it has a key.
+fn primary_key_clause(t: &TableSchema, pt: &PgTable) -> Option<String> {
+    if t.primary_key.is_empty() {
+        return None;
+    }
+    let cols: Vec<String> = t.primary_key.iter().map(|c| quote(c)).collect();
+    Some(format!("CONSTRAINT {} PRIMARY KEY ({})", quote(&index_name(&pt.name, "pkey")), cols.join(", ")))
+}
+
+/// `CREATE SCHEMA` and `CREATE TABLE` (columns, NOT NULL, defaults, enum
+/// checks, and the primary key unless `without_key`).
+pub(crate) fn create_table_sql(
+    t: &TableSchema,
+    pt: &PgTable,
+    cx: &DdlCtx<'_>,
+    without_key: bool,
+) -> Vec<String> {
     let mut parts: Vec<String> =
         t.columns.iter().zip(&pt.columns).map(|(c, pg)| column_def(&t.id, c, pg, cx)).collect();
     parts.extend(pt.columns.iter().filter_map(enum_check));
-    if !t.primary_key.is_empty() {
-        let cols: Vec<String> = t.primary_key.iter().map(|c| quote(c)).collect();
-        parts.push(format!(
-            "CONSTRAINT {} PRIMARY KEY ({})",
-            quote(&index_name(&pt.name, "pkey")),
-            cols.join(", ")
-        ));
+    if !without_key {
+        parts.extend(primary_key_clause(t, pt));
     }
     vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&pt.schema)),
@@ -435,9 +445,48 @@ pub(crate) async fn create_table(
     pt: &PgTable,
     cx: &DdlCtx<'_>,
 ) -> Result<()> {
+    create_table_as(conn, t, pt, cx, false).await
+}
+
+/// Create a table to bulk-load: without its primary key, which
+/// [`create_indexes_and_keys`] builds after the load (one sorted build
+/// instead of a B-tree insertion per row, as `pg_dump` orders it).
+pub(crate) async fn create_table_for_load(
+    conn: &mut PgConnection,
+    t: &TableSchema,
+    pt: &PgTable,
+    cx: &DdlCtx<'_>,
+) -> Result<()> {
+    create_table_as(conn, t, pt, cx, true).await
+}
+
+async fn create_table_as(
+    conn: &mut PgConnection,
+    t: &TableSchema,
+    pt: &PgTable,
+    cx: &DdlCtx<'_>,
+    without_key: bool,
+) -> Result<()> {
     move_index_out_of_the_way(conn, &pt.schema, &pt.name, &Context::schema(&t.id)).await?;
-    for sql in create_table_sql(t, pt, cx) {
+    for sql in create_table_sql(t, pt, cx, without_key) {
         exec(conn, &sql, &Context::schema(&t.id)).await?;
+    }
+    Ok(())
+}
+
+/// Add `t`'s primary key if the table has none (created for a load).
+async fn ensure_primary_key(conn: &mut PgConnection, t: &TableSchema, pt: &PgTable) -> Result<()> {
+    let Some(clause) = primary_key_clause(t, pt) else { return Ok(()) };
+    let ctx = Context::schema(&t.id);
+    let has: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary)",
+    )
+    .bind(&pt.qualified)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| sqlx_error(e, &ctx))?;
+    if !has {
+        exec(conn, &format!("ALTER TABLE {} ADD {clause}", pt.qualified), &ctx).await?;
     }
     Ok(())
 }
@@ -571,6 +620,7 @@ pub(crate) async fn create_indexes_and_keys(
     pt: &PgTable,
     cx: &DdlCtx<'_>,
 ) -> Result<()> {
+    ensure_primary_key(conn, t, pt).await?;
     for ix in &t.indexes {
         let name = index_name_for(conn, pt, &ix.name, &Context::schema(&pt.id)).await?;
         if let Some(sql) = index_sql_as(pt, ix, cx, &name) {

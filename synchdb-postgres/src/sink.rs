@@ -676,7 +676,7 @@ impl Sink for PgSink {
         }
         for t in tables {
             let entry = self.entry(t)?;
-            ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
+            ddl::create_table_for_load(&mut tx, t, &entry.pt, &cx).await?;
         }
         let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;
@@ -753,8 +753,9 @@ impl Sink for PgSink {
         Ok(())
     }
 
-    /// Drops and creates each table anew (with its primary key; the foreign
-    /// keys that point to it go with it), in one transaction with `state`.
+    /// Drops and creates each table anew (its primary key is built with its
+    /// other indexes by `finish_resync`; the foreign keys that point to it go
+    /// with it), in one transaction with `state`.
     async fn begin_resync(
         &self,
         pipeline: &str,
@@ -771,7 +772,7 @@ impl Sink for PgSink {
             let sql = format!("DROP TABLE IF EXISTS {q} CASCADE");
             tx.execute(AssertSqlSafe(sql)).await.map_err(|e| sqlx_error(e, &Context::schema(&t.id)))?;
             let entry = self.entry(t)?;
-            ddl::create_table(&mut tx, t, &entry.pt, &cx).await?;
+            ddl::create_table_for_load(&mut tx, t, &entry.pt, &cx).await?;
         }
         let written = self.inner.state.store(&mut tx, pipeline, state).await?;
         commit(tx).await?;

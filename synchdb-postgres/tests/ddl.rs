@@ -317,6 +317,10 @@ async fn an_index_whose_name_a_table_holds_is_made_under_a_free_name() {
         query(&db, "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'nt.t'::regclass AND NOT i.indisprimary ORDER BY 1")
     };
     assert_eq!(indexes(), ["t_u_synchdb1"], "snapshot");
+    // Loaded without its primary key, which the snapshot's end builds.
+    let pkey = "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                WHERE i.indrelid = 'nt.t'::regclass AND i.indisprimary";
+    assert_eq!(query(&db, pkey), ["t_pkey"]);
     // Follow mode: CREATE INDEX v, whose name the table t_v holds; then DROP INDEX u.
     let mut t2 = (*t).clone();
     let v = IndexSchema { name: "v".into(), kind: IndexKind::Plain, columns: vec![IndexColumn::new("u")] };
