@@ -29,6 +29,12 @@
 //! (where a deleted and an inserted row could collide), keep the source order of
 //! upserts and deletes.
 //!
+//! A batch (or a parallel share) made only of row changes of keyed tables that keep
+//! their keys is *piped*: runs are cut at 1,000 rows and each goes, in order, to the
+//! session executing them while the next is encoded (two futures joined on one task:
+//! PostgreSQL works on one statement while this process encodes the next), instead
+//! of encoding a whole batch and then waiting for it.
+//!
 //! Row-by-row mode sends one statement per row change, with the same semantics.
 //!
 //! A column with an SQL transform (`PgColumn::transform`, e.g. `lower(%d)`) stores the
@@ -400,9 +406,39 @@ impl Run {
     }
 }
 
-/// Applies the events of one batch on one connection (in the caller's transaction).
+/// A statement of a run and its error context, on its way to the session
+/// that executes it (see [`Applier::piped`]).
+pub(crate) type Piped = (Context, sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>);
+
+/// Rows of a run after which a piped applier sends it (so that PostgreSQL
+/// executes one part while the next is encoded).
+const PIPED_RUN_ROWS: usize = 1000;
+
+/// Whether every event of `events` can go through a piped applier: row
+/// events of keyed tables, no key changed, set-based mode (no statement
+/// whose result decides what comes next).
+pub(crate) fn pipeable<'a>(
+    mode: ApplyMode,
+    mut events: impl Iterator<Item = (&'a ChangeEvent, &'a TableEntry)>,
+) -> bool {
+    mode == ApplyMode::SetBased
+        && events.all(|(event, table)| {
+            let key = &table.pt.key;
+            !key.is_empty()
+                && match event {
+                    ChangeEvent::Insert(_) | ChangeEvent::Delete(_) => true,
+                    ChangeEvent::Update(e) => key.iter().all(|&k| e.before.get(k) == e.after.get(k)),
+                    _ => false,
+                }
+        })
+}
+
+/// Applies the events of one batch on one connection (in the caller's
+/// transaction), or, [piped](Self::piped), hands its statements to the task
+/// that executes them.
 pub(crate) struct Applier<'c> {
-    pub conn: &'c mut PgConnection,
+    conn: Option<&'c mut PgConnection>,
+    pipe: Option<tokio::sync::mpsc::Sender<Piped>>,
     pub mode: ApplyMode,
     pub zero: ZeroDatePolicy,
     run: Option<Run>,
@@ -418,7 +454,29 @@ pub(crate) struct Applier<'c> {
 
 impl<'c> Applier<'c> {
     pub fn new(conn: &'c mut PgConnection, mode: ApplyMode, zero: ZeroDatePolicy) -> Self {
-        Applier { conn, mode, zero, run: None, other: None, changed: 0 }
+        Applier { conn: Some(conn), pipe: None, mode, zero, run: None, other: None, changed: 0 }
+    }
+
+    /// An applier that sends its statements to `pipe` instead of executing
+    /// them (only for events [`pipeable`] accepts): the caller executes them
+    /// in order on its connection while this one encodes the next.
+    pub fn piped(pipe: tokio::sync::mpsc::Sender<Piped>, zero: ZeroDatePolicy) -> Self {
+        Applier {
+            conn: None,
+            pipe: Some(pipe),
+            mode: ApplyMode::SetBased,
+            zero,
+            run: None,
+            other: None,
+            changed: 0,
+        }
+    }
+
+    /// The connection (not of a piped applier).
+    pub fn conn(&mut self) -> Result<&mut PgConnection> {
+        self.conn.as_deref_mut().ok_or_else(|| {
+            synchdb_core::Error::internal("a piped applier met an event that needs its statement's result")
+        })
     }
 
     fn encode(
@@ -592,7 +650,7 @@ impl<'c> Applier<'c> {
             self.run = Some(Run::new(table, op, vals.len(), pos));
         }
         self.run.as_mut().expect("run just set").add(vals, remember);
-        Ok(())
+        self.send_full().await
     }
 
     /// A keyed row (upsert or delete by key) of a table whose upserts and
@@ -629,6 +687,15 @@ impl<'c> Applier<'c> {
         }
         let width = vals.len();
         self.run.get_or_insert_with(|| Run::new(table, op, width, pos)).add(vals, remember);
+        self.send_full().await
+    }
+
+    /// Piped: send the current run once it is long enough.
+    async fn send_full(&mut self) -> Result<()> {
+        if self.pipe.is_some() && self.run.as_ref().is_some_and(|r| r.rows >= PIPED_RUN_ROWS) {
+            let run = self.run.take().expect("checked");
+            self.send(run).await?;
+        }
         Ok(())
     }
 
@@ -669,7 +736,14 @@ impl<'c> Applier<'c> {
             }
         }
         let cx = Context::data(&run.table.pt.id, Some(&run.position));
-        let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+        if let Some(pipe) = &self.pipe {
+            // The executing side stopped at an error of its own, which it reports.
+            return pipe
+                .send((cx, q))
+                .await
+                .map_err(|_| synchdb_core::Error::internal("the statement pipe closed"));
+        }
+        let r = q.execute(self.conn()?).await.map_err(|e| sqlx_error(e, &cx))?;
         self.changed += r.rows_affected();
         Ok(())
     }
@@ -698,7 +772,7 @@ impl<'c> Applier<'c> {
             }
             q = q.bind(run.rows as i64);
             let cx = Context::data(&run.table.pt.id, Some(&run.position));
-            let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+            let r = q.execute(self.conn()?).await.map_err(|e| sqlx_error(e, &cx))?;
             if r.rows_affected() == run.rows as u64 {
                 self.changed += r.rows_affected();
                 return Ok(());
@@ -739,7 +813,7 @@ impl<'c> Applier<'c> {
             q = q.bind(b);
         }
         let cx = Context::data(&table.pt.id, Some(pos));
-        let r = q.execute(&mut *self.conn).await.map_err(|e| sqlx_error(e, &cx))?;
+        let r = q.execute(self.conn()?).await.map_err(|e| sqlx_error(e, &cx))?;
         self.changed += r.rows_affected();
         Ok(r.rows_affected())
     }

@@ -14,7 +14,7 @@ use synchdb_core::{
 use synchdb_types::{ChangeEvent, Position, TableId, TableSchema, Transaction};
 use tracing::{debug, info, warn};
 
-use crate::apply::{Applier, Statements, TableEntry};
+use crate::apply::{self, Applier, Statements, TableEntry};
 use crate::copy::copy_rows;
 use crate::ddl::{self, quote, DdlCtx, Notes, PgTable};
 use crate::error::{sqlx_error, Context};
@@ -280,34 +280,82 @@ impl PgSink {
         part: Option<&Part>,
     ) -> Result<u64> {
         let opts = &self.inner.opts;
+        let selected = selected(batch, part);
+        if selected.iter().all(|(tx, _)| tx.foreign_key_checks) {
+            let mut tables = Vec::with_capacity(selected.iter().map(|(_, e)| e.len()).sum());
+            for (_, events) in &selected {
+                for event in events {
+                    let table = match event {
+                        ChangeEvent::Insert(e) => &e.table,
+                        ChangeEvent::Update(e) => &e.table,
+                        ChangeEvent::Delete(e) => &e.table,
+                        _ => break,
+                    };
+                    tables.push((*event, self.entry(table)?));
+                }
+            }
+            let all = tables.len() == selected.iter().map(|(_, e)| e.len()).sum::<usize>();
+            if all && apply::pipeable(opts.get_apply_mode(), tables.iter().map(|(e, t)| (*e, &**t))) {
+                return self.apply_piped(conn, tables).await;
+            }
+        }
+        self.apply_one_by_one(conn, selected).await
+    }
+
+    /// Row events of keyed tables: encoded and executed at once — PostgreSQL
+    /// executes one statement while the next is encoded (runs of at most
+    /// 1,000 rows, in source order, on `conn`).
+    async fn apply_piped(
+        &self,
+        conn: &mut PgConnection,
+        events: Vec<(&ChangeEvent, Arc<TableEntry>)>,
+    ) -> Result<u64> {
+        let (send, mut receive) = tokio::sync::mpsc::channel::<apply::Piped>(2);
+        let zero = self.inner.opts.get_zero_dates();
+        let encode = async move {
+            let mut applier = Applier::piped(send, zero);
+            for (event, table) in events {
+                applier.row_event(table, event).await?;
+            }
+            applier.flush().await
+        };
+        let execute = async {
+            let mut changed = 0;
+            while let Some((cx, q)) = receive.recv().await {
+                let r = q.execute(&mut *conn).await.map_err(|e| sqlx_error(e, &cx))?;
+                changed += r.rows_affected();
+            }
+            Ok::<_, Error>(changed)
+        };
+        let (encoded, executed) = tokio::join!(encode, execute);
+        // The executing side's error first: the encoding side then only saw the pipe close.
+        let changed = executed?;
+        encoded?;
+        Ok(changed)
+    }
+
+    /// Apply events one by one (any event, any mode).
+    async fn apply_one_by_one(&self, conn: &mut PgConnection, selected: Selected<'_>) -> Result<u64> {
+        let opts = &self.inner.opts;
         let mut applier = Applier::new(conn, opts.get_apply_mode(), opts.get_zero_dates());
         // Row changes leave deferred foreign-key checks pending, and PostgreSQL
         // refuses ALTER TABLE and TRUNCATE of a table with pending trigger
         // events. A DDL statement is a source transaction of its own, so the
         // checks can run before it, as they would at a commit.
         let mut checks_pending = false;
-        type Selected<'a> = Box<dyn Iterator<Item = (&'a Transaction, Option<&'a [usize]>)> + Send + 'a>;
-        let selected: Selected<'_> = match part {
-            None => Box::new(batch.transactions.iter().map(|t| (t, None))),
-            Some(p) => Box::new(p.iter().map(|(i, ev)| (&batch.transactions[*i], Some(ev.as_slice())))),
-        };
-        for (tx, only) in selected {
-            let events: Box<dyn Iterator<Item = &ChangeEvent> + Send + '_> = match only {
-                None => Box::new(tx.events.iter()),
-                Some(ix) => Box::new(ix.iter().map(|&i| &tx.events[i])),
-            };
+        for (tx, events) in selected {
             if !tx.foreign_key_checks {
                 // FOREIGN_KEY_CHECKS=0 at the source: InnoDB neither checked nor
                 // cascaded, so PostgreSQL's foreign-key triggers must not fire either.
                 applier.flush().await?;
-                set_replica_role(applier.conn, true, tx).await?;
+                set_replica_role(applier.conn()?, true, tx).await?;
             }
             for event in events {
                 if matches!(event, ChangeEvent::Truncate(_) | ChangeEvent::Schema(_)) && checks_pending {
                     applier.flush().await?;
                     let cx = Context::data(event.table_id(), Some(&event.meta().position));
                     applier
-                        .conn
+                        .conn()?
                         .execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
                         .await
                         .map_err(|err| sqlx_error(err, &cx))?;
@@ -327,7 +375,7 @@ impl PgSink {
                             "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass)",
                         )
                         .bind(&target)
-                        .fetch_one(&mut *applier.conn)
+                        .fetch_one(applier.conn()?)
                         .await
                         .map_err(|err| sqlx_error(err, &cx))?;
                         // InnoDB truncates a referenced table only with FOREIGN_KEY_CHECKS=0,
@@ -335,22 +383,26 @@ impl PgSink {
                         // there, so the rows are deleted with foreign-key triggers off.
                         let switch_role = referenced && tx.foreign_key_checks;
                         if switch_role {
-                            set_replica_role(applier.conn, true, tx).await?;
+                            set_replica_role(applier.conn()?, true, tx).await?;
                         }
                         let sql = if referenced {
                             format!("DELETE FROM {target}")
                         } else {
                             format!("TRUNCATE {target}")
                         };
-                        applier.conn.execute(AssertSqlSafe(sql)).await.map_err(|err| sqlx_error(err, &cx))?;
+                        applier
+                            .conn()?
+                            .execute(AssertSqlSafe(sql))
+                            .await
+                            .map_err(|err| sqlx_error(err, &cx))?;
                         if switch_role {
-                            set_replica_role(applier.conn, false, tx).await?;
+                            set_replica_role(applier.conn()?, false, tx).await?;
                         }
                     }
                     ChangeEvent::Schema(e) => {
                         applier.flush().await?;
                         self.forget_referenced();
-                        ddl::apply_schema_change(applier.conn, e, &self.ddl_ctx()).await?;
+                        ddl::apply_schema_change(applier.conn()?, e, &self.ddl_ctx()).await?;
                     }
                     other => {
                         return Err(Error::new(
@@ -363,7 +415,7 @@ impl PgSink {
             }
             if !tx.foreign_key_checks {
                 applier.flush().await?;
-                set_replica_role(applier.conn, false, tx).await?;
+                set_replica_role(applier.conn()?, false, tx).await?;
             }
         }
         applier.flush().await?;
@@ -541,6 +593,22 @@ impl PgSink {
 /// `s` as an SQL string literal.
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A batch's transactions with the events to apply (all, or `part`'s).
+type Selected<'a> = Vec<(&'a Transaction, Vec<&'a ChangeEvent>)>;
+
+fn selected<'a>(batch: &'a ChangeBatch, part: Option<&'a Part>) -> Selected<'a> {
+    match part {
+        None => batch.transactions.iter().map(|t| (t, t.events.iter().collect())).collect(),
+        Some(p) => p
+            .iter()
+            .map(|(i, ev)| {
+                let t = &batch.transactions[*i];
+                (t, ev.iter().map(|&e| &t.events[e]).collect())
+            })
+            .collect(),
+    }
 }
 
 /// Turn foreign-key (and all other) triggers off or on for the rest of the

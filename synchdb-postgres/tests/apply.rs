@@ -698,3 +698,58 @@ async fn a_sink_on_the_services_own_pool_checks_its_time_zone() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("Europe/Berlin"), "{e}");
 }
+
+/// Large batches of keyed changes go through the piped applier (statements
+/// of at most 1,000 rows executed while the next is encoded): same rows as
+/// the model, replay changes nothing, and an error in a statement the
+/// executing side runs stops the batch with that error, nothing of it kept.
+#[tokio::test]
+async fn large_keyed_batches_are_piped_in_order_and_a_failing_statement_stops_them() {
+    let db = db("pg_piped");
+    let s = sink(&db, |o| o).await;
+    let mut v = varchar("v", 20);
+    v.nullable = false;
+    let t = table("pp", "t", vec![int("id", IntWidth::Big, false), v], &["id"]);
+    snapshot(&s, "pp", &[(t.clone(), vec![])]).await;
+    let row = |id: i64, v: &str| vec![Value::Int(id), Value::Text(v.into())];
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut model: std::collections::BTreeMap<i64, String> = Default::default();
+    for b in 0..3u64 {
+        let n = 10 + b;
+        let mut events = Vec::new();
+        for _ in 0..5000 {
+            let id = rng.below(2000) as i64;
+            let v = format!("v{}", rng.below(100_000));
+            match (model.get(&id).cloned(), rng.below(4)) {
+                (None, _) => {
+                    events.push(ins(&t, row(id, &v), n));
+                    model.insert(id, v);
+                }
+                (Some(old), 0) => {
+                    events.push(del(&t, row(id, &old), n));
+                    model.remove(&id);
+                }
+                (Some(old), _) => {
+                    events.push(upd(&t, row(id, &old), row(id, &v), n));
+                    model.insert(id, v);
+                }
+            }
+        }
+        let bt = batch(n, events);
+        s.apply("pp", &bt).await.unwrap();
+        if b == 1 {
+            s.apply("pp", &bt).await.unwrap();
+        }
+    }
+    let want: Vec<String> = model.iter().map(|(k, v)| format!("{k}|{v}")).collect();
+    assert_eq!(query(&db, "SELECT id, v FROM pp.t ORDER BY id"), want);
+
+    // A NULL into the NOT NULL column in the third of four statements.
+    let mut events: Vec<ChangeEvent> = (0..3500).map(|i| ins(&t, row(100_000 + i, "new"), 20)).collect();
+    events[2500] = ins(&t, vec![Value::Int(200_000), Value::Null], 20);
+    let err = s.apply("pp", &batch(20, events)).await.expect_err("NOT NULL violated");
+    assert_eq!(err.kind(), synchdb_core::ErrorKind::SinkApply, "{err}");
+    assert!(err.to_string().contains("pp.t"), "names the table: {err}");
+    assert_eq!(query(&db, "SELECT count(*) FROM pp.t WHERE id >= 100000"), ["0"]);
+    assert_eq!(s.load_state("pp").await.unwrap().unwrap().position, Some(pos(12)));
+}
