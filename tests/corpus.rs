@@ -548,6 +548,8 @@ const SLICE: &[&str] = &[
     "main/rename.test",
     "main/default.test",
     "main/null.test",
+    // 128,000 distinct keyless rows deleted, all with one value of their only index.
+    "main/delete_use_source.test",
     "suite/innodb/t/innodb-alter.test",
     "suite/vcol/t/vcol_keys_innodb.test",
     // CREATE OR REPLACE of a table being copied again, then DROP: the copy ends (it waited forever).

@@ -433,6 +433,21 @@ pub(crate) fn pipeable<'a>(
         })
 }
 
+/// Whether the probe column `probe` narrows a keyless run's rows enough for
+/// the probed statement (each distinct before image looked up through the
+/// probe index): not when many distinct images share few probe values (a
+/// delete of 128,000 distinct rows all with the same indexed value would read
+/// those rows once per image); then one pass over the table serves better.
+fn probe_selective(run: &Run, probe: usize, n: usize) -> bool {
+    if run.rows <= 64 {
+        return true;
+    }
+    let images: HashSet<Vec<&Option<String>>> =
+        (0..run.rows).map(|r| run.columns[..n].iter().map(|c| &c[r]).collect()).collect();
+    let probes: HashSet<&Option<String>> = run.columns[probe].iter().collect();
+    images.len() <= 64 || probes.len() * 8 >= images.len()
+}
+
 /// Applies the events of one batch on one connection (in the caller's
 /// transaction), or, [piped](Self::piped), hands its statements to the task
 /// that executes them.
@@ -758,7 +773,11 @@ impl<'c> Applier<'c> {
         // itself half-way (`UPDATE IGNORE t SET b = b + 3` over b = 2..7), so such
         // tables' update runs go row by row, as the source applied them.
         // Before images sit in the first n columns (updates: then the after images).
-        let probed = stmts.probed.as_ref().filter(|(i, _)| run.columns[*i].iter().all(Option::is_some));
+        let n = run.table.pt.columns.len();
+        let probed = stmts
+            .probed
+            .as_ref()
+            .filter(|(i, _)| run.columns[*i].iter().all(Option::is_some) && probe_selective(&run, *i, n));
         if run.rows > 1 && !(update && run.table.ordered) {
             let sql = match (probed, update) {
                 (Some((_, p)), true) => &p[3],
@@ -785,7 +804,6 @@ impl<'c> Applier<'c> {
             );
         }
         // One row, or a run some of whose before images have no row: row by row.
-        let n = run.table.pt.columns.len();
         for i in 0..run.rows {
             let row: Values = run.columns.iter().map(|c| c[i].clone()).collect();
             let sql = stmts.match_one(update, &row[..n]);
